@@ -1,0 +1,110 @@
+"""gem-train: corpus, tokenizer, training and evaluation of GEM models."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from gem_runtime.errors import GemEdgeError
+
+PRESET_NAMES = ["tiny", "demo", "gem-7b"]
+
+
+class _Group(click.Group):
+    """User mistakes end in one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (GemEdgeError, FileNotFoundError, ValueError) as e:
+            click.echo(f"gem-train: error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+def main():
+    """Train and evaluate GEM models (PyTorch)."""
+
+
+@main.command()
+@click.option("--n", "n", type=click.IntRange(1), required=True, help="number of records")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-images", is_flag=True, help="skip PNG rendering")
+def data(n, out, seed, no_images):
+    """Write a grounded synthetic corpus: WFDB records, PNG images, records.json (ECG-Grounding format)."""
+    from .corpus import write_corpus
+
+    path = write_corpus(out, n, seed, images=not no_images, progress=True)
+    click.echo(f"wrote {n} records to {path}")
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--vocab-size", type=click.IntRange(300), default=2000, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="default: DATA/tokenizer")
+def tokenizer(data_dir, vocab_size, out):
+    """Train a LLaMA-style SentencePiece tokenizer on the corpus text."""
+    from .tokenizer import train_tokenizer
+
+    corpus = data_dir / "corpus.txt"
+    if not corpus.exists():
+        raise GemEdgeError(f"{corpus}: missing; make the corpus with `gem-train data` first")
+    path = train_tokenizer(corpus, out or data_dir / "tokenizer", vocab_size)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--preset", type=click.Choice(PRESET_NAMES), required=True)
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="default: DATA/tokenizer")
+@click.option("--stage", type=click.Choice(["align", "instruct"]), default="instruct", show_default=True)
+@click.option("--init", "init_from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="start from this checkpoint (e.g. after --stage align)")
+@click.option("--max-steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="continue from OUT/trainer_state.pt")
+def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, max_steps, batch_size, grad_accum, lr, warmup,
+        seed, resume):
+    """Train GEM: stage `instruct` (GEM's recipe) or `align` (projectors only)."""
+    from .config import GemConfig
+    from .train import TrainArgs, fit as run_fit
+
+    args = TrainArgs(stage=stage, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                     warmup_steps=warmup, seed=seed)
+    run_fit(GemConfig.from_name(preset), data_dir, tokenizer_dir or data_dir / "tokenizer", out, args,
+            init_from=init_from, resume=resume, log=lambda m: click.echo(m, err=True))
+
+
+@main.command("eval")
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--n", "n", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write JSON here")
+def evaluate(checkpoint, data_dir, n, max_new_tokens, out):
+    """Greedy generation with the PyTorch model, then ECG-Bench-style scores from the text."""
+    from .evaluate import evaluate_checkpoint
+
+    t0 = time.time()
+    res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens)
+    s = res["scores"]
+    click.echo(f"n={s['n']}  rhythm accuracy {s['rhythm_accuracy']:.3f}  diagnosis macro-F1 {s['macro_f1']:.3f}  "
+               f"HR within 10% {s['hr_within_10pct']:.3f}  mean |HR error| {s['hr_mae']:.1f} bpm  "
+               f"({time.time() - t0:.0f} s)")
+    if out:
+        out.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
