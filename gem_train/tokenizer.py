@@ -20,6 +20,10 @@ def train_tokenizer(corpus_txt: Path, out_dir: Path, vocab_size: int) -> Path:
     spm.SentencePieceTrainer.train(
         input=str(corpus_txt), model_prefix=str(out_dir / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, character_coverage=1.0, split_digits=True,
+        # LLaMA's normalizer: keep whitespace as written (the "USER: " before the sentinel and the "\n" after
+        # it are real pieces), so llama.cpp's SPM tokenizer gives the same ids.
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2)
     (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
     write_hf_files(out_dir)

@@ -1,0 +1,112 @@
+"""gem-export: checkpoint -> verified edge bundle; verify and inspect bundles; TensorRT engines."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from gem_runtime.errors import GemEdgeError
+
+QUANT_CHOICES = ("q8_0", "q4_k_m", "q4_0", "q5_k_m", "q6_k")
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GemEdgeError as e:
+            click.echo(f"gem-export: error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+def main():
+    """Build, verify and inspect gem-edge bundles."""
+
+
+def _quants(value: str) -> tuple[str, ...]:
+    qs = tuple(q.strip() for q in value.split(",") if q.strip())
+    bad = [q for q in qs if q not in QUANT_CHOICES]
+    if bad:
+        raise click.BadParameter(f"unknown {', '.join(bad)}; choose from {', '.join(QUANT_CHOICES)}")
+    return qs
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--quant", default="q8_0,q4_k_m", show_default=True, help="comma-separated llama.cpp quant types")
+@click.option("--trt", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--ecg-tower-pt", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="ECG-CoCa checkpoint (cpt_wfep_epoch_20.pt) when the tower is not in the safetensors")
+@click.option("--clip-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="openai/clip-vit-large-patch14-336 folder when CLIP is not in the checkpoint")
+@click.option("--report-only-quant", is_flag=True,
+              help="report quantized parity without failing on it (untrained models have near-tied logits)")
+def build(checkpoint, out, quant, trt, threads, ecg_tower_pt, clip_dir, report_only_quant):
+    """Export encoders to ONNX (+TensorRT), the LLM to GGUF (+quantized), and check parity against PyTorch."""
+    from .build import BuildOptions, ExportGateError, build_bundle
+
+    opts = BuildOptions(quants=_quants(quant), trt=trt, threads=threads, quant_gate=not report_only_quant,
+                        log=lambda m: click.echo(m, err=True))
+    try:
+        build_bundle(checkpoint, out, opts, ecg_tower_pt=ecg_tower_pt, clip_dir=clip_dir)
+    except ExportGateError as e:
+        click.echo(f"gem-export: {e} (bundle {out} left marked incomplete)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), required=True)
+def verify(bundle_dir):
+    """Re-hash every file of a bundle against its manifest."""
+    from gem_runtime.bundle import Bundle
+
+    b = Bundle.open(bundle_dir)
+    names = b.verify_all()
+    click.echo(f"ok: {len(names)} files match {bundle_dir}/manifest.json (bundle {b.bundle_id})")
+
+
+@main.command()
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def inspect(bundle_dir, as_json):
+    """Print what a bundle holds: model, files, parity."""
+    from gem_runtime.bundle import Bundle
+
+    b = Bundle.open(bundle_dir)
+    m = b.manifest
+    if as_json:
+        click.echo(json.dumps(m, indent=2))
+        return
+    cfg = m["model"]
+    click.echo(f"bundle {b.bundle_id}  format v{m['format_version']}  model {cfg.get('gem_edge', {}).get('name')}  "
+               f"LLM {cfg['num_hidden_layers']}x{cfg['hidden_size']} vocab {cfg['vocab_size']}")
+    click.echo(f"rows: {m['prompt']['ecg_rows']} ECG + {m['prompt']['image_rows']} image")
+    for name, e in sorted(m["files"].items()):
+        click.echo(f"  {name:32s} {e['bytes']:>12,d} B  {e['sha256'][:16]}")
+    for name, r in m.get("parity", {}).get("encoders", {}).items():
+        click.echo(f"  parity {name}: cosine {r.get('cosine', 0):.7f} max|diff| {r.get('max_abs_diff', 0):.2e}")
+    for q, r in m.get("parity", {}).get("llm", {}).items():
+        extra = f"greedy {r.get('agree')}/{r.get('greedy_tokens')}" if q == "f16" else \
+            f"top-1 {r.get('top1_agreement', 0):.2f}"
+        click.echo(f"  parity llm {q}: logits cosine {r.get('cosine', 0):.6f}, {extra}")
+    click.echo(f"  tensorrt: {m.get('tensorrt', {}).get('status')}")
+
+
+@main.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--max-batch", type=click.IntRange(1), default=4, show_default=True)
+def trt(bundle_dir, max_batch):
+    """Build fp16 TensorRT engines for this GPU from the bundle's ONNX encoders."""
+    from .trt import build_engines
+
+    res = build_engines(bundle_dir, "on", log=lambda m: click.echo(m, err=True), max_batch=max_batch)
+    click.echo(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
