@@ -92,9 +92,7 @@ def build_bundle(checkpoint: Path, out: Path, opts: BuildOptions = BuildOptions(
     failures = [f"{n}: cosine {r.get('cosine')}" for n, r in parity["encoders"].items() if not r["ok"]]
     failures += [f"llm {q}: {r['problem']}" for q, r in parity["llm"].items() if not r["ok"]
                  and (q == "f16" or opts.quant_gate)]
-    manifest["files"] = {p.name: B.file_entry(p) for p in sorted(out.iterdir())
-                         if p.is_file() and p.name != B.MANIFEST and not p.name.endswith(".tmp")}
-    manifest["bundle_id"] = _bundle_id(manifest["files"])
+    list_files(out, manifest)
     manifest["build_seconds"] = round(time.time() - t_start, 1)
     if failures:
         manifest["gate_failures"] = failures
@@ -161,6 +159,22 @@ def llm_parity(model: GemForCausalLM, out: Path, llm_files: dict, opts: BuildOpt
         finally:
             llm.close()
     return results
+
+
+def list_files(out: Path, manifest: dict) -> None:
+    """Every file of the bundle with its size and sha256, and the bundle id derived from them."""
+    manifest["files"] = {p.name: B.file_entry(p) for p in sorted(out.iterdir())
+                         if p.is_file() and p.name != B.MANIFEST and not p.name.endswith(".tmp")}
+    manifest["bundle_id"] = _bundle_id(manifest["files"])
+
+
+def add_engines(out: Path, trt_result: dict) -> dict:
+    """After `gem-export trt`: record the engines (and timing cache) in an existing, complete bundle."""
+    manifest = B.Bundle.open(out).manifest
+    manifest["tensorrt"] = trt_result
+    list_files(out, manifest)
+    _write_manifest(out, manifest)
+    return manifest
 
 
 def _common_prefix(a, b) -> int:

@@ -102,9 +102,14 @@ def inspect(bundle_dir, as_json):
 @click.option("--max-batch", type=click.IntRange(1), default=4, show_default=True)
 def trt(bundle_dir, max_batch):
     """Build fp16 TensorRT engines for this GPU from the bundle's ONNX encoders."""
+    from gem_runtime.bundle import Bundle
+
+    from .build import add_engines
     from .trt import build_engines
 
+    Bundle.open(bundle_dir).verify_all()              # engines are built from verified graphs only
     res = build_engines(bundle_dir, "on", log=lambda m: click.echo(m, err=True), max_batch=max_batch)
+    add_engines(bundle_dir, res)
     click.echo(json.dumps(res))
 
 
