@@ -34,11 +34,13 @@ def main():
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-images", is_flag=True, help="skip PNG rendering")
-def data(n, out, seed, no_images):
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes (the output does not depend on it)")
+def data(n, out, seed, no_images, workers):
     """Write a grounded synthetic corpus: WFDB records, PNG images, records.json (ECG-Grounding format)."""
     from .corpus import write_corpus
 
-    path = write_corpus(out, n, seed, images=not no_images, progress=True)
+    path = write_corpus(out, n, seed, images=not no_images, progress=True, workers=workers)
     click.echo(f"wrote {n} records to {path}")
 
 
