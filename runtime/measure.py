@@ -535,9 +535,9 @@ def draw_median_beats(meas: Measurements, out_png) -> None:
         draw.line([(0, mm * px), (width, mm * px)], fill=(232, 128, 128) if (mm - header_mm) % 5 == 0
                   else (248, 210, 210))
     d = meas.to_dict()
-    text = "  ".join(f"{k.replace('_ms', '').replace('_deg', ' axis').replace('_bpm', '')}: {d[k]:g}"
-                     for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qrs_axis_deg")
-                     if d[k] is not None)
+    labels = {"hr_bpm": "HR", "pr_ms": "PR", "qrs_ms": "QRS", "qt_ms": "QT", "qtc_bazett_ms": "QTcB",
+              "qrs_axis_deg": "QRS axis"}
+    text = "  ".join(f"{label} {d[k]:g}" for k, label in labels.items() if d[k] is not None)
     draw.text((4, 4), "median beats, 50 mm/s, 10 mm/mV   " + text, fill=(0, 0, 0))
     legend_x = 4
     for colour, label in {v[1][:1]: v for v in DRAW_MARKERS.values()}.values():
