@@ -46,7 +46,7 @@ def data(n, out, seed, no_images, workers):
 
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--vocab-size", type=click.IntRange(300), default=2000, show_default=True)
+@click.option("--vocab-size", type=click.IntRange(300), default=1024, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="default: DATA/tokenizer")
 def tokenizer(data_dir, vocab_size, out):

@@ -163,7 +163,7 @@ PRESETS: dict[str, dict] = {
                  vision_hidden_size=32, vision_layers=3, vision_heads=2, vision_intermediate_size=64,
                  vision_patch_size=16, vision_image_size=64),
     # The committed demo model: trained on this machine in about an hour; K-quant friendly widths (multiples of 256).
-    "demo": dict(vocab_size=2000, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+    "demo": dict(vocab_size=1024, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
                  ecg_width=192, ecg_layers=4, ecg_heads=4, ecg_output_dim=128,
                  vision_hidden_size=128, vision_layers=3, vision_heads=4, vision_intermediate_size=512,

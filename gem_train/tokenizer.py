@@ -17,6 +17,16 @@ def train_tokenizer(corpus_txt: Path, out_dir: Path, vocab_size: int) -> Path:
     import sentencepiece as spm
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _train(spm, corpus_txt, out_dir, vocab_size)
+    except RuntimeError as e:          # e.g. "Vocabulary size too high (2000). Please set it to a value <= 1373."
+        raise ValueError(f"{corpus_txt}: tokenizer training failed: {str(e).split('] ')[-1]}") from None
+    (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
+    write_hf_files(out_dir)
+    return out_dir / "tokenizer.model"
+
+
+def _train(spm, corpus_txt: Path, out_dir: Path, vocab_size: int) -> None:
     spm.SentencePieceTrainer.train(
         input=str(corpus_txt), model_prefix=str(out_dir / "tokenizer"), vocab_size=vocab_size,
         model_type="bpe", byte_fallback=True, character_coverage=1.0, split_digits=True,
@@ -25,9 +35,6 @@ def train_tokenizer(corpus_txt: Path, out_dir: Path, vocab_size: int) -> Path:
         normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
         allow_whitespace_only_pieces=True,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2)
-    (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
-    write_hf_files(out_dir)
-    return out_dir / "tokenizer.model"
 
 
 def write_hf_files(out_dir: Path) -> None:
