@@ -35,7 +35,7 @@ def _fail(msg: str, code: int = 2):
               help="sampling rate in Hz (needed for .npy)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of streamed text")
 @click.option("--save-image", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="write the image the model saw (PNG)")
+              help="write the image the model saw (PNG), and its median beats with fiducials beside it")
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
 def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_image, max_new_tokens):
     """Interpret ECG_FILE (WFDB .hea, DICOM waveform, or .npy [12, N] with --fs) with GEM."""
@@ -58,6 +58,7 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
     click.echo("\n")
     for w in result.warnings:
         click.echo(f"warning: {w}")
+    click.echo(result.measurement_table())
     click.echo(result.timing_table())
     click.echo(f"  {'load':15s} {gem.load_ms:9.1f} ms  (once per process)")
 

@@ -21,7 +21,9 @@ from .bundle import Bundle, default_bundle
 from .encoders import load_encoders
 from .errors import BackendUnavailableError, BundleError
 from .image import load_image, preprocess_image
+from .grounding import check_grounding
 from .llm import LlamaLLM, LlmTimings, TextStream
+from .measure import draw_median_beats, measure_ecg
 from .preprocess import preprocess_ecg
 from .prompt import build_prompt, prompt_ids
 from .readers import EcgRecord, read_ecg
@@ -42,13 +44,35 @@ class Result:
     threads: int
     warnings: list[str] = field(default_factory=list)
     prefix_cached: bool = False
+    token_ids: list[int] = field(default_factory=list)     # the generated ids (parity checks)
+    measurements: dict = field(default_factory=dict)   # deterministic, from the signal (gem_runtime.measure)
+    grounding: list[dict] = field(default_factory=list)  # every number the text states, checked against them
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def measurement_table(self) -> str:
+        m = self.measurements
+        fmt = lambda k, unit: "-" if m.get(k) is None else f"{m[k]:g} {unit}"
+        lines = [f"measured: HR {fmt('hr_bpm', 'bpm')} | PR {fmt('pr_ms', 'ms')} | QRS {fmt('qrs_ms', 'ms')} | "
+                 f"QT {fmt('qt_ms', 'ms')} | QTc {fmt('qtc_bazett_ms', 'ms')} (Bazett) | "
+                 f"axis P/QRS/T {fmt('p_axis_deg', '')}/{fmt('qrs_axis_deg', '')}/{fmt('t_axis_deg', 'deg')} | "
+                 f"rhythm {'regular' if m.get('rhythm_regular') else 'irregular' if m.get('rhythm_regular') is False else '-'}"]
+        flags = (m.get("quality") or {}).get("flags") or []
+        if flags:
+            lines.append(f"quality: {', '.join(flags)}")
+        for g in self.grounding:
+            tol = f" (tolerance {g['tolerance']:g})" if g.get("tolerance") is not None else ""
+            measured = "-" if g["measured"] is None else f"{g['measured']:g}"
+            lines.append(f"grounding: {g['quantity']} stated {g['stated']:g}, measured {measured}: "
+                         f"{g['verdict']}{tol}{' - ' + g['reason'] if g.get('reason') else ''}")
+        if not self.grounding:
+            lines.append("grounding: the text states no heart rate, interval or axis")
+        return "\n".join(lines)
+
     def timing_table(self) -> str:
         t = self.timings_ms
-        rows = [("read", t["read"], ""), ("preprocess", t["preprocess"], ""),
+        rows = [("read", t["read"], ""), ("preprocess", t["preprocess"], ""), ("measure", t["measure"], ""),
                 ("render", t["render"], "" if t["render"] else "(image given)"),
                 ("ecg encoder", t["ecg_encoder"], self.backends["ecg_encoder"]),
                 ("image encoder", t["image_encoder"], self.backends["image_encoder"]),
@@ -118,6 +142,9 @@ class Interpreter:
         x, warnings = preprocess_ecg(record)                       # (12, 5000) float32
         warnings = list(record.warnings) + warnings
         t["preprocess"] = _ms(t1)
+        t1 = time.perf_counter()
+        meas = measure_ecg(x, K.ECG_FS)                             # the evidence, before the model speaks
+        t["measure"] = _ms(t1)
 
         t1 = time.perf_counter()
         if img is None:
@@ -127,6 +154,8 @@ class Interpreter:
             t["render"] = 0.0
         if save_image is not None:
             _save_atomic(img, Path(save_image))
+            if meas.median_beats is not None:                      # fiducials on the median beats, beside it
+                draw_median_beats(meas, median_beats_path(Path(save_image)))
         t1 = time.perf_counter()
         pixels = preprocess_image(img, self.image_size)            # (3, S, S)
         t["preprocess"] += _ms(t1)
@@ -153,13 +182,20 @@ class Interpreter:
         t["total"] = _ms(t0)
         if len(out) == max_new_tokens:
             warnings.append(f"stopped at the limit of {max_new_tokens} new tokens before end of text")
-        return Result(text="".join(pieces).strip(), source=record.source, new_tokens=len(out),
+        text = "".join(pieces).strip()
+        return Result(text=text, source=record.source, new_tokens=len(out),
                       prompt_positions=lt.prefill_positions, timings_ms={k: round(v, 2) for k, v in t.items()},
                       decode_tok_s=round(lt.decode_tok_s, 2),
                       backends={"ecg_encoder": self.encoders["ecg_encoder"].backend,
                                 "image_encoder": self.encoders["image_encoder"].backend, "llm": self.llm_backend},
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
-                      warnings=self.load_warnings + warnings, prefix_cached=lt.prefix_cached)
+                      warnings=self.load_warnings + warnings, prefix_cached=lt.prefix_cached,
+                      token_ids=out, measurements=meas.to_dict(),
+                      grounding=[g.to_dict() for g in check_grounding(text, meas)])
+
+
+def median_beats_path(image_path: Path) -> Path:
+    return image_path.with_name(image_path.stem + "-median-beats.png")
 
 
 def _ms(t0: float) -> float:

@@ -45,8 +45,8 @@ def test_greedy_text_equals_pytorch_token_for_token(tiny_bundle, tiny_checkpoint
             pix = preprocess_image(render_ecg_image(x), model.config.vision_image_size)
             ids = prompt_ids(build_prompt(DEFAULT_QUESTION), tok)
             ref = model.generate(ids, torch.from_numpy(x), torch.from_numpy(pix), 48, eos_id=tok.eos_id)
-            assert res.text == tok.decode(ref).strip()
-            assert res.new_tokens == len(ref)
+            assert res.token_ids == ref
+            assert res.text == tok.decode(ref).strip() and res.new_tokens == len(ref)
             assert set(res.timings_ms) >= {"read", "preprocess", "render", "ecg_encoder", "image_encoder",
                                            "prefill", "decode", "total"}
             assert res.backends["ecg_encoder"] == "onnxruntime-cpu" and res.quant == "f16"
@@ -85,6 +85,8 @@ def test_cli_streams_text_and_prints_timings(tiny_bundle, tiny_corpus, tmp_path,
     assert e.value.code in (0, None)
     out = capsys.readouterr().out
     assert "prefill / TTFT" in out and "ecg encoder" in out and "tok/s" in out
+    assert "measured: HR" in out and "grounding:" in out
+    assert (tmp_path / "seen-median-beats.png").exists()
     from PIL import Image
 
     assert Image.open(img).size[0] > 500
@@ -92,6 +94,7 @@ def test_cli_streams_text_and_prints_timings(tiny_bundle, tiny_corpus, tmp_path,
     assert code in (0, None)
     res = json.loads(out)
     assert res["new_tokens"] <= 8 and res["backends"]["llm"] == "llama.cpp-cpu" and res["bundle_id"]
+    assert res["measurements"]["hr_bpm"] > 20 and isinstance(res["grounding"], list)
 
 
 def test_malformed_inputs_exit_2_with_one_line(tiny_bundle, tmp_path, capsys):
