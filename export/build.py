@@ -20,7 +20,9 @@ from gem_train.checkpoint import load_checkpoint
 from gem_train.model import GemForCausalLM
 
 from .gguf_convert import quantize, write_gguf
-from .onnx_export import ENCODERS, cosine, export_encoder, validate_encoder
+from .onnx_export import ENCODERS, cosine, export_encoder, export_fp16, validate_encoder
+
+FP16_MIN_COSINE = 0.999
 
 # Per-type gate for quantized LLMs (cosine of last-prompt logits vs torch, top-1 agreement over the
 # teacher-forced greedy continuation). A trained model meets these; random weights with near-tied logits may not.
@@ -69,6 +71,12 @@ def build_bundle(checkpoint: Path, out: Path, opts: BuildOptions = BuildOptions(
         log(f"[{'ok' if res['ok'] else 'x'}] {spec.name}: cosine {res.get('cosine', 0):.7f}, "
             f"max |diff| {res.get('max_abs_diff', float('nan')):.2e} ({info['export_s']} s)")
         manifest["encoders"][spec.name] = {**info, "rows": spec.rows(c)}
+        fp16 = export_fp16(path, out / f"{spec.name}.fp16.onnx")
+        res16 = validate_encoder(model, spec, out / fp16["file"], opts.threads, FP16_MIN_COSINE)
+        parity["encoders"][spec.name + ".fp16"] = res16
+        manifest["encoders"][spec.name]["fp16_file"] = fp16["file"]
+        log(f"[{'ok' if res16['ok'] else 'x'}] {spec.name} fp16: cosine {res16.get('cosine', 0):.7f}, "
+            f"max |diff| {res16.get('max_abs_diff', float('nan')):.2e}")
     from .trt import build_engines, static_check
     for name in ENCODERS:
         manifest["encoders"][name]["tensorrt_check"] = static_check(out / f"{name}.onnx")

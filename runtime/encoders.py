@@ -75,7 +75,9 @@ def _load_one(bundle: Bundle, name: str, backend: str, threads: int) -> Encoder:
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if backend == "cuda" else ["CPUExecutionProvider"]
-    path = bundle.path(bundle.manifest["encoders"][name]["file"])
+    entry = bundle.manifest["encoders"][name]
+    # GPUs run the fp16 graph (fp32 in and out); the CPU keeps fp32, which it computes faster and exactly.
+    path = bundle.path(entry["fp16_file"] if backend == "cuda" and entry.get("fp16_file") else entry["file"])
     data = path.with_suffix(".onnx.data")
     if data.exists() and data.name in bundle.manifest["files"]:
         bundle.path(data.name)                        # external weights are verified too

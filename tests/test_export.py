@@ -13,7 +13,8 @@ def test_bundle_holds_every_file_with_its_hash(tiny_bundle):
     m = json.loads((tiny_bundle / "manifest.json").read_text())
     assert m["complete"] is True
     names = set(m["files"])
-    assert {"ecg_encoder.onnx", "image_encoder.onnx", "llm-f16.gguf", "llm-q8_0.gguf", "tokenizer.model"} <= names
+    assert {"ecg_encoder.onnx", "image_encoder.onnx", "ecg_encoder.fp16.onnx", "image_encoder.fp16.onnx",
+            "llm-f16.gguf", "llm-q8_0.gguf", "tokenizer.model"} <= names
     for name, entry in m["files"].items():
         p = tiny_bundle / name
         assert p.stat().st_size == entry["bytes"] and sha256_file(p) == entry["sha256"], name
@@ -27,6 +28,7 @@ def test_parity_gate_numbers(tiny_bundle):
     p = json.loads((tiny_bundle / "manifest.json").read_text())["parity"]
     for name in ("ecg_encoder", "image_encoder"):
         assert p["encoders"][name]["ok"] and p["encoders"][name]["cosine"] >= 0.9999
+        assert p["encoders"][name + ".fp16"]["ok"] and p["encoders"][name + ".fp16"]["cosine"] >= 0.999
         assert p["encoders"][name]["shapes"][1][0] == 3            # validated at a batch other than the export's
     f16 = p["llm"]["f16"]
     assert f16["ok"] and f16["greedy_tokens"] >= 32 and f16["identical_prefix"] == f16["greedy_tokens"]
