@@ -1,0 +1,151 @@
+"""gem-bench: our runtime vs the PyTorch reference, and the decode roofline.
+
+    gem-bench latency --bundle B --checkpoint CKPT --ecg FILE.hea [--runs 5] [--warmup 1] [--new-tokens 128]
+                      [--quant q4_k_m] [--threads 2] [--out DIR] [--gpu]
+    gem-bench make-7b --layers L --out DIR           random gem-7b-shape checkpoint + bundle, L LLM layers
+    gem-bench extrapolate A/results.json B/results.json --to 32 --out DIR
+    gem-bench make-gguf-7b --tokenizer tokenizer.model --out F.gguf   random 32-layer Q4_K_M GGUF (~4 GB)
+    gem-bench roofline --gguf F [--threads 2] [--out DIR]
+
+Every user mistake is one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from gem_runtime.errors import GemEdgeError
+
+
+def _fail(msg: str, code: int = 2):
+    click.echo(f"gem-bench: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _has_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Benchmarks of gem-edge on this machine."""
+
+
+@main.command()
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="the checkpoint the bundle was exported from (the reference runs it)")
+@click.option("--ecg", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="a WFDB .hea record (the reference reads it with wfdb.rdsamp, as GEM does)")
+@click.option("--runs", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
+@click.option("--new-tokens", type=click.IntRange(1, 1024), default=128, show_default=True)
+@click.option("--quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default=None, help="default: the bundle's")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
+              show_default=True)
+@click.option("--label", default="", help="title of the table and chart")
+@click.option("--no-rss", is_flag=True, help="skip the two peak-RSS subprocesses")
+@click.option("--gpu", is_flag=True, help="CUDA/TensorRT backends and the fp16 torch reference (needs a GPU)")
+def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, out, label, no_rss, gpu):
+    """Stage-by-stage latency, ours vs the PyTorch reference, interleaved on the same ECG."""
+    from .latency import LatencyArgs, run_latency
+    from .report import markdown, write_results
+
+    if gpu and not _has_gpu():
+        click.echo("gem-bench: --gpu skipped: no CUDA GPU on this machine")
+        return
+    threads = threads or min(8, os.cpu_count() or 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    a = LatencyArgs(bundle, checkpoint, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens, quant=quant,
+                    threads=threads, gpu=gpu, rss=not no_rss, label=label)
+    try:
+        results = run_latency(a, log=lambda m: click.echo(m, err=True))
+    except (GemEdgeError, ValueError) as e:
+        _fail(str(e))
+    paths = write_results(results, out)
+    click.echo(markdown(results))
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@main.command("make-7b")
+@click.option("--layers", type=click.IntRange(1, 32), required=True, help="LLM depth (gem-7b has 32)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder holding (or to hold) the 32000-piece tokenizer.model; default OUT/tokenizer")
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_7b_cmd(layers, out, tokenizer_dir, threads, seed):
+    """Random-weight gem-7b-shape checkpoint (OUT/checkpoint) and Q4_K_M bundle (OUT/bundle)."""
+    from .gem7b import make_7b
+
+    made = make_7b(layers, out, threads=threads, seed=seed, tokenizer_dir=tokenizer_dir,
+                   log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps({k: str(v) for k, v in made.items()}))
+
+
+@main.command()
+@click.argument("runs", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--to", "to_layers", type=click.IntRange(1, 1000), default=32, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def extrapolate(runs, to_layers, out):
+    """Fit per-layer cost from two results.json of different depths; write the table at --to layers."""
+    from .report import extrapolate as fit
+    from .report import markdown, write_results
+
+    a, b = (json.loads(Path(p).read_text()) for p in runs)
+    try:
+        results = fit(a, b, to_layers)
+    except ValueError as e:
+        _fail(str(e))
+    write_results(results, out)
+    click.echo(markdown(results))
+
+
+@main.command("make-gguf-7b")
+@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="a 32000-piece tokenizer.model (gem-bench make-7b writes one)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default="q4_k_m", show_default=True)
+@click.option("--layers", type=click.IntRange(1, 32), default=32, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+def make_gguf_7b(tokenizer, out, quant, layers, threads):
+    """A random gem-7b LLM GGUF written tensor by tensor (no torch model), then quantized."""
+    from gem_train.config import GemConfig
+
+    from .roofline import make_random_gguf
+
+    config = GemConfig.from_name("gem-7b", num_hidden_layers=layers)
+    path = make_random_gguf(config, tokenizer, out, quant, threads, log=lambda m: click.echo(m, err=True))
+    click.echo(str(path))
+
+
+@main.command("roofline")
+@click.option("--gguf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
+@click.option("--tokens", type=click.IntRange(1, 4096), default=32, show_default=True, help="decoded per rep")
+@click.option("--reps", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--bw-mib", type=click.IntRange(16, 65536), default=None,
+              help="bandwidth array size; default max(1 GiB, 4 x last-level cache)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="write roofline.json and roofline.md here")
+def roofline_cmd(gguf, threads, tokens, reps, bw_mib, out):
+    """Decode tok/s of a GGUF vs this machine's memory bandwidth / bytes read per token."""
+    from .roofline import markdown, roofline
+
+    threads = threads or min(8, os.cpu_count() or 1)
+    r = roofline(gguf, threads, new_tokens=tokens, reps=reps, bw_mib=bw_mib)
+    text = markdown(r)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "roofline.json").write_text(json.dumps(r, indent=2))
+        (out / "roofline.md").write_text(text)
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()
