@@ -1,4 +1,4 @@
-"""Accuracy of gem_runtime.measure against the simulator's truth, plus a real DICOM ECG.
+"""Accuracy of gem_runtime.measure against the simulator's truth, plus real ECGs (a DICOM, a PTB record).
 
     python -m benchmarks.measure_accuracy --n 300 --seed 777 [--neurokit 50]
 
@@ -128,6 +128,20 @@ def real_dicom(out_png: Path) -> list[str]:
             f"Median beats with fiducials: `{out_png.name}`."]
 
 
+PTB_RECORD = Path("/work/shared/data/physionet/s0010_re.hea")   # PTB Diagnostic ECG Database, 1000 Hz
+
+
+def real_ptb(path: Path = PTB_RECORD) -> list[str]:
+    """A PTB record (a real P wave on a wandering baseline), when the shared data is present."""
+    if not path.exists():
+        return [f"PTB record {path} not present; skipped."]
+    signal, warnings = preprocess_ecg(read_ecg(path))
+    d = measure_ecg(signal, FS).to_dict()
+    values = ", ".join(f"{k} {d[k]:g}" for k, _, _ in KEYS if d[k] is not None)
+    return [f"PTB `{path.stem}` ({'; '.join(warnings) or 'no preprocessing warnings'}): {values}, "
+            f"rhythm regular: {d['rhythm_regular']}, quality flags: {d['quality']['flags'] or 'none'}."]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300)
@@ -176,7 +190,7 @@ def main(argv=None):
 
     if args.neurokit:
         lines += ["", "## neurokit2 on the same records", ""] + neurokit_compare(rows, args.neurokit)
-    lines += ["", "## A real ECG", ""] + real_dicom(HERE / "waveform_ecg_median_beats.png")
+    lines += ["", "## Real ECGs", ""] + real_dicom(HERE / "waveform_ecg_median_beats.png") + [""] + real_ptb()
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

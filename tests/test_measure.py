@@ -11,7 +11,7 @@ from gem_runtime.constants import LEADS
 from gem_runtime.measure import MEASUREMENT_KEYS, draw_median_beats, measure_ecg
 from gem_runtime.preprocess import preprocess_ecg
 from gem_runtime.readers import read_ecg
-from gem_train.simulate import AF, LBBB, NSR, RBBB, simulate_ecg
+from gem_train.simulate import AF, LBBB, LVH, NSR, RBBB, SB, simulate_ecg
 
 DICOM = get_testdata_file("waveform_ecg.dcm")
 
@@ -54,7 +54,7 @@ def test_regularity_matches_truth(corpus):
 
 
 def test_atrial_fibrillation_gives_no_pr_and_flags_absent_p():
-    for truth, meas in make([AF], n=6, seed=11):
+    for truth, meas in make([AF], n=10, seed=11):
         assert meas.pr_ms is None and meas.p_ms is None
         assert "p_absent" in meas.quality["flags"]
         assert "atrial fibrillation" in meas.quality["reasons"]["pr_ms"]
@@ -72,6 +72,24 @@ def test_sinus_rhythm_has_a_p_wave_and_pr():
 def test_bundle_branch_block_gives_wide_qrs(block):
     for truth, meas in make([NSR, block], n=5, seed=13):
         assert meas.qrs_ms >= 120, (truth.qrs_ms, meas.qrs_ms)
+
+
+def test_right_bundle_branch_block_in_af_keeps_its_slow_terminal_lobe():
+    """f-waves raise the noise threshold and RBBB's R' follows a brief return to baseline: the QRS
+    must still run through it, and the T wave must not be taken from it."""
+    for truth, meas in make([AF, RBBB], n=5, seed=14):
+        # wider than any narrow QRS the simulator makes (<= 110 ms), and close to the truth
+        assert meas.qrs_ms > 110 and meas.qrs_ms == pytest.approx(truth.qrs_ms, abs=12)
+        assert meas.qt_ms == pytest.approx(truth.qt_ms, abs=40)
+        assert meas.pr_ms is None
+
+
+def test_slow_sinus_pr_is_not_stretched_by_the_p_top_or_wander():
+    """Few beats at a slow rate leave baseline wander in the median; the PR segment, not the flat top
+    of the P wave or an offset TP segment, sets the levels."""
+    for truth, meas in make([SB, LVH], n=8, seed=15):
+        assert meas.pr_ms == pytest.approx(truth.pr_ms, abs=25)
+        assert meas.qrs_ms == pytest.approx(truth.qrs_ms, abs=25)
 
 
 def test_flat_record_is_flagged_and_not_measured():
