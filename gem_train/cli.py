@@ -100,12 +100,15 @@ def evaluate(checkpoint, data_dir, n, max_new_tokens, out):
 
     t0 = time.time()
     res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens)
-    s = res["scores"]
-    click.echo(f"n={s['n']}  rhythm accuracy {s['rhythm_accuracy']:.3f}  diagnosis macro-F1 {s['macro_f1']:.3f}  "
-               f"HR within 10% {s['hr_within_10pct']:.3f}  mean |HR error| {s['hr_mae']:.1f} bpm  "
-               f"({time.time() - t0:.0f} s)")
     if out:
         out.write_text(json.dumps(res, indent=2))
+    s = res["scores"]
+    mae = "-" if s["hr_mae_bpm"] is None else f"{s['hr_mae_bpm']:.1f}"
+    click.echo(f"n={s['n']}  rhythm accuracy {s['rhythm_accuracy']:.3f}  diagnosis macro-F1 "
+               f"{s['diagnosis_macro_f1']:.3f}  HR within 10% {s['hr_within_10pct']:.3f}  mean |HR error| {mae} bpm  "
+               f"({time.time() - t0:.0f} s)")
+    for name, f1 in s["diagnosis_f1"].items():
+        click.echo(f"  F1 {name:32s} {f1 if f1 is None else round(f1, 3)}")
 
 
 if __name__ == "__main__":

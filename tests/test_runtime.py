@@ -16,10 +16,14 @@ def _records(corpus: Path, n: int):
 
 
 def _run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
+    """gem-run in process: (exit code, stdout, stderr)."""
+    try:
         main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
     out = capsys.readouterr()
-    return e.value.code, out.out, out.err
+    return code, out.out, out.err
 
 
 def test_greedy_text_equals_pytorch_token_for_token(tiny_bundle, tiny_checkpoint, tiny_corpus):
@@ -80,10 +84,9 @@ def test_prefix_kv_reuse_gives_the_same_text(tiny_bundle, tiny_corpus):
 def test_cli_streams_text_and_prints_timings(tiny_bundle, tiny_corpus, tmp_path, capsys):
     path = tiny_corpus / (_records(tiny_corpus, 1)[0]["ecg"] + ".hea")
     img = tmp_path / "seen.png"
-    with pytest.raises(SystemExit) as e:
-        main([str(path), "--bundle", str(tiny_bundle), "--max-new-tokens", "16", "--save-image", str(img)])
-    assert e.value.code in (0, None)
-    out = capsys.readouterr().out
+    code, out, err = _run_cli([str(path), "--bundle", str(tiny_bundle), "--max-new-tokens", "16",
+                               "--save-image", str(img)], capsys)
+    assert code == 0, err
     assert "prefill / TTFT" in out and "ecg encoder" in out and "tok/s" in out
     assert "measured: HR" in out and "grounding:" in out
     assert (tmp_path / "seen-median-beats.png").exists()
@@ -91,7 +94,7 @@ def test_cli_streams_text_and_prints_timings(tiny_bundle, tiny_corpus, tmp_path,
 
     assert Image.open(img).size[0] > 500
     code, out, err = _run_cli([str(path), "--bundle", str(tiny_bundle), "--json", "--max-new-tokens", "8"], capsys)
-    assert code in (0, None)
+    assert code == 0, err
     res = json.loads(out)
     assert res["new_tokens"] <= 8 and res["backends"]["llm"] == "llama.cpp-cpu" and res["bundle_id"]
     assert res["measurements"]["hr_bpm"] > 20 and isinstance(res["grounding"], list)
