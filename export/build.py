@@ -106,6 +106,9 @@ def build_bundle(checkpoint: Path, out: Path, opts: BuildOptions = BuildOptions(
         manifest["gate_failures"] = failures
         _write_manifest(out, manifest)
         raise ExportGateError("parity gate failed: " + "; ".join(failures))
+    # What gem-run uses when not told: the smallest LLM file that met its parity gate.
+    passed = [q for q in ("q4_k_m", "q8_0") if q in parity["llm"] and parity["llm"][q]["ok"]]
+    manifest["default_quant"] = passed[0] if passed else "f16"
     manifest["complete"] = True
     _write_manifest(out, manifest)
     log(f"[ok] bundle {out} ({manifest['bundle_id']}) in {manifest['build_seconds']} s")
