@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -45,13 +46,17 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
 
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
+    t0 = time.perf_counter()
     record = read_ecg(ecg_file, fs=fs)                    # input errors before any model is loaded
+    read_ms = (time.perf_counter() - t0) * 1000
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
     with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads) as gem:
         stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
         result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
                                save_image=save_image)
+    result.timings_ms["read"] = round(read_ms, 2)         # the file was read here, before the models loaded
+    result.timings_ms["total"] = round(result.timings_ms["total"] + read_ms, 2)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "load_ms": round(gem.load_ms, 1)}))
         return
