@@ -128,7 +128,7 @@ def real_dicom(out_png: Path) -> list[str]:
             f"Median beats with fiducials: `{out_png.name}`."]
 
 
-PTB_RECORD = Path("/work/shared/data/physionet/s0010_re.hea")   # PTB Diagnostic ECG Database, 1000 Hz
+PTB_RECORD = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet" / "s0010_re.hea"   # PTB Diagnostic ECG Database, 1000 Hz
 
 
 def real_ptb(path: Path = PTB_RECORD) -> list[str]:

@@ -12,7 +12,7 @@ from gem_runtime.preprocess import preprocess_ecg, to_gem_array
 from gem_runtime.readers import EcgRecord, read_ecg
 from malformed import synthetic_ecg
 
-PTB = Path("/work/shared/data/physionet/s0010_re.hea")
+PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet" / "s0010_re.hea"  # shared/ is beside the repo
 
 
 def _sines(freq_hz: float, fs: float, seconds: float) -> np.ndarray:

@@ -14,7 +14,7 @@ from gem_runtime.errors import EcgReadError
 from gem_runtime.readers import EcgRecord, normalize_lead_name, read_ecg
 from malformed import INDEPENDENT, make_malformed_corpus, synthetic_ecg, write_wfdb
 
-PHYSIONET = Path("/work/shared/data/physionet")
+PHYSIONET = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet"  # shared/ is beside the repo
 PTB = PHYSIONET / "s0010_re.hea"
 PTB_STEP_MV = 1 / 2000        # PTB gain: 2000 adu/mV
 DICOM_ECG = get_testdata_file("waveform_ecg.dcm")
