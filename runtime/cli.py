@@ -38,7 +38,9 @@ def _fail(msg: str, code: int = 2):
 @click.option("--save-image", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="write the image the model saw (PNG), and its median beats with fiducials beside it")
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
-def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_image, max_new_tokens):
+@click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
+              help="refuse ECG files (with their signal files) larger than this")
+def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_image, max_new_tokens, max_bytes):
     """Interpret ECG_FILE (WFDB .hea, DICOM waveform, or .npy [12, N] with --fs) with GEM."""
     from .bundle import default_bundle
     from .interpreter import Interpreter
@@ -47,7 +49,7 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
     t0 = time.perf_counter()
-    record = read_ecg(ecg_file, fs=fs)                    # input errors before any model is loaded
+    record = read_ecg(ecg_file, fs=fs, max_bytes=max_bytes)  # input errors before any model is loaded
     read_ms = (time.perf_counter() - t0) * 1000
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)

@@ -65,7 +65,8 @@ def test_llama_tokenizer_matches_sentencepiece_per_chunk(tiny_bundle, tiny_check
     sp = SpTokenizer(tiny_checkpoint / "tokenizer.model")
     llm = LlamaLLM(tiny_bundle / "llm-f16.gguf", n_ctx=512)
     try:
-        for q in (DEFAULT_QUESTION, "What is the heart rate?", "Describe the QRS axis (degrees) and PR: 200 ms."):
+        for q in (DEFAULT_QUESTION, "What is the heart rate?", "Describe the QRS axis (degrees) and PR: 200 ms.",
+                  "  two  spaces\tand a tab\n"):
             assert prompt_ids(build_prompt(q), llm.tokenize) == prompt_ids(build_prompt(q), sp)
     finally:
         llm.close()
@@ -109,6 +110,8 @@ def test_malformed_inputs_exit_2_with_one_line(tiny_bundle, tmp_path, capsys):
         args = [str(path), "--bundle", str(tiny_bundle)]
         if kwargs.get("fs"):
             args += ["--fs", str(kwargs["fs"])]
+        if kwargs.get("max_bytes"):
+            args += ["--max-bytes", str(kwargs["max_bytes"])]
         code, out, err = _run_cli(args, capsys)
         lines = err.strip().splitlines()
         assert code == 2, (path, err)
