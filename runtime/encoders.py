@@ -46,7 +46,7 @@ class Encoder:
     run: object           # callable: np.ndarray (B, ...) -> np.ndarray (B, rows, H)
 
 
-def load_encoders(bundle: Bundle, backend: str, threads: int, warnings: list[str]) -> dict[str, Encoder]:
+def load_encoders(bundle: Bundle, backend: str, threads: int) -> dict[str, Encoder]:
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     have = available_backends(bundle)

@@ -90,9 +90,8 @@ class Interpreter:
 
     def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int):
         self.bundle, self.quant, self.threads = bundle, quant, threads
-        self.load_warnings: list[str] = []
         t0 = time.perf_counter()
-        self.encoders = load_encoders(bundle, backend, threads, self.load_warnings)
+        self.encoders = load_encoders(bundle, backend, threads)
         gguf = bundle.path(bundle.manifest["llm"][quant])
         self.llm = LlamaLLM(gguf, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_gpu_layers=n_gpu_layers)
         self.llm_backend = f"llama.cpp-{'cuda' if n_gpu_layers else 'cpu'}"
@@ -189,7 +188,7 @@ class Interpreter:
                       backends={"ecg_encoder": self.encoders["ecg_encoder"].backend,
                                 "image_encoder": self.encoders["image_encoder"].backend, "llm": self.llm_backend},
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
-                      warnings=self.load_warnings + warnings, prefix_cached=lt.prefix_cached,
+                      warnings=warnings, prefix_cached=lt.prefix_cached,
                       token_ids=out, measurements=meas.to_dict(),
                       grounding=[g.to_dict() for g in check_grounding(text, meas)])
 
