@@ -3,13 +3,15 @@ extrapolation of two gem-7b-shape runs to 32 layers."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from .latency import CHART_STAGES, RATE_STAGES, TIME_STAGES
+from .latency import CHART_STAGES, OURS_ONLY, RATE_STAGES, TIME_STAGES
 from .machine import machine_line
 
 # Stages whose cost grows with the LLM depth; the others (read, render, encoders) do not depend on it.
 LLM_STAGES = ("prefill", "decode")
+PRE_LLM = ("read_preprocess", "measure", "render", "ecg_encoder", "image_encoder", "prefill")   # before the 1st token
 
 
 def write_results(results: dict, out: Path) -> dict[str, Path]:
@@ -42,11 +44,15 @@ def markdown(results: dict) -> str:
               "", "| stage | ours median | ours p90 | ref median | ref p90 | speed-up (ref/ours) |",
               "|---|---:|---:|---:|---:|---:|"]
     for key, _ in TIME_STAGES + RATE_STAGES:
+        if key not in st:                      # results written before the stage existed
+            continue
         s = st[key]
         u = s["unit"]
         name = s["label"] + (" (ours/ref)" if u == "tok/s" else "")
+        ratio = "ours only" if s["speedup"] is None else f"**{s['speedup']:.2f}x**"
+        ref = ("-", "-") if key in OURS_ONLY else (_num(s["ref"]["median"], u), _num(s["ref"]["p90"], u))
         lines.append(f"| {name} | {_num(s['ours']['median'], u)} | {_num(s['ours']['p90'], u)} | "
-                     f"{_num(s['ref']['median'], u)} | {_num(s['ref']['p90'], u)} | **{s['speedup']:.2f}x** |")
+                     f"{ref[0]} | {ref[1]} | {ratio} |")
     lm = results["load_ms"]
     lines.append(f"| load (one sample) | {_num(lm['ours'], 'ms')} | | {_num(lm['ref'], 'ms')} | | {lm['speedup']:.2f}x |")
     rss = results.get("peak_rss_mb")
@@ -76,24 +82,27 @@ def draw_chart(results: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     st = results["stages"]
-    colors = ["#8c8c8c", "#c7a15a", "#d65f5f", "#956cb4", "#4878d0", "#6acc64"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    colors = dict(zip(CHART_STAGES + ("other",), ["#8c8c8c", "#82c6e2", "#c7a15a", "#d65f5f", "#956cb4",
+                                                    "#4878d0", "#6acc64", "#e0e0e0"]))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1, 1.4]})
     sides = (("ours", "ours"), ("ref", "reference"))
     for row, (side, _) in enumerate(sides):
+        parts = [(k, st[k]["label"], st[k][side]["median"] / 1000) for k in CHART_STAGES if k in st]
+        total = st["total"][side]["median"] / 1000      # bar length = end-to-end median
+        parts.append(("other", "other (tokenize, glue; unattributed)", max(0.0, total - sum(p[2] for p in parts))))
         left = 0.0
-        for key, col in zip(CHART_STAGES, colors):
-            v = st[key][side]["median"] / 1000
-            ax1.barh(row, v, left=left, color=col, label=st[key]["label"] if row == 0 else None)
+        for key, label, v in parts:
+            ax1.barh(row, v, left=left, color=colors[key], label=label if row == 0 else None)
             left += v
-        ax1.text(left, row, f" {left:.2f} s", va="center")
+        ax1.text(left, row, f" {total:.2f} s", va="center")
     ax1.set_yticks([0, 1], [s[1] for s in sides])
     ax1.invert_yaxis()
-    ax1.set_xlabel("seconds (median per stage)")
-    ax1.set_title(f"end to end: {st['total']['speedup']:.1f}x faster")
-    ax1.legend(fontsize=8, loc="lower right")
-    ax1.margins(x=0.15)
+    ax1.set_xlabel("seconds (median per stage; bar = end-to-end median)")
+    ax1.set_title(f"end to end: {st['total']['speedup']:.2f}x (ref / ours)")
+    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+    ax1.margins(x=0.18)
 
-    keys = list(CHART_STAGES) + ["ttft", "total"]
+    keys = [k for k in CHART_STAGES if k in st and k not in OURS_ONLY] + ["ttft", "total"]
     xs = range(len(keys))
     w = 0.4
     ours_v = [st[k]["ours"]["median"] for k in keys]
@@ -104,6 +113,7 @@ def draw_chart(results: dict, path: Path) -> Path:
         ax2.text(x, max(st[k]["ours"]["median"], st[k]["ref"]["median"]) * 1.15, f"{st[k]['speedup']:.1f}x",
                  ha="center", fontsize=8)
     ax2.set_yscale("log")
+    ax2.set_ylim(top=max(ours_v + ref_v) * 4)
     ax2.set_xticks(list(xs), [st[k]["label"].replace(" (all new tokens)", "") for k in keys], rotation=30,
                    ha="right", fontsize=8)
     ax2.set_ylabel("ms (median, log)")
@@ -134,19 +144,27 @@ def extrapolate(a: dict, b: dict, to_layers: int = 32) -> dict:
     for side in ("ours", "ref"):
         med = {}
         for key, _ in TIME_STAGES:
+            if key not in a["stages"] or key not in b["stages"]:
+                med[key] = 0.0
+                continue
             va, vb = a["stages"][key][side]["median"], b["stages"][key][side]["median"]
             med[key] = (va + (to_layers - la) * (vb - va) / (lb - la)) if key in LLM_STAGES else (va + vb) / 2
-        gap_ttft = _mean_gap(a, b, side, "ttft", ("read_preprocess", "render", "ecg_encoder", "image_encoder", "prefill"))
+        before = tuple(k for k in PRE_LLM if k in a["stages"] and k in b["stages"])
+        gap_ttft = _mean_gap(a, b, side, "ttft", before)
         gap_total = _mean_gap(a, b, side, "total", ("ttft", "decode"))
-        med["ttft"] = sum(med[k] for k in ("read_preprocess", "render", "ecg_encoder", "image_encoder", "prefill")) + gap_ttft
+        med["ttft"] = sum(med[k] for k in before) + gap_ttft
         med["total"] = med["ttft"] + med["decode"] + gap_total
         for key, _ in TIME_STAGES:
-            st[key][side] = {"median": med[key], "p90": med[key], "runs": []}
+            if key in st:
+                st[key][side] = {"median": med[key], "p90": med[key], "runs": []}
         st["decode_tok_s"][side] = {"median": n / (med["decode"] / 1000), "p90": n / (med["decode"] / 1000), "runs": []}
     for key, _ in TIME_STAGES:
-        st[key]["speedup"] = st[key]["ref"]["median"] / st[key]["ours"]["median"]
+        if key in st and key not in OURS_ONLY:
+            st[key]["speedup"] = st[key]["ref"]["median"] / st[key]["ours"]["median"]
     st["decode_tok_s"]["speedup"] = st["decode_tok_s"]["ours"]["median"] / st["decode_tok_s"]["ref"]["median"]
     out["config"]["llm_layers"] = to_layers
+    out["label"] = re.sub(r"\d+ LLM layers", f"{to_layers} LLM layers", b.get("label") or "") or \
+        f"{Path(b['config']['bundle']).name} at {to_layers} layers"
     out["extrapolated"] = {"from_layers": [la, lb], "to_layers": to_layers,
                            "slopes_ms_per_layer": {side: {k: (b["stages"][k][side]["median"] - a["stages"][k][side]["median"])
                                                           / (lb - la) for k in LLM_STAGES} for side in ("ours", "ref")}}
