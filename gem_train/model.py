@@ -106,6 +106,14 @@ class LlamaDecoderLayer(nn.Module):
 
 
 # ------------------------------------------------------------------------------------- ECG-CoCa tower
+def full_attention(q, k, v):
+    """Unmasked softmax attention, written out (MatMul/Softmax in ONNX, no fused op TensorRT might lack).
+    (B, h, T, hd) each -> (B, T, h * hd)."""
+    B, h, T, hd = q.shape
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))
+    return (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, h * hd)
+
+
 class EcgResidualBlock(nn.Module):
     """open_clip ResidualAttentionBlock: pre-LN, packed qkv (nn.MultiheadAttention names), erf-GELU MLP."""
 
@@ -128,9 +136,7 @@ class EcgResidualBlock(nn.Module):
         B, T, W = x.shape
         qkv = F.linear(self.ln_1(x), self.attn.in_proj_weight, self.attn.in_proj_bias)
         q, k, v = qkv.view(B, T, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)  # (B, h, T, hd) each
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(W // self.heads))
-        y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, W)
-        x = x + self.attn.out_proj(y)
+        x = x + self.attn.out_proj(full_attention(q, k, v))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -181,8 +187,7 @@ class ClipEncoderLayer(nn.Module):
         a, h = self.self_attn, self.heads
         y = self.layer_norm1(x)
         q, k, v = (p(y).view(B, T, h, D // h).transpose(1, 2) for p in (a.q_proj, a.k_proj, a.v_proj))
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D // h))
-        x = x + a.out_proj((att.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, D))
+        x = x + a.out_proj(full_attention(q, k, v))
         y = self.mlp.fc1(self.layer_norm2(x))
         y = y * torch.sigmoid(1.702 * y)                            # QuickGELU
         return x + self.mlp.fc2(y)
