@@ -51,7 +51,9 @@ def main():
 @click.option("--label", default="", help="title of the table and chart")
 @click.option("--no-rss", is_flag=True, help="skip the two peak-RSS subprocesses")
 @click.option("--gpu", is_flag=True, help="CUDA/TensorRT backends and the fp16 torch reference (needs a GPU)")
-def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, out, label, no_rss, gpu):
+@click.option("--reference", type=click.Choice(["hf", "lean"]), default="hf", show_default=True,
+              help="hf: GEM's path (HF CLIPVisionModel + LlamaForCausalLM.generate); lean: our torch model, own KV loop")
+def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, out, label, no_rss, gpu, reference):
     """Stage-by-stage latency, ours vs the PyTorch reference, interleaved on the same ECG."""
     from .latency import LatencyArgs, run_latency
     from .report import markdown, write_results
@@ -62,7 +64,8 @@ def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, o
     threads = threads or min(8, os.cpu_count() or 1)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     a = LatencyArgs(bundle, checkpoint, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens, quant=quant,
-                    threads=threads, gpu=gpu, rss=not no_rss, label=label)
+                    threads=threads, gpu=gpu, rss=not no_rss, label=label,
+                    reference=reference)
     try:
         results = run_latency(a, log=lambda m: click.echo(m, err=True))
     except (GemEdgeError, ValueError) as e:

@@ -4,8 +4,9 @@ The two pipelines run in one process, interleaved (ours, ref, ours, ref, ...), s
 both alike. Every speed-up is computed from the medians of those same runs: ref / ours for times, ours / ref
 for tok/s. Peak RSS comes from two fresh subprocesses (one per side), since a process's peak only grows.
 
-The reference is GEM's own path: `wfdb.rdsamp`, NaN -> 0, first 5000 samples, the same paper renderer and
-CLIP preprocessing, SentencePiece ids, then the torch model in eager fp32 (fp16 on CUDA with --gpu), greedy.
+The reference (`hf`, default) is GEM's own path: `wfdb.rdsamp`, NaN -> 0, first 5000 samples, the same paper
+renderer, HF CLIPImageProcessor, HF CLIPVisionModel, HF LlamaForCausalLM.generate(inputs_embeds) in eager fp32
+(fp16 on CUDA with --gpu), greedy (see hf_reference.py). `lean` swaps in our torch model with its own KV loop.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class LatencyArgs:
     gpu: bool = False
     rss: bool = True                  # measure peak RSS in two subprocesses (costs one extra request per side)
     label: str = ""
+    reference: str = "hf"             # hf: GEM's path (transformers generate); lean: our torch model, own loop
 
 
 # --- the two pipelines ----------------------------------------------------------------------------------
@@ -87,8 +89,9 @@ class Ours:
         self.gem.close()
 
 
-class Reference:
-    """GEM's own inference path in PyTorch eager; stages timed here with the same names as ours."""
+class LeanReference:
+    """A leaner torch baseline than GEM's: our torch model (same math) with a hand-written greedy KV loop, no
+    HF generate. `--reference lean`; stages timed here with the same names as ours."""
 
     def __init__(self, a: LatencyArgs):
         import torch
@@ -108,7 +111,7 @@ class Reference:
         self.new_tokens = a.new_tokens
         self.image_size = self.model.config.vision_image_size
         self.info = {"backend": f"torch {torch.__version__} eager {str(self.dtype).split('.')[-1]} on "
-                                f"{self.device}, {torch.get_num_threads()} threads"}
+                                f"{self.device}, {torch.get_num_threads()} threads", "reference": "lean"}
 
     def _sync(self):
         if self.device == "cuda":
@@ -168,6 +171,16 @@ class Reference:
         del self.model
 
 
+def reference_pipeline(a: LatencyArgs):
+    if a.reference == "hf":
+        from .hf_reference import HfReference
+
+        return HfReference(a)
+    if a.reference == "lean":
+        return LeanReference(a)
+    raise ValueError(f"reference {a.reference!r}: choose hf (GEM's path) or lean")
+
+
 def read_like_gem(ecg: Path) -> np.ndarray:
     """GEM's loader: wfdb.rdsamp, NaN -> 0, first 5000 samples (zero-padded if shorter). (12, 5000) float32.
     Leads are put in GEM order by name (GEM trusts the file's order; our test files use GEM's order anyway)."""
@@ -197,7 +210,7 @@ def run_latency(a: LatencyArgs, log=print) -> dict:
         raise ValueError(f"runs {a.runs} must be >= 1, warmup {a.warmup} >= 0, new tokens {a.new_tokens} >= 1")
     info = machine_info()
     ours = Ours(a)
-    ref = Reference(a)
+    ref = reference_pipeline(a)
     samples = {"ours": {k: [] for k, _ in TIME_STAGES + RATE_STAGES},
                "ref": {k: [] for k, _ in TIME_STAGES + RATE_STAGES}}
     texts, new_tokens = {}, {}
@@ -224,7 +237,8 @@ def run_latency(a: LatencyArgs, log=print) -> dict:
         "label": a.label, "machine": info,
         "config": {"bundle": str(a.bundle), "checkpoint": str(a.checkpoint), "ecg": str(a.ecg), "runs": a.runs,
                    "warmup": a.warmup, "new_tokens": a.new_tokens, "threads": a.threads, "gpu": a.gpu,
-                   "llm_layers": layers, "order": "interleaved: ours, ref, ours, ref, ..."},
+                   "llm_layers": layers, "reference": a.reference,
+                   "order": "interleaved: ours, ref, ours, ref, ..."},
         "ours": ours_info, "reference": ref_info,
         "stages": summarize(samples),
         "load_ms": {**load_ms, "speedup": round(load_ms["ref"] / load_ms["ours"], 3)},
@@ -258,7 +272,7 @@ def summarize(samples: dict) -> dict:
 def rss_probe(side: str, a: LatencyArgs) -> dict:
     """Peak RSS of a fresh process that imports one side, loads it and serves one request."""
     cmd = [sys.executable, "-m", "benchmarks.latency", side, str(a.bundle), str(a.checkpoint), str(a.ecg),
-           str(a.new_tokens), a.quant or "", str(a.threads), "1" if a.gpu else "0"]
+           str(a.new_tokens), a.quant or "", str(a.threads), "1" if a.gpu else "0", a.reference]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     if p.returncode != 0:
         raise RuntimeError(f"RSS probe for {side} failed: {p.stderr.strip().splitlines()[-1:]}")
@@ -266,15 +280,15 @@ def rss_probe(side: str, a: LatencyArgs) -> dict:
 
 
 def _probe_main(argv: list[str]) -> None:
-    side, bundle, ckpt, ecg, new_tokens, quant, threads, gpu = argv
+    side, bundle, ckpt, ecg, new_tokens, quant, threads, gpu, reference = argv
     a = LatencyArgs(Path(bundle), Path(ckpt), Path(ecg), new_tokens=int(new_tokens), quant=quant or None,
-                    threads=int(threads), gpu=gpu == "1", rss=False)
+                    threads=int(threads), gpu=gpu == "1", rss=False, reference=reference)
     if side == "ours":
         import gem_runtime.interpreter  # noqa: F401  (numpy, ONNX Runtime, llama.cpp)
     else:
         import gem_train.checkpoint  # noqa: F401  (torch)
     base = _peak_mb()
-    pipe = Ours(a) if side == "ours" else Reference(a)
+    pipe = Ours(a) if side == "ours" else reference_pipeline(a)
     loaded = _peak_mb()
     pipe.run(a.ecg)
     print(json.dumps({"after_imports": round(base, 1), "after_load": round(loaded, 1),

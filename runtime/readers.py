@@ -24,6 +24,7 @@ import numpy as np
 
 from .constants import LEADS, MIN_ECG_SECONDS
 from .errors import EcgReadError
+from .wfdb_fast import WfdbHeader, can_read_fast, parse_header, read_physical
 
 MIN_FS = 100.0          # Hz: below this QRS complexes are not resolved
 MAX_FS = 20_000.0       # Hz: above this the rate is a header error, not an ECG
@@ -163,15 +164,18 @@ _WFDB_COMPRESSED = {"508", "516", "524"}
 
 def _read_wfdb(path: Path, header_path: Path, fs_arg: float | None, max_bytes: int) -> EcgRecord:
     """Check the header against its signal files, then read only the channels GEM needs."""
-    import wfdb
-
     record_name = str(header_path.with_suffix(""))
-    fields = _wfdb_record_line(path, header_path)
-    try:
-        header = wfdb.rdheader(record_name)
-    except Exception as exc:
-        raise EcgReadError(path, f"unreadable WFDB header {header_path.name}: {_one_line(exc)}") from exc
-    if isinstance(header, wfdb.MultiRecord) or getattr(header, "seg_name", None):
+    text = _wfdb_header_text(path, header_path)
+    fields = _wfdb_record_line(path, header_path, text)
+    header = parse_header(text)                    # the plain case, without wfdb's ~6 ms pandas parse
+    if header is None:
+        import wfdb                                # imported only when needed: it pulls in pandas
+
+        try:
+            header = wfdb.rdheader(record_name)
+        except Exception as exc:
+            raise EcgReadError(path, f"unreadable WFDB header {header_path.name}: {_one_line(exc)}") from exc
+    if getattr(header, "seg_name", None):          # a wfdb.MultiRecord
         raise EcgReadError(path, "multi-segment WFDB records are not supported")
     if not header.n_sig:
         raise EcgReadError(path, f"{header_path.name} declares no signals")
@@ -193,19 +197,28 @@ def _read_wfdb(path: Path, header_path: Path, fs_arg: float | None, max_bytes: i
     warnings = list(plan.warnings)
     warnings += _check_wfdb_files(path, header_path, header, plan.channels, sig_len, max_bytes)
 
-    record = wfdb.rdrecord(record_name, channels=list(plan.channels), physical=True)
-    signal = record.p_signal.T * np.asarray(scales)[:, None]       # (n_used, N) mV
+    channels = list(plan.channels)
+    if isinstance(header, WfdbHeader) and can_read_fast(header, channels):
+        physical = read_physical(header, header_path.parent, channels)   # (n_used, N), as wfdb.rdrecord
+    else:
+        import wfdb
+
+        physical = wfdb.rdrecord(record_name, channels=channels, physical=True).p_signal.T
+    signal = physical * np.asarray(scales)[:, None]                # (n_used, N) mV
     return _finish(path, signal, fs, plan, warnings)
 
 
-def _wfdb_record_line(path: Path, header_path: Path) -> list[str]:
-    """The header's record line split into fields (name, n_sig, fs, sig_len, ...), to see what it omits."""
+def _wfdb_header_text(path: Path, header_path: Path) -> str:
     if header_path.stat().st_size > 2**20:
         raise EcgReadError(path, f"{header_path.name} is {_size(header_path.stat().st_size)}: not a WFDB header")
     try:
-        text = header_path.read_bytes().decode("ascii")
+        return header_path.read_bytes().decode("ascii")
     except UnicodeDecodeError as exc:
         raise EcgReadError(path, f"{header_path.name} is not a WFDB header (binary data at byte {exc.start})") from exc
+
+
+def _wfdb_record_line(path: Path, header_path: Path, text: str) -> list[str]:
+    """The header's record line split into fields (name, n_sig, fs, sig_len, ...), to see what it omits."""
     for line in text.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             return line.split()

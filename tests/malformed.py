@@ -132,7 +132,8 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
                 adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(d))
     add(d / "nanlead.hea", "lead aVL is all NaN/Inf")
     add(_edit(_twelve(d, "pressure"), "/mV", "/mmHg"), "channel 'I' has units 'mmHg', not a voltage")
-    add(_edit(_twelve(d, "escape"), "escape.dat", "../escape.dat"), "unreadable WFDB header escape.hea")
+    add(_edit(_twelve(d, "escape"), "escape.dat", "../escape.dat"),
+        "signal file '../escape.dat' must be in the same folder as escape.hea")
     add(_edit(_twelve(d, "fmt"), "fmt.dat 16", "fmt.dat 99"), "fmt.dat has WFDB format '99', not supported")
     (d / "garbage.hea").write_bytes(b"\x00\x01\xffbinary\x00")
     add(d / "garbage.hea", "not a WFDB header")

@@ -141,7 +141,8 @@ def test_npy_leads_first_and_samples_first(tmp_path):
 
 
 def test_unexpected_library_error_becomes_one_line_ecg_read_error(tmp_path, monkeypatch):
-    header = write_wfdb(tmp_path, "boom", synthetic_ecg(500, 3), 500, LEADS)
+    # format 32 is read through wfdb.rdrecord (formats 16 and 212 take our own fast path)
+    header = write_wfdb(tmp_path, "boom", synthetic_ecg(500, 3), 500, LEADS, fmt="32")
 
     def broken_rdrecord(*args, **kwargs):
         raise RuntimeError("decoder failed\nat byte 12")
