@@ -178,3 +178,26 @@ def test_rejects_signal_of_wrong_shape():
         render_ecg_image(np.zeros((11, 5000)), FS)
     with pytest.raises(ValueError, match="lack"):
         render_ecg_image(np.zeros((12, 5000)), FS, leads=LEADS[:-1] + ("X",))
+
+
+def test_inking_equals_pillows_masked_paste(monkeypatch):
+    """The traces are blended with numpy on the inked pixels only; Pillow's paste over the whole page
+    must give the same bytes (real PTB leads, with a NaN gap and clipped peaks)."""
+    from PIL import Image
+
+    from gem_runtime import render
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.readers import read_ecg
+    from test_readers import PTB
+
+    x, _ = preprocess_ecg(read_ecg(PTB))
+    x[2, 100:400] = np.nan
+    x[7] *= 8                                             # beyond the band: clipped
+    ours = pixels(x)
+
+    def pillow(paper: np.ndarray, ink: Image.Image) -> Image.Image:
+        page = Image.fromarray(paper.copy(), "RGB")
+        page.paste(render.INK_RGB, mask=ink)
+        return page
+    monkeypatch.setattr(render, "_ink_on", pillow)
+    np.testing.assert_array_equal(ours, pixels(x))
