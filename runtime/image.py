@@ -7,8 +7,10 @@ A landscape printout therefore loses its left and right edges, as it did in trai
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -62,12 +64,49 @@ def preprocess_image(img: Image.Image, size: int) -> np.ndarray:
     short, long = min(width, height), max(width, height)
     new_long = int(size * long / short)    # HF truncates the long edge
     new_size = (size, new_long) if width <= height else (new_long, size)   # (W, H)
-    resized = rgb.resize(new_size, resample=Image.Resampling.BICUBIC, reducing_gap=None)
+    resized = _resize_bicubic(rgb, new_size)
     left, top = (new_size[0] - size) // 2, (new_size[1] - size) // 2
     pixels = np.asarray(resized)[top:top + size, left:left + size]   # (size, size, 3) uint8
     # HF order and precision: float64 rescale, cast to float32, then float32 normalize
     scaled = (pixels.transpose(2, 0, 1).astype(np.float64) * (1 / 255)).astype(np.float32)
     return (scaled - _MEAN) / _STD   # (3, size, size)
+
+
+def _resize_bicubic(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`img.resize(size, BICUBIC, reducing_gap=None)`, as HF does, with the top and bottom halves of the output
+    resized on two threads (Pillow releases the GIL while resampling: 12 -> 7 ms for a 1060 x 840 page).
+    Only when `_halves_are_exact` proves that Pillow computes the very same filter taps for each half."""
+    bicubic = Image.Resampling.BICUBIC
+    width, height = img.size
+    h1 = size[1] // 2
+    if size[1] < 2 or not _halves_are_exact(height, size[1], h1):
+        return img.resize(size, resample=bicubic, reducing_gap=None)
+    y_split = h1 * height / size[1]
+    bottom = _pool().submit(img.resize, (size[0], size[1] - h1), bicubic, (0, y_split, width, height), None)
+    top = img.resize((size[0], h1), resample=bicubic, box=(0, 0, width, y_split), reducing_gap=None)
+    out = Image.new(img.mode, size)
+    out.paste(top, (0, 0))
+    out.paste(bottom.result(), (0, h1))
+    return out
+
+
+def _halves_are_exact(in_size: int, out_size: int, h1: int) -> bool:
+    """Pillow's precompute_coeffs derives each output row's taps from scale = (in1 - in0) / out and
+    center = in0 + (row + 0.5) * scale, in doubles. Splitting the output at row h1 (source box edge y_split)
+    gives the same taps as one resize iff both halves get the same scale and every center is equal
+    (true for 840 -> 224 or 336, whose values are exact binary fractions)."""
+    scale = in_size / out_size
+    y_split = h1 * in_size / out_size
+    top, bottom = y_split / h1, (in_size - y_split) / (out_size - h1)
+    if not (top == scale == bottom):
+        return False
+    return all((r + 0.5) * top == (r + 0.5) * scale for r in range(h1)) and \
+        all(y_split + (r + 0.5) * bottom == (r + h1 + 0.5) * scale for r in range(out_size - h1))
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gem-resize")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

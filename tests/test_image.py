@@ -135,3 +135,22 @@ def test_load_image_errors_name_file_and_problem(tmp_path, make, problem):
     message = str(info.value)
     assert message.startswith(str(path)) and problem in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("size", [224, 336])
+def test_two_thread_resize_equals_one_pillow_resize(size):
+    """The page (840 px tall) is resized as two halves on two threads; Pillow's one resize gives the same bytes."""
+    from gem_runtime.image import _halves_are_exact, _resize_bicubic
+
+    rng = np.random.default_rng(0)
+    page = Image.fromarray(rng.integers(0, 256, (840, 1060, 3), dtype=np.uint8), "RGB")
+    new = (int(size * 1060 / 840), size)
+    assert _halves_are_exact(840, size, size // 2)
+    want = page.resize(new, resample=Image.Resampling.BICUBIC, reducing_gap=None)
+    np.testing.assert_array_equal(np.asarray(_resize_bicubic(page, new)), np.asarray(want))
+
+
+def test_resize_of_other_heights_is_one_pillow_call():
+    from gem_runtime.image import _halves_are_exact
+
+    assert not _halves_are_exact(1000, 224, 112)       # 1000/224 is no exact binary fraction: not split
