@@ -141,7 +141,7 @@ class HfReference:
         t["decode"] = (t_end - first) * 1000
         t["total"] = (t_end - t0) * 1000
         new = out[0].tolist()
-        t["decode_tok_s"] = (len(new) - 1) / (t["decode"] / 1000) if len(new) > 1 else 0.0
+        t["decode_tok_s"] = len(new) / (t["decode"] / 1000)            # as ours: new tokens / decode time
         self.info["prompt_positions"] = embeds.shape[1]
         return t, self.tok.decode(new).strip(), len(new)
 

@@ -75,6 +75,20 @@ def test_both_sides_see_the_same_request(latency_results):
     assert r["peak_rss_mb"]["ours"]["after_imports"] < r["peak_rss_mb"]["ref"]["after_imports"]
 
 
+def test_reference_is_gems_hf_path_by_default_and_lean_on_request(latency_results, tiny_bundle, tiny_checkpoint,
+                                                                  tiny_corpus):
+    assert latency_results["config"]["reference"] == "hf"
+    assert "LlamaForCausalLM.generate" in latency_results["reference"]["backend"]
+    a = LatencyArgs(tiny_bundle, tiny_checkpoint, _ecg(tiny_corpus), runs=1, warmup=0, new_tokens=8,
+                    quant="f16", threads=1, rss=False, reference="lean")
+    lean = run_latency(a, log=lambda m: None)
+    assert lean["reference"]["reference"] == "lean" and lean["stages"]["total"]["ref"]["median"] > 0
+    assert lean["reference"]["prompt_positions"] == lean["ours"]["prompt_positions"]
+    # transformers' CLIPVisionModel + LlamaForCausalLM.generate and our torch model write the same text:
+    # the HF path holds the checkpoint's weights, selects the same CLIP layer and splices rows the same way
+    assert latency_results["texts"]["ref"] == lean["texts"]["ref"] != ""
+
+
 def test_results_files_are_written(latency_results, tmp_path):
     paths = write_results(latency_results, tmp_path)
     assert json.loads(paths["json"].read_text())["stages"].keys() == latency_results["stages"].keys()
