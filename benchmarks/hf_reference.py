@@ -20,6 +20,8 @@ from pathlib import Path
 
 from gem_runtime import constants as K
 
+from .latency import _ms, cuda_sync, reference_front
+
 
 class _TokenClock:
     """An HF streamer that only stamps the time of each `put` (the first put is the prompt)."""
@@ -51,22 +53,32 @@ class HfReference:
         gem = load_checkpoint(a.checkpoint, dtype=self.dtype)
         c = gem.config
         sd = gem.state_dict()
-        llm = LlamaForCausalLM(LlamaConfig(
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-            num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-            num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta,
-            max_position_embeddings=c.max_position_embeddings, tie_word_embeddings=False,
-            bos_token_id=1, eos_token_id=2, pad_token_id=0))
-        _load(llm, {k: v for k, v in sd.items() if "tower" not in k and "projector" not in k}, "rotary")
-        clip = CLIPVisionModel(CLIPVisionConfig(
-            hidden_size=c.vision_hidden_size, intermediate_size=c.vision_intermediate_size,
-            num_hidden_layers=c.vision_layers, num_attention_heads=c.vision_heads,
-            image_size=c.vision_image_size, patch_size=c.vision_patch_size, hidden_act="quick_gelu"))
+        # Built on the meta device and given the loaded tensors themselves (assign), as from_pretrained does:
+        # no random init and no second copy of the weights in the reference's load time and peak RSS.
+        with torch.device("meta"):
+            llm = LlamaForCausalLM(LlamaConfig(
+                vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+                num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta,
+                max_position_embeddings=c.max_position_embeddings, tie_word_embeddings=False,
+                bos_token_id=1, eos_token_id=2, pad_token_id=0))
+            clip = CLIPVisionModel(CLIPVisionConfig(
+                hidden_size=c.vision_hidden_size, intermediate_size=c.vision_intermediate_size,
+                num_hidden_layers=c.vision_layers, num_attention_heads=c.vision_heads,
+                image_size=c.vision_image_size, patch_size=c.vision_patch_size, hidden_act="quick_gelu"))
+        _assign(llm, {k: v for k, v in sd.items() if "tower" not in k and "projector" not in k}, "rotary")
+        llm.model.rotary_emb = type(llm.model.rotary_emb)(config=llm.config)        # a buffer, not in checkpoints
         prefix = "model.vision_tower.vision_tower.vision_model."
         vis = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if any(k.startswith("vision_model.") for k in clip.state_dict()):
             vis = {"vision_model." + k: v for k, v in vis.items()}
-        _load(clip, vis, "position_ids")
+        _assign(clip, vis, "position_ids")
+        emb = next(m for m in clip.modules() if type(m).__name__ == "CLIPVisionEmbeddings")   # 4.x/5.x nest differently
+        emb.register_buffer("position_ids", torch.arange(emb.num_positions).expand((1, -1)), persistent=False)
+        on_meta = [n for n, t in [*llm.named_parameters(), *llm.named_buffers(), *clip.named_parameters(),
+                                  *clip.named_buffers()] if t.is_meta]
+        if on_meta:
+            raise RuntimeError(f"tensors left without values: {on_meta[:5]}")
         self.llm = llm.to(self.device, self.dtype).eval()
         self.clip = clip.to(self.device, self.dtype).eval()
         self.ecg_tower = gem.model.ecg_tower.ecg_tower.to(self.device).eval()
@@ -89,26 +101,14 @@ class HfReference:
                      "reference": "hf"}
 
     def _sync(self):
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
+        cuda_sync(self.torch, self.device)
 
     def run(self, ecg: Path) -> tuple[dict, str, int]:
         from gem_runtime.prompt import build_prompt, prompt_ids
-        from gem_runtime.render import render_ecg_image
 
-        from .latency import _ms, read_like_gem
-
-        torch, t = self.torch, {}
-        t0 = time.perf_counter()
-        x = read_like_gem(ecg)                                            # (12, 5000) float32
-        t["read_preprocess"] = _ms(t0)
-        t["measure"] = 0.0                                                # GEM measures nothing
-        t1 = time.perf_counter()
-        img = render_ecg_image(x, fs=K.ECG_FS)
-        t["render"] = _ms(t1)
-        t1 = time.perf_counter()
-        pixels = self.processor.preprocess(img, return_tensors="pt")["pixel_values"]   # (1, 3, S, S)
-        t["read_preprocess"] += _ms(t1)
+        torch = self.torch
+        x, pixels, t, t0 = reference_front(                               # (1, 3, S, S): GEM's process_images
+            ecg, lambda img: self.processor.preprocess(img, return_tensors="pt")["pixel_values"])
         ids = prompt_ids(build_prompt(K.DEFAULT_QUESTION), self.tok)
         with torch.inference_mode():
             ecg_t = torch.from_numpy(x)[None].to(self.device, self.dtype)
@@ -149,8 +149,8 @@ class HfReference:
         del self.llm, self.clip
 
 
-def _load(module, state: dict, allowed_missing: str) -> None:
-    missing, unexpected = module.load_state_dict(state, strict=False)
+def _assign(module, state: dict, allowed_missing: str) -> None:
+    missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
     bad = [k for k in missing if allowed_missing not in k] + list(unexpected)
     if bad:
         raise RuntimeError(f"checkpoint tensors do not fit {type(module).__name__}: {bad[:5]}")

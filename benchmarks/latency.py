@@ -114,25 +114,14 @@ class LeanReference:
                                 f"{self.device}, {torch.get_num_threads()} threads", "reference": "lean"}
 
     def _sync(self):
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
+        cuda_sync(self.torch, self.device)
 
     def run(self, ecg: Path) -> tuple[dict, str, int]:
         from gem_runtime.image import preprocess_image
         from gem_runtime.prompt import build_prompt, prompt_ids
-        from gem_runtime.render import render_ecg_image
 
-        torch, t = self.torch, {}
-        t0 = time.perf_counter()
-        x = read_like_gem(ecg)                                            # (12, 5000) float32
-        t["read_preprocess"] = _ms(t0)
-        t["measure"] = 0.0                                                # GEM measures nothing
-        t1 = time.perf_counter()
-        img = render_ecg_image(x, fs=K.ECG_FS)
-        t["render"] = _ms(t1)
-        t1 = time.perf_counter()
-        pixels = preprocess_image(img, self.image_size)                   # (3, S, S)
-        t["read_preprocess"] += _ms(t1)
+        torch = self.torch
+        x, pixels, t, t0 = reference_front(ecg, lambda img: preprocess_image(img, self.image_size))   # (3, S, S)
         ids = prompt_ids(build_prompt(K.DEFAULT_QUESTION), self.tok)
         with torch.inference_mode():
             ecg_t = torch.from_numpy(x)[None].to(self.device, self.dtype)
@@ -179,6 +168,30 @@ def reference_pipeline(a: LatencyArgs):
     if a.reference == "lean":
         return LeanReference(a)
     raise ValueError(f"reference {a.reference!r}: choose hf (GEM's path) or lean")
+
+
+def reference_front(ecg: Path, pixels_of) -> tuple[np.ndarray, object, dict, float]:
+    """GEM's steps before the encoders, timed: read as GEM does, draw the page, CLIP pixels (`pixels_of`).
+    Returns the (12, 5000) signal, the pixels, the stage timings so far and the request's start time."""
+    from gem_runtime.render import render_ecg_image
+
+    t = {}
+    t0 = time.perf_counter()
+    x = read_like_gem(ecg)                                                # (12, 5000) float32
+    t["read_preprocess"] = _ms(t0)
+    t["measure"] = 0.0                                                    # GEM measures nothing
+    t1 = time.perf_counter()
+    img = render_ecg_image(x, fs=K.ECG_FS)
+    t["render"] = _ms(t1)
+    t1 = time.perf_counter()
+    pixels = pixels_of(img)
+    t["read_preprocess"] += _ms(t1)
+    return x, pixels, t, t0
+
+
+def cuda_sync(torch, device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def read_like_gem(ecg: Path) -> np.ndarray:
