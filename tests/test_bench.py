@@ -136,6 +136,7 @@ def test_extrapolation_is_linear_in_depth(latency_results):
     assert e["stages"]["total"]["speedup"] == pytest.approx(
         e["stages"]["total"]["ref"]["median"] / e["stages"]["total"]["ours"]["median"])
     assert "EXTRAPOLATED" in markdown(e)
+    assert e["load_ms"]["ours"] is None and "load | not extrapolated" in markdown(e)   # one sample: disk state
     with pytest.raises(ValueError, match="two different depths"):
         extrapolate(a, a, 32)
 
