@@ -88,3 +88,10 @@ def test_a_format_we_do_not_decode_falls_back_to_wfdb(tmp_path):
     rec = read_ecg(hea)                                   # read through wfdb.rdrecord
     want = wfdb.rdrecord(str(hea.with_suffix(""))).p_signal.T
     np.testing.assert_allclose(rec.signal, want, atol=1e-6)
+
+
+def test_format_212_with_an_odd_sample_total_equals_wfdb(tmp_path):
+    # 3 signals x 999 samples: the last byte triple holds half a pair
+    x = synthetic_ecg(500, 2.0)[:3, :999]
+    hea = write_wfdb(tmp_path, "odd212", x, 500, ["I", "II", "V1"], fmt="212")
+    assert _same_as_wfdb(hea).shape == (3, 999)
