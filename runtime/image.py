@@ -109,6 +109,11 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gem-resize")
 
 
+# A forked child (a multiprocessing "fork" pool) inherits the executor but not its thread: work sent to it would
+# wait forever. The child makes its own on first use.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """RGB; transparency is composited on white (equal to GEM's `.convert("RGB")` when opaque)."""
     if "A" in img.getbands() or img.info.get("transparency") is not None:

@@ -154,3 +154,14 @@ def test_resize_of_other_heights_is_one_pillow_call():
     from gem_runtime.image import _halves_are_exact
 
     assert not _halves_are_exact(1000, 224, 112)       # 1000/224 is no exact binary fraction: not split
+
+
+def test_two_thread_resize_works_in_a_forked_child():
+    """The resize thread pool is per process: a fork after first use must not inherit a pool without a thread."""
+    import multiprocessing
+
+    page = render_ecg_image(np.zeros((12, 5000), np.float32))
+    want = preprocess_image(page, 224)                      # creates the pool in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(preprocess_image, (page, 224)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
