@@ -90,6 +90,7 @@ def _resize_bicubic(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def _halves_are_exact(in_size: int, out_size: int, h1: int) -> bool:
     """Pillow's precompute_coeffs derives each output row's taps from scale = (in1 - in0) / out and
     center = in0 + (row + 0.5) * scale, in doubles. Splitting the output at row h1 (source box edge y_split)
