@@ -40,8 +40,9 @@ class HfReference:
     def __init__(self, a):
         import torch
         import transformers
-        from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+        from transformers import CLIPVisionModel, LlamaForCausalLM
 
+        from gem_train import hf
         from gem_train.checkpoint import load_checkpoint
         from gem_train.tokenizer import SpTokenizer
 
@@ -56,23 +57,11 @@ class HfReference:
         # Built on the meta device and given the loaded tensors themselves (assign), as from_pretrained does:
         # no random init and no second copy of the weights in the reference's load time and peak RSS.
         with torch.device("meta"):
-            llm = LlamaForCausalLM(LlamaConfig(
-                vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-                num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-                num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta,
-                max_position_embeddings=c.max_position_embeddings, tie_word_embeddings=False,
-                bos_token_id=1, eos_token_id=2, pad_token_id=0))
-            clip = CLIPVisionModel(CLIPVisionConfig(
-                hidden_size=c.vision_hidden_size, intermediate_size=c.vision_intermediate_size,
-                num_hidden_layers=c.vision_layers, num_attention_heads=c.vision_heads,
-                image_size=c.vision_image_size, patch_size=c.vision_patch_size, hidden_act="quick_gelu"))
-        _assign(llm, {k: v for k, v in sd.items() if "tower" not in k and "projector" not in k}, "rotary")
+            llm = LlamaForCausalLM(hf.llama_config(c))
+            clip = CLIPVisionModel(hf.clip_vision_config(c))
+        _assign(llm, hf.llama_state(sd), "rotary")
         llm.model.rotary_emb = type(llm.model.rotary_emb)(config=llm.config)        # a buffer, not in checkpoints
-        prefix = "model.vision_tower.vision_tower.vision_model."
-        vis = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-        if any(k.startswith("vision_model.") for k in clip.state_dict()):
-            vis = {"vision_model." + k: v for k, v in vis.items()}
-        _assign(clip, vis, "position_ids")
+        _assign(clip, hf.clip_state(sd, clip), "position_ids")
         emb = next(m for m in clip.modules() if type(m).__name__ == "CLIPVisionEmbeddings")   # 4.x/5.x nest differently
         emb.register_buffer("position_ids", torch.arange(emb.num_positions).expand((1, -1)), persistent=False)
         on_meta = [n for n, t in [*llm.named_parameters(), *llm.named_buffers(), *clip.named_parameters(),

@@ -3,6 +3,7 @@ import torch
 import pytest
 
 from gem_runtime.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from gem_train import hf
 from gem_train.config import GemConfig
 from gem_train.model import GemForCausalLM, count_parameters
 
@@ -37,17 +38,13 @@ def test_gem7b_parameter_counts_and_shapes_on_meta():
 
 
 def test_llm_matches_transformers_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
     c = GemConfig.from_name("tiny")
     ours = GemForCausalLM(c).eval()
-    ref = LlamaForCausalLM(LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        num_key_value_heads=c.num_key_value_heads, rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta,
-        max_position_embeddings=c.max_position_embeddings, tie_word_embeddings=False)).eval()
-    sd = {k: v for k, v in ours.state_dict().items() if "tower" not in k and "projector" not in k}
+    ref = LlamaForCausalLM(hf.llama_config(c)).eval()
+    sd = hf.llama_state(ours.state_dict())
     missing, unexpected = ref.load_state_dict(sd, strict=False)
     assert not unexpected and all("rotary" in k for k in missing)
     ids = torch.randint(3, c.vocab_size, (1, 40))
@@ -63,21 +60,13 @@ def test_llm_matches_transformers_llama():
 
 
 def test_clip_tower_matches_transformers_hidden_states():
-    from transformers import CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionModel
 
     torch.manual_seed(0)
     c = GemConfig.from_name("tiny")
     ours = GemForCausalLM(c).eval()
-    ref = CLIPVisionModel(CLIPVisionConfig(
-        hidden_size=c.vision_hidden_size, intermediate_size=c.vision_intermediate_size,
-        num_hidden_layers=c.vision_layers, num_attention_heads=c.vision_heads, image_size=c.vision_image_size,
-        patch_size=c.vision_patch_size, hidden_act="quick_gelu")).eval()
-    # transformers 5 names CLIPVisionModel's tensors without the `vision_model.` level that checkpoints
-    # written by older versions (GEM-7B's) carry; our names follow the checkpoint.
-    prefix = "model.vision_tower.vision_tower.vision_model."
-    sd = {k[len(prefix):]: v for k, v in ours.state_dict().items() if k.startswith(prefix)}
-    if any(k.startswith("vision_model.") for k in ref.state_dict()):
-        sd = {"vision_model." + k: v for k, v in sd.items()}
+    ref = CLIPVisionModel(hf.clip_vision_config(c)).eval()
+    sd = hf.clip_state(ours.state_dict(), ref)
     missing, unexpected = ref.load_state_dict(sd, strict=False)
     assert not unexpected and all(k.endswith("position_ids") for k in missing)
     x = torch.randn(2, 3, c.vision_image_size, c.vision_image_size)
