@@ -8,7 +8,7 @@ import wfdb
 
 from gem_runtime.constants import LEADS
 from gem_runtime.readers import read_ecg
-from gem_runtime.wfdb_fast import can_read_fast, parse_header, read_physical
+from gem_runtime.readers.wfdb_fast import can_read_fast, parse_header, read_physical
 from malformed import synthetic_ecg, write_wfdb
 
 PHYSIONET = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet"

@@ -1,0 +1,108 @@
+"""DICOM waveform ECGs (12-lead ECG / General ECG IODs), decoded by pydicom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EcgReadError
+from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _unit_scale
+from .leads import INDEPENDENT_LEADS, _finish, _plan_leads, normalize_lead_name
+from .record import EcgRecord
+
+DICOM_MARKER = b"DICM"      # at byte 128, after the 128-byte preamble
+
+
+def is_dicom(head: bytes) -> bool:
+    """Does the file's head hold the DICM marker at byte 128?"""
+    return head[128:132] == DICOM_MARKER
+
+
+_DICOM_SAMPLE_TYPES = {"SB", "UB", "SS", "US", "SL", "UL", "SV", "UV"}  # MB/AB (mu-law, A-law) are not decoded
+_DICOM_GROUP_ELEMENTS = ("SamplingFrequency", "NumberOfWaveformChannels", "NumberOfWaveformSamples",
+                         "WaveformBitsAllocated", "WaveformSampleInterpretation", "WaveformData",
+                         "ChannelDefinitionSequence")
+_DERIVED_GROUP_WORDS = ("MEDIAN", "BEAT", "DERIVED", "AVERAGE", "TEMPLATE")
+
+
+def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
+    """12-lead ECG / General ECG waveform IODs: one multiplex group, converted by pydicom, then to mV."""
+    import pydicom
+    from pydicom.waveforms.numpy_handler import multiplex_array
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:
+        raise EcgReadError(path, f"not a readable DICOM file: {_one_line(exc)}") from exc
+    groups = ds.get("WaveformSequence")
+    if not groups:
+        raise EcgReadError(path, f"DICOM has no waveform (Modality {ds.get('Modality', '?')}, "
+                                 f"SOP class {getattr(ds.get('SOPClassUID'), 'name', '?')})")
+    index = _choose_group(path, groups)
+    group = groups[index]
+    missing = [name for name in _DICOM_GROUP_ELEMENTS if name not in group]
+    if missing:
+        raise EcgReadError(path, f"waveform group {index} lacks {', '.join(missing)}")
+    fs = float(group.SamplingFrequency)
+    _check_fs_agrees(path, fs, fs_arg)
+    _check_fs(path, fs)
+    n_channels, n_samples = int(group.NumberOfWaveformChannels), int(group.NumberOfWaveformSamples)
+    _check_duration(path, n_samples, fs)
+    sample_type, bits = str(group.WaveformSampleInterpretation), int(group.WaveformBitsAllocated)
+    if sample_type not in _DICOM_SAMPLE_TYPES:
+        raise EcgReadError(path, f"waveform sample interpretation {sample_type} is not supported")
+    expected, held = n_channels * n_samples * bits // 8, len(group.WaveformData)
+    if held < expected:
+        raise EcgReadError(path, f"waveform group {index} says {n_samples} samples x {n_channels} channels "
+                                 f"({expected} bytes) but its data holds {held} bytes")
+    channels = list(group.ChannelDefinitionSequence)
+    if len(channels) != n_channels:
+        raise EcgReadError(path, f"waveform group {index} says {n_channels} channels but defines {len(channels)}")
+
+    plan = _plan_leads(path, [_dicom_channel_name(ch, k) for k, ch in enumerate(channels)])
+    scales = []
+    for c in plan.channels:
+        if "ChannelSensitivity" not in channels[c]:
+            raise EcgReadError(path, f"channel {c} ({_dicom_channel_name(channels[c], c)}) has no sensitivity: "
+                                     "samples are uncalibrated")
+        units = channels[c].get("ChannelSensitivityUnitsSequence")
+        unit = units[0].get("CodeValue") if units else None
+        if unit is None:
+            raise EcgReadError(path, f"channel {c} has no sensitivity units")
+        scales.append(_unit_scale(path, _dicom_channel_name(channels[c], c), unit))
+
+    # pydicom applies raw * sensitivity * correction factor + baseline here; do not apply them again.
+    physical = ds.waveform_array(index).T[list(plan.channels)]          # (n_used, N) in file units
+    if "WaveformPaddingValue" in group:                                 # padded samples are missing data
+        pad = int.from_bytes(group.WaveformPaddingValue, "little", signed=sample_type[0] == "S")
+        raw = multiplex_array(ds, index, as_raw=True).T[list(plan.channels)]
+        physical = np.where(raw == pad, np.nan, physical)
+    signal = physical * np.asarray(scales)[:, None]                    # (n_used, N) mV
+    return _finish(path, signal, fs, plan, list(plan.warnings))
+
+
+def _dicom_channel_name(channel, k: int) -> str:
+    """Channel Source code meaning ('Lead I (Einthoven)'), else Channel Label, else 'channel k'."""
+    sources = channel.get("ChannelSourceSequence")
+    if sources and sources[0].get("CodeMeaning"):
+        return str(sources[0].CodeMeaning)
+    return str(channel.get("ChannelLabel") or f"channel {k}")
+
+
+def _choose_group(path: Path, groups) -> int:
+    """The first group with >= 8 ECG leads at the highest rate; median-beat/derived groups never."""
+    candidates = []   # (index, fs, n_ecg_leads)
+    for index, group in enumerate(groups):
+        label = str(group.get("MultiplexGroupLabel", "")).upper()
+        if any(word in label for word in _DERIVED_GROUP_WORDS):
+            continue
+        names = [_dicom_channel_name(ch, k) for k, ch in enumerate(group.get("ChannelDefinitionSequence", []))]
+        n_ecg = sum(normalize_lead_name(name) is not None for name in names)
+        candidates.append((index, float(group.get("SamplingFrequency", 0) or 0), n_ecg))
+    if not candidates:
+        raise EcgReadError(path, f"DICOM holds only median-beat/derived waveforms ({len(groups)} groups)")
+    full = [c for c in candidates if c[2] >= len(INDEPENDENT_LEADS)]
+    if full:
+        return max(full, key=lambda c: (c[1], -c[0]))[0]
+    return max(candidates, key=lambda c: (c[2], -c[0]))[0]   # fails the lead-set check with a clear list
