@@ -1,0 +1,32 @@
+"""Deterministic ECG measurements, made before any interpretation (as GE 12SL, Philips DXL, Glasgow do).
+
+GEM's value is grounding: each diagnosis tied to measurable evidence. This module measures the signal
+itself, with numpy/scipy only, so the runtime can put the numbers beside the model's text and flag any
+number in the text that disagrees (see `grounding.py`).
+
+    meas = measure_ecg(x, fs=500)        # x: (12, N) mV in LEADS order
+    meas.to_dict()                       # {"hr_bpm": 72.1, "pr_ms": 164.0, ..., "quality": {...}}
+
+Pipeline:
+1. lead check (flat / off), band-pass spatial energy over all good leads, adaptive threshold with a
+   refractory period and search-back -> R peaks; RR series and its regularity;
+2. beats aligned by cross-correlation, ectopic beats (unlike the dominant QRS) left out, one median beat
+   per lead;
+3. GLOBAL fiducials from the spatial magnitude of the median beats (a vectorcardiogram from the 8
+   independent leads, Kors' regression), levels taken from the PR segment (the last quiet window before
+   the QRS): each wave's onset/offset is where the magnitude, searched outward from the wave's peak,
+   falls below a threshold above the noise floor; QRS offset also ends where the spatial velocity drops
+   below the QRS's and the isoelectric window's own motion (so ST elevation and f-waves do not stretch
+   the QRS), and goes on through a brief return to baseline when a fast lobe follows (RBBB's R');
+   a P wave must look alike and sit at the same place in every beat (AF gives none), and its onset is
+   measured from the level just before it;
+4. intervals from the fiducials, frontal axes from the net areas of I and aVF.
+
+A measurement that cannot be made is None with its reason in `quality["reasons"]`, never a guess.
+"""
+
+from .beats import nanmedian0
+from .draw import draw_median_beats
+from .measurements import MEASUREMENT_KEYS, Measurements, measure_ecg
+
+__all__ = ["MEASUREMENT_KEYS", "Measurements", "draw_median_beats", "measure_ecg", "nanmedian0"]

@@ -1,0 +1,290 @@
+"""Global fiducials on the median beats (spatial VCG, isoelectric level, P/QRS/T edges), intervals, axes."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..constants import LEADS
+
+if TYPE_CHECKING:
+    from .measurements import Measurements
+
+WAVE_THRESHOLD_MV = 0.020        # spatial magnitude above the isoelectric level marks a wave
+NOISE_FACTOR = 2.0               # the threshold is at least this many times the median beat's noise
+QRS_VELOCITY_FRACTION = 0.04     # "not moving": spatial velocity below this share of the QRS peak's
+QRS_GAP_MS = 8.0                 # magnitude below threshold this long: the QRS has ended
+QRS_SLOW_MS = 10.0               # the QRS ends where the signal has not moved for this long
+QRS_RESUME_MS = 30.0             # a fast lobe starting this soon after the QRS dips out still belongs to it
+QRS_RESUME_VELOCITY = 0.10       # "fast": spatial velocity at least this share of the QRS peak's
+ISO_SEARCH_MS = 130.0            # the isoelectric (PR segment) window lies this close before the QRS
+ISO_QUIET_RATIO = 2.0            # ... and is the latest window at most this much busier than the quietest
+P_MIN_MV = 0.04                  # a median P wave smaller than this is absent
+P_EDGE_FRACTION = 0.08           # P onset/offset: also at least this share of the P peak magnitude
+P_HALF_MAX_MS = 120.0            # P onset at most this long before the P peak
+P_MIN_MS = 40.0                  # a briefer "P wave" is noise or f-waves
+P_MIN_CONSISTENCY = 0.6          # mean correlation of single-beat P waves with the median P
+P_MAX_LAG_MS = 3.0               # ... and the median shift that best aligns them (a fixed PR)
+P_MAX_SHIFT_MS = 40.0            # shifts tried for that alignment
+
+LIMB = {name: LEADS.index(name) for name in ("I", "II", "aVF")}
+INDEPENDENT = [LEADS.index(n) for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
+# Kors' regression from (I, II, V1..V6) to the Frank X, Y, Z leads (Kors et al., Eur Heart J 1990).
+KORS = np.array([
+    [0.38, -0.07, -0.13, 0.05, -0.01, 0.14, 0.06, 0.54],
+    [-0.07, 0.93, 0.06, -0.02, -0.05, 0.06, -0.17, 0.13],
+    [0.11, -0.23, -0.43, -0.06, -0.14, -0.20, -0.11, 0.31],
+])
+SQRT3_2 = math.sqrt(3.0) / 2.0   # aVF = (sqrt 3 / 2) * the inferior component (Einthoven triangle)
+
+
+def _spatial(median: np.ndarray, good: list[int]) -> np.ndarray:
+    """A 3-lead vectorcardiogram (3, T) from the 8 independent leads; plain leads if any is off."""
+    if all(i in good for i in INDEPENDENT):
+        return KORS @ median[INDEPENDENT]
+    use = [i for i in INDEPENDENT if i in good] or good
+    return median[use] / math.sqrt(len(use) / 3.0)
+
+
+def _outward(mag: np.ndarray, peak: int, threshold: float, step: int, stop: int) -> int:
+    """The last index, going from peak in direction step, where mag is still above threshold."""
+    i = peak
+    while i + step != stop and 0 <= i + step < len(mag) and mag[i + step] >= threshold:
+        i += step
+    return i
+
+
+def _baseline(median: np.ndarray, iso: int, win: int, rr: int | None) -> np.ndarray:
+    """Per-lead isoelectric line (12, T): the level at [iso, iso + win), sloped to the next beat's."""
+    start = median[:, iso:iso + win].mean(axis=1, keepdims=True)              # (12, 1)
+    if rr is None or iso + rr + win > median.shape[1]:
+        return start
+    end = median[:, iso + rr:iso + rr + win].mean(axis=1, keepdims=True)
+    frac = (np.arange(median.shape[1]) - iso)[None, :] / rr                  # (1, T)
+    return start + (end - start) * frac
+
+
+def _p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop: int, n) -> int:
+    """P onset, with the magnitude taken from the level just before the P wave: baseline wander left
+    in a few-beat median can put the TP segment tens of uV off the PR segment, enough to drag the onset
+    far back. The onset is first guessed from the upstroke (a smooth lobe rises from 0 to 30% in 1.4
+    times its 30%-70% rise time, whatever its width), the level is read 10-30 ms before that guess."""
+    rise30 = _outward(mag, peak, 0.3 * mag[peak], -1, stop - 1)
+    rise70 = _outward(mag, peak, 0.7 * mag[peak], -1, stop - 1)
+    guess = rise30 - int(round(1.4 * (rise70 - rise30)))
+    a, b = max(guess - n(30), stop), guess - n(10)
+    if b - a < n(10):
+        return _outward(mag, peak, threshold, -1, stop - 1)
+    mag_on = np.linalg.norm(vcg - vcg[:, a:b].mean(axis=1, keepdims=True), axis=0)   # (T,)
+    return _outward(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), -1, stop - 1)
+
+
+def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: int) -> int:
+    """Start of the PR-segment window: the LAST quiet `win` samples before the QRS starts to move.
+
+    The quietest window alone can be the flat top of a long P wave, which would shift every level
+    by the P amplitude; the PR segment lies after it, so of the windows nearly as quiet as the
+    quietest, the one nearest the QRS wins."""
+    # smoothed over `win // 2` samples: velocity also vanishes for a moment at the top of a lobe
+    smooth = np.convolve(velocity, np.ones(max(win // 2, 1)) / max(win // 2, 1), mode="same")
+    moving = smooth >= QRS_VELOCITY_FRACTION * velocity[qrs_peak]
+    onset = qrs_peak
+    while onset > 0 and moving[onset - 1]:
+        onset -= 1                                            # first sample of the moving QRS
+    lo = max(onset - search, 0)
+    if onset - lo <= win:
+        return lo
+    quiet = np.convolve(velocity[lo:onset], np.ones(win) / win, mode="valid")   # window ends <= onset
+    near_min = np.flatnonzero(quiet <= ISO_QUIET_RATIO * quiet.min())
+    return lo + int(near_min[-1])
+
+
+def _wave_end(mag: np.ndarray, peak: int, threshold: float, stop: int) -> int:
+    """Last index after peak still in the wave: before magnitude falls below threshold, or the trough
+    where magnitude rises again by more than a threshold and 15% of the peak (the next wave)."""
+    rise = max(threshold, 0.15 * mag[peak])
+    trough = peak
+    for i in range(peak + 1, stop):
+        if mag[i] < threshold:
+            return i - 1
+        if mag[i] < mag[trough]:
+            trough = i
+        elif mag[i] > mag[trough] + rise:
+            return trough
+    return trough
+
+
+def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, resid: np.ndarray, r: int,
+                   good: list[int], fs: float, rr_short: int) -> None:
+    """Fiducials on the median beats, then intervals and axes (fills meas in place). rr_short: a short
+    RR (10th percentile, samples) ending at a kept beat."""
+    q = meas.quality
+    ms = 1000.0 / fs
+    n = lambda millis: int(round(millis / ms))                                # noqa: E731
+    rr = int(round(meas.rr_ms / ms))
+
+    # Isoelectric level: the last quiet 20 ms before the QRS (PR segment), per lead; with a regular
+    # rhythm, a straight line from it to the same point of the next beat (the TP level can differ).
+    vcg = _spatial(median, good)                                             # (3, T)
+    velocity = np.linalg.norm(np.gradient(vcg, axis=1), axis=0)              # (T,) mV/sample
+    qrs_peak_v = r - n(60) + int(np.argmax(velocity[r - n(60): r + n(60)]))
+    win = n(20)
+    iso = _isoelectric_window(velocity, qrs_peak_v, win, n(ISO_SEARCH_MS))
+    median = median - _baseline(median, iso, win, rr if meas.rhythm_regular else None)
+    meas.median_beats = median.astype(np.float32)
+    vcg = _spatial(median, good)
+    mag = np.linalg.norm(vcg, axis=0)                                        # (T,) mV
+
+    # Noise floor of the median beat's magnitude, from the beat-to-beat residual.
+    resid_vcg = np.stack([_spatial(b, good) for b in resid])                 # (n_beats, 3, T')
+    floor = float(np.sqrt((resid_vcg ** 2).mean(axis=(0, 2)).sum() / len(beats)) * 1.25)
+    threshold = max(WAVE_THRESHOLD_MV, NOISE_FACTOR * floor)
+    q["wave_threshold_mv"] = round(threshold, 3)
+
+    # QRS: outward from the velocity peak until the magnitude stays below threshold for QRS_GAP_MS
+    # (a terminal lobe turning round, as in RBBB, dips briefly); the offset also stops where the signal
+    # has not moved for QRS_SLOW_MS (an elevated ST segment is large but slow).
+    qrs_lo, qrs_hi = max(r - n(150), 0), min(r + n(200), len(mag) - 1)
+    gap = max(n(QRS_GAP_MS), 1)
+    low = (mag < threshold).astype(float)
+    low_run = np.convolve(low, np.ones(gap), mode="full")[gap - 1:] >= gap   # low for gap samples from i
+    low_run_back = np.convolve(low, np.ones(gap), mode="full")[:len(low)] >= gap  # ... up to i
+    before = np.flatnonzero(low_run_back[qrs_lo:qrs_peak_v])
+    qrs_on = qrs_lo + int(before[-1]) + 1 if before.size else qrs_lo
+    run = n(QRS_SLOW_MS)
+    # "Not moving" is relative to the QRS and, where f-waves or noise keep the median beat moving
+    # even in its isoelectric window, to that motion.
+    noise_v = float(velocity[iso:iso + win].mean())
+    slow = (velocity < max(QRS_VELOCITY_FRACTION * velocity[qrs_peak_v], NOISE_FACTOR * noise_v)
+            ).astype(float)
+    slow_run = np.convolve(slow, np.ones(run), mode="full")[run - 1:] >= run
+    start = qrs_peak_v
+    while True:
+        stop = np.flatnonzero((low_run | slow_run)[start:qrs_hi])
+        qrs_off = start + int(stop[0]) - 1 if stop.size else qrs_hi
+        if not stop.size or not low_run[qrs_off + 1]:
+            break
+        # Back to baseline, but a fast, large lobe follows within QRS_RESUME_MS: a late activation
+        # front (RBBB's R') belongs to the QRS; the T wave starts later and rises slowly.
+        ahead = slice(qrs_off + 1, min(qrs_off + 1 + n(QRS_RESUME_MS), qrs_hi))
+        fast = np.flatnonzero((velocity[ahead] >= QRS_RESUME_VELOCITY * velocity[qrs_peak_v])
+                              & (mag[ahead] >= 2.0 * threshold))
+        if not fast.size:
+            break
+        start = ahead.start + int(fast[0])
+    if stop.size and not low_run[qrs_off + 1]:
+        # Stopped on a slow, large plateau (ST elevation): the J point is the dip before it, if any.
+        dip = qrs_peak_v + int(np.argmin(mag[qrs_peak_v:qrs_off + 1]))
+        if mag[dip] < 0.5 * mag[qrs_off + 1]:
+            qrs_off = dip
+
+    # T wave: the largest magnitude after the QRS; its end is where magnitude falls below threshold,
+    # or the trough before the next P wave where they merge (high rates).
+    t_lo, t_hi = qrs_off + n(40), min(qrs_on + max(rr - n(80), n(200)), len(mag) - 1)
+    t_end = None
+    if t_hi - t_lo > n(40):
+        t_peak = t_lo + int(np.argmax(mag[t_lo:t_hi]))
+        if mag[t_peak] >= threshold:
+            # measured from the TP level where there is a TP segment: atrial repolarisation often
+            # leaves the PR segment lower than the TP segment
+            tp_lo, tp_hi, win_tp = t_peak + n(100), qrs_on + rr - n(200), n(40)
+            mag_t = mag
+            if tp_hi - tp_lo > win_tp:
+                quiet_tp = np.convolve(velocity[tp_lo:tp_hi], np.ones(win_tp), mode="valid")
+                at = tp_lo + int(np.argmin(quiet_tp))
+                tp_level = vcg[:, at:at + win_tp].mean(axis=1, keepdims=True)   # (3, 1)
+                mag_t = np.linalg.norm(vcg - tp_level, axis=0)                   # (T,)
+            t_end = _wave_end(mag_t, t_peak, threshold, t_hi)
+
+    # P wave: the largest magnitude between the previous T end and the QRS onset.
+    p_on = p_off = None
+    p_hi = qrs_on - n(10)
+    # The search starts after the previous T even in the shortest cycles: in AF the previous beat's
+    # T wave lands at a different place in every beat and must not pass for a P wave.
+    p_lo = max(qrs_on - n(350), 0, (t_end - rr_short + n(10)) if t_end is not None else 0)
+    p_reason = None
+    if p_hi - p_lo > n(40):
+        p_peak = p_lo + int(np.argmax(mag[p_lo:p_hi]))
+        p_consistency = _consistency(beats, median, good, p_peak, n(40), qrs_on)
+        q["p_consistency"] = round(p_consistency, 2)
+        p_lag_ms = _p_lag(beats, median, good, p_peak, n(40), qrs_on, n(P_MAX_SHIFT_MS)) * ms
+        q["p_lag_ms"] = round(p_lag_ms, 1)
+        if (mag[p_peak] >= max(P_MIN_MV, threshold) and p_consistency >= P_MIN_CONSISTENCY
+                and p_lag_ms <= P_MAX_LAG_MS):
+            p_threshold = max(threshold, P_EDGE_FRACTION * mag[p_peak])
+            p_on = _p_onset(vcg, mag, p_peak, p_threshold, max(p_lo, p_peak - n(P_HALF_MAX_MS)), n)
+            p_off = _outward(mag, p_peak, p_threshold, +1, qrs_on)
+            if (p_off - p_on + 1) * ms < P_MIN_MS:
+                p_on = p_off = None
+                p_reason = "no P wave (a deflection too brief to be one)"
+        else:
+            p_reason = "no consistent P wave"
+    else:
+        p_reason = "no room for a P wave before the QRS"
+
+    meas.fiducials = {"r": r, "qrs_on": qrs_on, "qrs_off": qrs_off, "t_end": t_end,
+                      "p_on": p_on, "p_off": p_off, "isoelectric": iso}
+    meas.qrs_ms = (qrs_off - qrs_on + 1) * ms
+    meas.qrs_axis_deg = _axis(median, qrs_on, qrs_off, good, q, "qrs_axis_deg")
+    if t_end is None:
+        meas._not_measurable(("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "t_axis_deg"),
+                             "T wave end not found")
+    else:
+        meas.qt_ms = (t_end - qrs_on + 1) * ms
+        rr_s = meas.rr_ms / 1000.0
+        meas.qtc_bazett_ms = meas.qt_ms / math.sqrt(rr_s)
+        meas.qtc_fridericia_ms = meas.qt_ms / rr_s ** (1.0 / 3.0)
+        meas.t_axis_deg = _axis(median, qrs_off + 1, t_end, good, q, "t_axis_deg")
+    if p_on is None:
+        q["flags"].append("p_absent")
+        reason = p_reason
+        if not meas.rhythm_regular:
+            reason += " with irregular RR (atrial fibrillation pattern)"
+        meas._not_measurable(("pr_ms", "p_ms", "p_axis_deg"), reason)
+    else:
+        meas.pr_ms = (qrs_on - p_on) * ms
+        meas.p_ms = (p_off - p_on + 1) * ms
+        meas.p_axis_deg = _axis(median, p_on, p_off, good, q, "p_axis_deg")
+
+
+def _consistency(beats: np.ndarray, median: np.ndarray, good: list[int], center: int, half: int,
+                 qrs_on: int) -> float:
+    """Mean correlation of each beat's window around `center` with the median's (P wave check); the
+    window stops at the QRS onset, whose beat-to-beat agreement says nothing about a P wave."""
+    lo, hi = max(center - half, 0), min(center + half, qrs_on)
+    tpl = median[good, lo:hi]
+    tpl = (tpl - tpl.mean(axis=1, keepdims=True)).ravel()
+    seg = beats[:, good, lo:hi]
+    seg = seg - np.nanmean(seg, axis=2, keepdims=True)
+    seg = np.where(np.isfinite(seg), seg, 0.0).reshape(len(beats), -1)
+    corr = seg @ tpl / (np.linalg.norm(seg, axis=1) * np.linalg.norm(tpl) + 1e-12)
+    return float(np.mean(corr))
+
+
+def _p_lag(beats: np.ndarray, median: np.ndarray, good: list[int], center: int, half: int, qrs_on: int,
+           max_lag: int) -> float:
+    """Median |shift| (samples, up to max_lag) that best aligns each beat's P window with the median's:
+    a P wave conducted to the QRS sits at the same place in every beat, f-waves anywhere."""
+    lo, hi = max(center - half, max_lag), min(center + half, qrs_on)
+    tpl = median[good, lo:hi]
+    tpl = tpl - tpl.mean(axis=1, keepdims=True)                              # (n_good, W)
+    seg = beats[:, good, lo - max_lag:hi + max_lag]
+    seg = np.where(np.isfinite(seg), seg, 0.0)
+    win = sliding_window_view(seg, hi - lo, axis=2)                          # (n_beats, n_good, 2 lag + 1, W)
+    win = win - win.mean(axis=3, keepdims=True)
+    score = np.einsum("bglw,gw->bl", win, tpl) / (np.sqrt((win ** 2).sum(axis=(1, 3))) + 1e-12)
+    return float(np.median(np.abs(np.argmax(score, axis=1) - max_lag)))
+
+
+def _axis(median: np.ndarray, a: int, b: int, good: list[int], quality: dict, key: str
+          ) -> float | None:
+    """Frontal axis in degrees from the net areas of I and aVF over samples [a, b]."""
+    if LIMB["I"] not in good or LIMB["aVF"] not in good:
+        quality["reasons"][key] = "lead I or aVF is off"
+        return None
+    area_i = median[LIMB["I"], a:b + 1].sum()
+    area_avf = median[LIMB["aVF"], a:b + 1].sum()
+    return math.degrees(math.atan2(area_avf / SQRT3_2, area_i))
