@@ -18,17 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from gem_runtime.constants import LEADS
-from gem_runtime.measure import draw_median_beats, measure_ecg
+from gem_runtime.measure import FIELD, measure_ecg
 from gem_runtime.preprocess import preprocess_ecg
 from gem_runtime.readers import read_ecg
+from gem_runtime.render_median import draw_median_beats
 from gem_train.simulate import AF, CONDITIONS, LBBB, RBBB, simulate_ecg
 
 HERE = Path(__file__).parent
 FS = 500
-# (key, unit, IEC 60601-2-25 / issue target for |mean error|, or None where none is set)
-KEYS = [("hr_bpm", "bpm", 2.0), ("pr_ms", "ms", 10.0), ("p_ms", "ms", None), ("qrs_ms", "ms", 10.0),
-        ("qt_ms", "ms", 25.0), ("qtc_bazett_ms", "ms", None), ("qrs_axis_deg", "deg", 10.0),
-        ("p_axis_deg", "deg", None), ("t_axis_deg", "deg", None)]
+# IEC 60601-2-25 / issue target for |mean error|, or None where none is set
+TARGETS = {"hr_bpm": 2.0, "pr_ms": 10.0, "p_ms": None, "qrs_ms": 10.0, "qt_ms": 25.0, "qtc_bazett_ms": None,
+           "qrs_axis_deg": 10.0, "p_axis_deg": None, "t_axis_deg": None}
+KEYS = [(key, FIELD[key].unit, target) for key, target in TARGETS.items()]   # (key, unit, target)
 
 
 def error(key: str, measured, truth) -> float | None:
@@ -168,7 +169,7 @@ def main(argv=None):
     sinus_pr = [m for _, t, m in rows if t.pr_ms is not None]
     lines += ["", "## Required outcomes", "",
               f"- AF gives no PR: {sum(m.pr_ms is None for m in af)}/{len(af)} AF records "
-              f"(P-absent flag on {sum('p_absent' in m.quality['flags'] for m in af)}).",
+              f"(P-absent flag on {sum('p_absent' in m.quality.flags for m in af)}).",
               f"- LBBB/RBBB give QRS >= 120 ms: {sum((m.qrs_ms or 0) >= 120 for m, _ in bbb)}/{len(bbb)}.",
               f"- Sinus records with a measured PR: {sum(m.pr_ms is not None for m in sinus_pr)}/{len(sinus_pr)}"
               " (the rest: P buried in the preceding T at high rates, reported as not measurable).",

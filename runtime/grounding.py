@@ -93,7 +93,7 @@ def _compare(quantity: str, stated: float, span, meas: Measurements) -> Groundin
     key = "qtc_bazett_ms" if quantity == "qtc_ms" else quantity
     measured = getattr(meas, key)
     if measured is None:
-        reason = meas.quality.get("reasons", {}).get(key, "not measured")
+        reason = meas.quality.reasons.get(key, "not measured")
         return GroundingItem(quantity, stated, None, NOT_MEASURABLE, None, span, reason)
     if quantity == "qtc_ms":   # a text's QTc may be Bazett's or Fridericia's: agree with either
         candidates = [m for m in (meas.qtc_bazett_ms, meas.qtc_fridericia_ms) if m is not None]

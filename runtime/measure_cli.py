@@ -15,14 +15,6 @@ import click
 
 from .errors import GemEdgeError
 
-_UNITS = {"hr_bpm": "bpm", "rr_ms": "ms", "pr_ms": "ms", "p_ms": "ms", "qrs_ms": "ms", "qt_ms": "ms",
-          "qtc_bazett_ms": "ms", "qtc_fridericia_ms": "ms", "p_axis_deg": "deg", "qrs_axis_deg": "deg",
-          "t_axis_deg": "deg"}
-_LABELS = {"hr_bpm": "heart rate", "rr_ms": "RR (mean)", "pr_ms": "PR", "p_ms": "P duration",
-           "qrs_ms": "QRS duration", "qt_ms": "QT", "qtc_bazett_ms": "QTc Bazett",
-           "qtc_fridericia_ms": "QTc Fridericia", "p_axis_deg": "P axis", "qrs_axis_deg": "QRS axis",
-           "t_axis_deg": "T axis"}
-
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("ecg_file", type=click.Path(path_type=Path))
@@ -33,9 +25,10 @@ _LABELS = {"hr_bpm": "heart rate", "rr_ms": "RR (mean)", "pr_ms": "PR", "p_ms": 
               help="write the median beats with their fiducial marks (PNG)")
 def measure(ecg_file, as_json, fs, save_image):
     """Measure ECG_FILE: rate, PR, QRS, QT/QTc, axes and signal quality, with no model."""
-    from .measure import draw_median_beats, measure_ecg
+    from .measure import FIELDS, measure_ecg
     from .preprocess import preprocess_ecg
     from .readers import read_ecg
+    from .render_median import draw_median_beats
 
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
@@ -44,7 +37,8 @@ def measure(ecg_file, as_json, fs, save_image):
     meas = measure_ecg(signal, 500.0)
     if save_image is not None:
         if meas.median_beats is None:
-            raise GemEdgeError(f"{ecg_file}: no median beats to draw ({_reasons(meas)})")
+            reasons = meas.quality.reasons_text() or "no beats"
+            raise GemEdgeError(f"{ecg_file}: no median beats to draw ({reasons})")
         draw_median_beats(meas, save_image)
     result = meas.to_dict()
     if as_json:
@@ -52,18 +46,15 @@ def measure(ecg_file, as_json, fs, save_image):
         return
     for w in list(record.warnings) + warnings:
         click.echo(f"warning: {w}")
-    for key, unit in _UNITS.items():
-        value = result[key]
-        shown = f"{value:g} {unit}" if value is not None else f"-  ({meas.quality['reasons'].get(key, '')})"
-        click.echo(f"  {_LABELS[key]:15s} {shown}")
+    for f in FIELDS:
+        value = result[f.key]
+        shown = f"{value:g} {f.unit}" if value is not None else f"-  ({meas.quality.reasons.get(f.key, '')})"
+        click.echo(f"  {f.label:15s} {shown}")
     regular = {True: "regular", False: "irregular", None: "-"}[result["rhythm_regular"]]
-    click.echo(f"  {'rhythm':15s} {regular} (RR CV {meas.quality.get('rr_cv', '-')}, "
-               f"{meas.quality.get('n_beats', 0)} beats)")
-    flags = meas.quality["flags"]
-    click.echo(f"  {'quality':15s} {', '.join(flags) if flags else 'ok'}")
+    q = meas.quality
+    rr_cv = "-" if q.rr_cv is None else q.rr_cv
+    click.echo(f"  {'rhythm':15s} {regular} (RR CV {rr_cv}, {q.n_beats or 0} beats)")
+    click.echo(f"  {'quality':15s} {', '.join(q.flags) if q.flags else 'ok'}")
     if save_image is not None:
         click.echo(f"median beats written to {save_image}")
 
-
-def _reasons(meas) -> str:
-    return "; ".join(sorted(set(meas.quality["reasons"].values()))) or "no beats"

@@ -8,9 +8,10 @@ from pydicom.data import get_testdata_file
 
 from gem_runtime.cli import main
 from gem_runtime.constants import LEADS
-from gem_runtime.measure import MEASUREMENT_KEYS, draw_median_beats, measure_ecg
+from gem_runtime.measure import FIELDS, MEASUREMENT_KEYS, Measurements, measure_ecg
 from gem_runtime.preprocess import preprocess_ecg
 from gem_runtime.readers import read_ecg
+from gem_runtime.render_median import draw_median_beats
 from gem_train.simulate import AF, LBBB, LVH, NSR, RBBB, SB, simulate_ecg
 
 DICOM = get_testdata_file("waveform_ecg.dcm")
@@ -56,15 +57,15 @@ def test_regularity_matches_truth(corpus):
 def test_atrial_fibrillation_gives_no_pr_and_flags_absent_p():
     for truth, meas in make([AF], n=10, seed=11):
         assert meas.pr_ms is None and meas.p_ms is None
-        assert "p_absent" in meas.quality["flags"]
-        assert "atrial fibrillation" in meas.quality["reasons"]["pr_ms"]
+        assert "p_absent" in meas.quality.flags
+        assert "atrial fibrillation" in meas.quality.reasons["pr_ms"]
         assert meas.rhythm_regular is False
         assert meas.hr_bpm == pytest.approx(truth.hr_bpm, abs=2)
 
 
 def test_sinus_rhythm_has_a_p_wave_and_pr():
     for truth, meas in make([NSR], n=5, seed=12):
-        assert "p_absent" not in meas.quality["flags"]
+        assert "p_absent" not in meas.quality.flags
         assert meas.pr_ms == pytest.approx(truth.pr_ms, abs=20)
 
 
@@ -95,8 +96,8 @@ def test_slow_sinus_pr_is_not_stretched_by_the_p_top_or_wander():
 def test_flat_record_is_flagged_and_not_measured():
     meas = measure_ecg(np.zeros((12, 5000), np.float32), 500)
     assert all(getattr(meas, k) is None for k in MEASUREMENT_KEYS)
-    assert "lead_off" in meas.quality["flags"] and meas.quality["leads_off"] == list(LEADS)
-    assert meas.to_dict()["hr_bpm"] is None and meas.quality["reasons"]["hr_bpm"]
+    assert "lead_off" in meas.quality.flags and meas.quality.leads_off == list(LEADS)
+    assert meas.to_dict()["hr_bpm"] is None and meas.quality.reasons["hr_bpm"]
 
 
 def test_lead_off_is_flagged_and_axis_needs_lead_i():
@@ -105,8 +106,8 @@ def test_lead_off_is_flagged_and_axis_needs_lead_i():
     signal[LEADS.index("I")] = 0.0
     signal[LEADS.index("V3")] = 0.0
     meas = measure_ecg(signal, 500)
-    assert meas.quality["leads_off"] == ["I", "V3"]
-    assert meas.qrs_axis_deg is None and "lead I" in meas.quality["reasons"]["qrs_axis_deg"]
+    assert meas.quality.leads_off == ["I", "V3"]
+    assert meas.qrs_axis_deg is None and "lead I" in meas.quality.reasons["qrs_axis_deg"]
     assert meas.hr_bpm == pytest.approx(truth.hr_bpm, abs=2)
 
 
@@ -115,15 +116,31 @@ def test_too_few_beats_gives_none():
     short = np.zeros_like(signal)
     short[:, :1100] = signal[:, :1100]          # 2.2 s of signal, then preprocess-style zero padding
     meas = measure_ecg(short, 500)
-    assert "zero_padded" in meas.quality["flags"]
-    assert "too_few_beats" in meas.quality["flags"] and meas.hr_bpm is None and meas.qrs_ms is None
+    assert "zero_padded" in meas.quality.flags
+    assert "too_few_beats" in meas.quality.flags and meas.hr_bpm is None and meas.qrs_ms is None
 
 
 def test_noise_is_flagged():
     signal, _ = simulate_ecg(np.random.default_rng(7), [NSR])
     noisy = signal + np.random.default_rng(0).normal(0, 0.4, signal.shape).astype(np.float32)
-    assert "noise" in measure_ecg(noisy, 500).quality["flags"]
-    assert "noise" not in measure_ecg(signal, 500).quality["flags"]
+    assert "noise" in measure_ecg(noisy, 500).quality.flags
+    assert "noise" not in measure_ecg(signal, 500).quality.flags
+
+
+def test_quality_json_has_the_set_fields_in_pipeline_order():
+    flat = measure_ecg(np.zeros((12, 5000), np.float32), 500).to_dict()["quality"]
+    assert list(flat) == ["flags", "reasons", "zero_padded_samples", "leads_off"]
+    signal, _ = simulate_ecg(np.random.default_rng(7), [NSR])
+    full = measure_ecg(signal, 500).to_dict()["quality"]
+    assert list(full) == ["flags", "reasons", "n_beats", "rr_cv", "n_excluded_beats", "noise_rms_mv",
+                          "wave_threshold_mv", "p_consistency", "p_lag_ms"]
+    assert json.loads(json.dumps(full)) == full
+
+
+def test_fields_table_covers_every_measurement():
+    assert MEASUREMENT_KEYS == tuple(f.key for f in FIELDS)
+    assert all(hasattr(Measurements(), k) for k in MEASUREMENT_KEYS)
+    assert {f.key: f.decimals for f in FIELDS if f.decimals} == {"hr_bpm": 1}
 
 
 def test_real_dicom_gives_plausible_values(tmp_path):

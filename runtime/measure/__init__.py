@@ -22,11 +22,14 @@ Pipeline:
    measured from the level just before it;
 4. intervals from the fiducials, frontal axes from the net areas of I and aVF.
 
-A measurement that cannot be made is None with its reason in `quality["reasons"]`, never a guess.
+A measurement that cannot be made is None with its reason in `quality.reasons`, never a guess. The picture
+of the median beats is drawn by `gem_runtime.render_median`.
 """
 
 from .beats import nanmedian0
-from .draw import draw_median_beats
-from .measurements import MEASUREMENT_KEYS, Measurements, measure_ecg
+from .fields import FIELD, FIELDS, MEASUREMENT_KEYS, MeasurementField
+from .measurements import Measurements, measure_ecg
+from .quality import Quality
 
-__all__ = ["MEASUREMENT_KEYS", "Measurements", "draw_median_beats", "measure_ecg", "nanmedian0"]
+__all__ = ["FIELD", "FIELDS", "MEASUREMENT_KEYS", "MeasurementField", "Measurements", "Quality", "measure_ecg",
+           "nanmedian0"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import LEADS
-from .quality import MIN_BEATS
+from .quality import MIN_BEATS, Quality
 
 ALIGN_SHIFT_MS = 16.0            # cross-correlation refinement of each beat's fiducial
 ECTOPIC_CORR = 0.80              # QRS correlation with the dominant beat below this: left out
@@ -77,11 +77,11 @@ def residual(beats: np.ndarray, median: np.ndarray, r: int, fs: float, rr_ms: fl
     return np.where(np.isfinite(resid), resid, 0.0)
 
 
-def flag_noise(resid: np.ndarray, good: list[int], quality: dict) -> None:
+def flag_noise(resid: np.ndarray, good: list[int], quality: Quality) -> None:
     """Per-lead RMS of the beat-to-median residual; leads over NOISE_RMS_MV are noisy."""
     rms = np.sqrt((resid ** 2).mean(axis=(0, 2)))                            # (12,)
-    quality["noise_rms_mv"] = {LEADS[i]: round(float(rms[i]), 3) for i in good}
+    quality.noise_rms_mv = {LEADS[i]: round(float(rms[i]), 3) for i in good}
     noisy = [LEADS[i] for i in good if rms[i] > NOISE_RMS_MV]
     if noisy:
-        quality["flags"].append("noise")
-        quality["noisy_leads"] = noisy
+        quality.flags.append("noise")
+        quality.noisy_leads = noisy

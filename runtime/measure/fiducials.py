@@ -9,6 +9,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..constants import LEADS
+from .quality import Quality
 
 if TYPE_CHECKING:
     from .measurements import Measurements
@@ -142,7 +143,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     resid_vcg = np.stack([_spatial(b, good) for b in resid])                 # (n_beats, 3, T')
     floor = float(np.sqrt((resid_vcg ** 2).mean(axis=(0, 2)).sum() / len(beats)) * 1.25)
     threshold = max(WAVE_THRESHOLD_MV, NOISE_FACTOR * floor)
-    q["wave_threshold_mv"] = round(threshold, 3)
+    q.wave_threshold_mv = round(threshold, 3)
 
     # QRS: outward from the velocity peak until the magnitude stays below threshold for QRS_GAP_MS
     # (a terminal lobe turning round, as in RBBB, dips briefly); the offset also stops where the signal
@@ -209,9 +210,9 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     if p_hi - p_lo > n(40):
         p_peak = p_lo + int(np.argmax(mag[p_lo:p_hi]))
         p_consistency = _consistency(beats, median, good, p_peak, n(40), qrs_on)
-        q["p_consistency"] = round(p_consistency, 2)
+        q.p_consistency = round(p_consistency, 2)
         p_lag_ms = _p_lag(beats, median, good, p_peak, n(40), qrs_on, n(P_MAX_SHIFT_MS)) * ms
-        q["p_lag_ms"] = round(p_lag_ms, 1)
+        q.p_lag_ms = round(p_lag_ms, 1)
         if (mag[p_peak] >= max(P_MIN_MV, threshold) and p_consistency >= P_MIN_CONSISTENCY
                 and p_lag_ms <= P_MAX_LAG_MS):
             p_threshold = max(threshold, P_EDGE_FRACTION * mag[p_peak])
@@ -239,7 +240,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         meas.qtc_fridericia_ms = meas.qt_ms / rr_s ** (1.0 / 3.0)
         meas.t_axis_deg = _axis(median, qrs_off + 1, t_end, good, q, "t_axis_deg")
     if p_on is None:
-        q["flags"].append("p_absent")
+        q.flags.append("p_absent")
         reason = p_reason
         if not meas.rhythm_regular:
             reason += " with irregular RR (atrial fibrillation pattern)"
@@ -279,11 +280,11 @@ def _p_lag(beats: np.ndarray, median: np.ndarray, good: list[int], center: int, 
     return float(np.median(np.abs(np.argmax(score, axis=1) - max_lag)))
 
 
-def _axis(median: np.ndarray, a: int, b: int, good: list[int], quality: dict, key: str
+def _axis(median: np.ndarray, a: int, b: int, good: list[int], quality: Quality, key: str
           ) -> float | None:
     """Frontal axis in degrees from the net areas of I and aVF over samples [a, b]."""
     if LIMB["I"] not in good or LIMB["aVF"] not in good:
-        quality["reasons"][key] = "lead I or aVF is off"
+        quality.reasons[key] = "lead I or aVF is off"
         return None
     area_i = median[LIMB["I"], a:b + 1].sum()
     area_avf = median[LIMB["aVF"], a:b + 1].sum()

@@ -12,17 +12,15 @@ from ..constants import LEADS
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
 from .detection import bandpass, detect_r_peaks
 from .fiducials import measure_median
-from .quality import MIN_BEATS, RR_CV_REGULAR, good_leads, trim_zero_padding
+from .fields import FIELDS, MEASUREMENT_KEYS
+from .quality import MIN_BEATS, RR_CV_REGULAR, Quality, good_leads, trim_zero_padding
 
 MEASURE_BAND_HZ = (0.5, 40.0)    # median beats: wander and mains hum out, wave edges kept
-
-MEASUREMENT_KEYS = ("hr_bpm", "rr_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms",
-                    "qtc_fridericia_ms", "p_axis_deg", "qrs_axis_deg", "t_axis_deg")
 
 
 @dataclasses.dataclass
 class Measurements:
-    """Global measurements of one ECG; None where not measurable (reason in quality["reasons"])."""
+    """Global measurements of one ECG; None where not measurable (reason in quality.reasons)."""
 
     hr_bpm: float | None = None           # ventricular rate, 60000 / mean RR
     rr_ms: float | None = None            # mean RR interval
@@ -36,7 +34,7 @@ class Measurements:
     qrs_axis_deg: float | None = None
     t_axis_deg: float | None = None
     rhythm_regular: bool | None = None    # RR coefficient of variation below RR_CV_REGULAR
-    quality: dict = dataclasses.field(default_factory=lambda: {"flags": [], "reasons": {}})
+    quality: Quality = dataclasses.field(default_factory=Quality)
     # For drawing and checks, not in the JSON: per-lead median beats and fiducial sample indices.
     fs: float = 0.0
     median_beats: np.ndarray | None = None  # (12, T) mV, isoelectric level at 0
@@ -46,17 +44,17 @@ class Measurements:
     def to_dict(self) -> dict:
         """JSON-ready: the measurement keys, `rhythm_regular` and `quality`; numbers rounded."""
         out = {}
-        for key in MEASUREMENT_KEYS:
-            value = getattr(self, key)
-            out[key] = None if value is None else round(float(value), 1 if key == "hr_bpm" else 0)
+        for f in FIELDS:
+            value = getattr(self, f.key)
+            out[f.key] = None if value is None else round(float(value), f.decimals)
         out["rhythm_regular"] = self.rhythm_regular
-        out["quality"] = self.quality
+        out["quality"] = self.quality.to_dict()
         return out
 
     def _not_measurable(self, keys, reason: str):
         for key in keys:
             setattr(self, key, None)
-            self.quality["reasons"].setdefault(key, reason)
+            self.quality.reasons.setdefault(key, reason)
 
 
 def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
@@ -74,14 +72,14 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
     good = good_leads(x, q)
     if x.shape[1] < 2 * fs or not good:
         meas._not_measurable(MEASUREMENT_KEYS, "no usable signal (all leads off or record too short)")
-        q["flags"].append("no_signal")
+        q.flags.append("no_signal")
         return meas
 
     r_peaks = detect_r_peaks(x[good], fs)
     meas.r_peaks = r_peaks
-    q["n_beats"] = int(len(r_peaks))
+    q.n_beats = int(len(r_peaks))
     if len(r_peaks) < MIN_BEATS:
-        q["flags"].append("too_few_beats")
+        q.flags.append("too_few_beats")
         meas._not_measurable(MEASUREMENT_KEYS, f"too few beats ({len(r_peaks)} < {MIN_BEATS})")
         return meas
 
@@ -89,7 +87,7 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
     meas.rr_ms = float(rr.mean())
     meas.hr_bpm = 60000.0 / meas.rr_ms
     rr_cv = float(rr.std() / rr.mean())
-    q["rr_cv"] = round(rr_cv, 3)
+    q.rr_cv = round(rr_cv, 3)
     meas.rhythm_regular = rr_cv < RR_CV_REGULAR
 
     with warnings.catch_warnings():   # beats cut at the record's ends are NaN there: nan-aware stats
@@ -104,9 +102,9 @@ def _measure_beats(meas: Measurements, x: np.ndarray, r_peaks: np.ndarray, good:
     filtered = bandpass(x, fs, MEASURE_BAND_HZ)                             # (12, n)
     beats, r_index, meas.r_peaks = aligned_beats(filtered, r_peaks, fs, good)   # (n_beats, 12, T)
     dominant = dominant_beats(beats, r_index, fs, good)
-    q["n_excluded_beats"] = int((~dominant).sum())
+    q.n_excluded_beats = int((~dominant).sum())
     if (~dominant).any():
-        q["flags"].append("ectopic_beats")
+        q.flags.append("ectopic_beats")
     beats = beats[dominant]
     median = nanmedian0(beats)                                               # (12, T)
     median = np.where(np.isfinite(median), median, 0.0)

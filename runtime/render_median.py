@@ -1,17 +1,20 @@
-"""The median beats on ECG paper with their fiducial marks."""
+"""The median beats on ECG paper with their fiducial marks (`gem-run --save-image`, `gem-run measure
+--save-image`): the picture a reader checks the measured intervals on. Beside `render.py`, which draws the
+10 s page the model sees."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..constants import LEADS
-from .measurements import Measurements
+from .constants import LEADS
+from .measure import FIELD, Measurements
 
 DRAW_LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 DRAW_SPEED_MM_S = 50.0           # median beats are read at double speed
 DRAW_GAIN_MM_MV = 10.0
 DRAW_PX_PER_MM = 4.0
 DRAW_ROW_MM = 40.0
+DRAW_HEADER_KEYS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qrs_axis_deg")
 DRAW_MARKERS = {"p_on": ((0, 120, 220), "P on"), "p_off": ((0, 120, 220), "P off"),
                 "qrs_on": ((0, 150, 60), "QRS on"), "qrs_off": ((0, 150, 60), "QRS off"),
                 "t_end": ((200, 100, 0), "T end")}
@@ -23,7 +26,7 @@ def draw_median_beats(meas: Measurements, out_png) -> None:
     from PIL import Image, ImageDraw
 
     if meas.median_beats is None:
-        raise ValueError("no median beats to draw: " + "; ".join(sorted(set(meas.quality["reasons"].values()))))
+        raise ValueError("no median beats to draw: " + meas.quality.reasons_text())
     beats, fs, fid = meas.median_beats, meas.fs, meas.fiducials
     r = fid["r"]
     lo = max(0, r - int(0.40 * fs) if fid.get("p_on") is None else fid["p_on"] - int(0.08 * fs))
@@ -42,9 +45,7 @@ def draw_median_beats(meas: Measurements, out_png) -> None:
         draw.line([(0, mm * px), (width, mm * px)], fill=(232, 128, 128) if (mm - header_mm) % 5 == 0
                   else (248, 210, 210))
     d = meas.to_dict()
-    labels = {"hr_bpm": "HR", "pr_ms": "PR", "qrs_ms": "QRS", "qt_ms": "QT", "qtc_bazett_ms": "QTcB",
-              "qrs_axis_deg": "QRS axis"}
-    text = "  ".join(f"{label} {d[k]:g}" for k, label in labels.items() if d[k] is not None)
+    text = "  ".join(f"{FIELD[k].short} {d[k]:g}" for k in DRAW_HEADER_KEYS if d[k] is not None)
     draw.text((4, 4), "median beats, 50 mm/s, 10 mm/mV   " + text, fill=(0, 0, 0))
     legend_x = 4
     for colour, label in {v[1][:1]: v for v in DRAW_MARKERS.values()}.values():
