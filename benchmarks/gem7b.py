@@ -107,12 +107,14 @@ def _accept_for_timing(bundle: Path, failure: str, log) -> None:
     that a trained model never shows. The files are complete; mark the bundle usable for timing and say why.
     Encoder failures are real and re-raised."""
     import json
+    from dataclasses import replace
 
-    manifest_path = bundle / "manifest.json"
-    m = json.loads(manifest_path.read_text())
-    if any(not f.startswith("llm ") for f in m.get("gate_failures", [])):
+    from gem_runtime.bundle import write_manifest
+    from gem_runtime.manifest import MANIFEST_FILE, Manifest
+
+    m = Manifest.from_dict(json.loads((bundle / MANIFEST_FILE).read_text()))
+    if any(not f.startswith("llm ") for f in m.gate_failures or []):
         raise RuntimeError(f"{bundle}: {failure}")
-    m["complete"] = True
-    m["bench_note"] = f"random weights, timing only; LLM parity gate not met: {failure}"
-    manifest_path.write_text(json.dumps(m, indent=2))
+    write_manifest(bundle, replace(m, complete=True,
+                                   note=f"random weights, timing only; LLM parity gate not met: {failure}"))
     log(f"[make-7b] {failure} (random weights, near-tied logits): bundle kept for timing only")

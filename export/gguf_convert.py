@@ -13,6 +13,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from gem_runtime.errors import CheckpointError, LlmError
+from gem_runtime.manifest import LLM_TYPES, QUANTIZED
+
 LLM_TENSORS = {  # HF name (N = layer) -> GGUF name
     "model.embed_tokens.weight": "token_embd.weight",
     "model.norm.weight": "output_norm.weight",
@@ -27,7 +30,6 @@ LLM_TENSORS = {  # HF name (N = layer) -> GGUF name
     "model.layers.N.input_layernorm.weight": "blk.N.attn_norm.weight",
     "model.layers.N.post_attention_layernorm.weight": "blk.N.ffn_norm.weight",
 }
-QUANT_FTYPES = {"q8_0": 7, "q4_k_m": 15, "q4_0": 2, "q5_k_m": 17, "q6_k": 18}   # llama_ftype values
 _LAYER = re.compile(r"\.(\d+)\.")
 
 
@@ -88,10 +90,10 @@ def write_gguf(tensors: Iterable[tuple[str, np.ndarray]], config, tokenizer_mode
     w.add_layer_norm_rms_eps(config.rms_norm_eps)
     w.add_rope_freq_base(config.rope_theta)
     w.add_vocab_size(config.vocab_size)
-    w.add_file_type(1)                                 # MOSTLY_F16
+    w.add_file_type(LLM_TYPES["f16"].llama_ftype)
     tokens, scores, types, sp = _sp_vocab(tokenizer_model)
     if len(tokens) != config.vocab_size:
-        raise ValueError(f"{tokenizer_model}: {len(tokens)} pieces, model vocab {config.vocab_size}")
+        raise CheckpointError(tokenizer_model, f"{len(tokens)} pieces, the model's vocabulary has {config.vocab_size}")
     w.add_tokenizer_model("llama")
     w.add_tokenizer_pre("default")
     w.add_token_list(tokens)
@@ -135,15 +137,15 @@ def quantize(src: Path, dst: Path, qtype: str, threads: int = 2) -> Path:
     """llama.cpp's own quantizer (llama_model_quantize), e.g. q8_0 or q4_k_m."""
     import llama_cpp as L
 
-    if qtype not in QUANT_FTYPES:
-        raise ValueError(f"unknown quantization {qtype!r}; choose from {', '.join(QUANT_FTYPES)}")
+    if qtype not in QUANTIZED:
+        raise ValueError(f"unknown quantization {qtype!r}; choose from {', '.join(QUANTIZED)}")   # callers check
     qp = L.llama_model_quantize_default_params()
-    qp.ftype = QUANT_FTYPES[qtype]
+    qp.ftype = LLM_TYPES[qtype].llama_ftype
     qp.nthread = threads
     tmp = Path(str(dst) + ".tmp")
     rc = L.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(qp))
     if rc != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"llama_model_quantize({src} -> {qtype}) failed with code {rc}")
+        raise LlmError(f"{src}: llama_model_quantize to {qtype} failed with code {rc}")
     tmp.replace(dst)
     return dst

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from gem_runtime.manifest import ECG_ENCODER, IMAGE_ENCODER, EncoderIO, EncoderParity
 from gem_train.config import GemConfig
 from gem_train.model import GemForCausalLM
 
@@ -22,14 +23,24 @@ EXTERNAL_DATA_BYTES = 2 * 2**30 - 2**20      # protobuf's 2 GB limit, minus head
 
 @dataclass(frozen=True)
 class EncoderExport:
-    name: str                                   # file stem in the bundle
-    input_name: str
-    output_name: str
+    io: EncoderIO                               # file stem and tensor names, from the bundle contract
     method: str                                 # GemForCausalLM method the graph computes
     input_shape: Callable[[GemConfig], tuple]   # one sample, without the batch axis
     rows: Callable[[GemConfig], int]            # LLM rows per sample
     min_cosine: float = 0.9999
     example: Callable[[GemConfig, int, int], np.ndarray] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.io.name
+
+    @property
+    def input_name(self) -> str:
+        return self.io.input
+
+    @property
+    def output_name(self) -> str:
+        return self.io.output
 
 
 def _example_ecg(c: GemConfig, batch: int, seed: int) -> np.ndarray:
@@ -47,11 +58,11 @@ def _example_image(c: GemConfig, batch: int, seed: int) -> np.ndarray:
 
 
 ENCODERS: dict[str, EncoderExport] = {
-    "ecg_encoder": EncoderExport(
-        "ecg_encoder", "ecg", "ecg_embeds", "encode_ecgs",
+    ECG_ENCODER.name: EncoderExport(
+        ECG_ENCODER, "encode_ecgs",
         input_shape=lambda c: (c.ecg_leads, c.ecg_samples), rows=lambda c: c.ecg_tokens, example=_example_ecg),
-    "image_encoder": EncoderExport(
-        "image_encoder", "pixel_values", "image_embeds", "encode_images",
+    IMAGE_ENCODER.name: EncoderExport(
+        IMAGE_ENCODER, "encode_images",
         input_shape=lambda c: (3, c.vision_image_size, c.vision_image_size), rows=lambda c: c.image_tokens,
         example=_example_image),
 }
@@ -124,7 +135,7 @@ def _rename_external_location(onnx_path: Path, old: str, new: str) -> None:
 
 
 def validate_encoder(model: GemForCausalLM, spec: EncoderExport, onnx_path: Path, threads: int = 2,
-                     min_cosine: float | None = None) -> dict:
+                     min_cosine: float | None = None) -> EncoderParity:
     """ONNX Runtime beside torch on batches 1 and 3 (not the export example): max |diff| and cosine."""
     import onnxruntime as ort
 
@@ -138,13 +149,14 @@ def validate_encoder(model: GemForCausalLM, spec: EncoderExport, onnx_path: Path
             want = getattr(model, spec.method)(torch.from_numpy(x)).float().numpy()
         got = sess.run([spec.output_name], {spec.input_name: x})[0]
         if got.shape != want.shape:
-            return {"ok": False, "problem": f"shape {got.shape} != torch {want.shape}"}
+            return EncoderParity(ok=False, problem=f"shape {got.shape} != torch {want.shape}")
         shapes.append(list(got.shape))
         worst_diff = max(worst_diff, float(np.abs(got - want).max()))
         worst_cos = min(worst_cos, cosine(got, want))
     min_cosine = spec.min_cosine if min_cosine is None else min_cosine
-    return {"ok": worst_cos >= min_cosine, "max_abs_diff": worst_diff, "cosine": worst_cos,
-            "min_cosine": min_cosine, "shapes": shapes}
+    ok = worst_cos >= min_cosine
+    return EncoderParity(ok=ok, max_abs_diff=worst_diff, cosine=worst_cos, min_cosine=min_cosine, shapes=shapes,
+                         problem=None if ok else f"cosine {worst_cos:.7f} < {min_cosine}")
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

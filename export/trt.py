@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gem_runtime.bundle import ENCODERS
+from gem_runtime.manifest import ENCODERS
 from gem_runtime.errors import BackendUnavailableError, BundleError
 from gem_runtime.trt_engine import engine_name, gpu_info, installed_trt_version
 
@@ -237,9 +237,9 @@ def build_engines(bundle_dir: Path, mode: str, log: Callable[[str], None] = prin
     import tensorrt as trt
 
     gpu, version = gpu_info(), trt.__version__
-    onnx_files = {n: bundle_dir / f"{n}.onnx" for n in ENCODERS if (bundle_dir / f"{n}.onnx").is_file()}
+    onnx_files = {n: bundle_dir / io.onnx_file() for n, io in ENCODERS.items() if (bundle_dir / io.onnx_file()).is_file()}
     if not onnx_files:
-        raise BundleError(bundle_dir, f"no encoder ONNX files ({', '.join(n + '.onnx' for n in ENCODERS)})")
+        raise BundleError(bundle_dir, f"no encoder ONNX files ({', '.join(io.onnx_file() for io in ENCODERS.values())})")
     engines, failures = {}, {}
     for name, onnx_path in onnx_files.items():
         dst = bundle_dir / engine_name(name, gpu.sm, version)

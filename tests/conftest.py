@@ -10,6 +10,28 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+SHARED = Path(__file__).resolve().parents[2] / "shared"      # beside the repository, in CI as here
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real PhysioNet and vendor ECGs), or a skip that says where it was looked for."""
+    data = SHARED / "data"
+    if not data.is_dir():
+        pytest.skip(f"real ECGs not found: {data} is absent (shared/ sits beside the repository)")
+    return data
+
+
+@pytest.fixture(scope="session")
+def physionet(shared_data) -> Path:
+    return shared_data / "physionet"
+
+
+@pytest.fixture(scope="session")
+def ptb(physionet) -> Path:
+    """PTB Diagnostic ECG Database s0010_re: 15 leads (12 + Frank) at 1000 Hz, 38.4 s, an infarction."""
+    return physionet / "s0010_re.hea"
+
 
 def _has_gpu() -> bool:
     return Path("/dev/nvidiactl").exists()
@@ -89,5 +111,6 @@ def tiny_bundle(tiny_gem7b_layout, tmp_path_factory) -> Path:
     from gem_export.build import BuildOptions, build_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    build_bundle(tiny_gem7b_layout, out, BuildOptions(quants=("q8_0",), trt="auto", log=lambda m: None))
+    # q6_k besides q8_0: every type the export writes must load in gem-run (it once wrote one gem-run refused)
+    build_bundle(tiny_gem7b_layout, out, BuildOptions(quants=("q8_0", "q6_k"), trt="auto", log=lambda m: None))
     return out

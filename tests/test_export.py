@@ -33,8 +33,12 @@ def test_parity_gate_numbers(tiny_bundle):
     f16 = p["llm"]["f16"]
     assert f16["ok"] and f16["greedy_tokens"] >= 32 and f16["identical_prefix"] == f16["greedy_tokens"]
     assert f16["cosine"] > 0.999
-    q8 = p["llm"]["q8_0"]
-    assert 0 <= q8["top1_agreement"] <= 1 and q8["cosine"] > 0.99
+    from gem_export.build import QUANT_GATE
+
+    for q in ("q8_0", "q6_k"):                  # the gate's own thresholds, recorded and met
+        r, gate = p["llm"][q], QUANT_GATE[q]
+        assert r["ok"] and (r["min_cosine"], r["min_top1"]) == (gate.min_cosine, gate.min_top1)
+        assert r["cosine"] >= gate.min_cosine and r["top1_agreement"] >= gate.min_top1
 
 
 def test_gguf_tensors_and_vocab(tiny_bundle, tiny_checkpoint):
@@ -62,7 +66,7 @@ def test_flipped_byte_in_any_file_is_caught(tiny_bundle, tmp_path):
         data[len(data) // 2] ^= 0x01
         (b / name).write_bytes(bytes(data))
         with pytest.raises(SystemExit) as e:
-            main(["verify", "--bundle", str(b)], standalone_mode=True)
+            main(["verify", "--bundle", str(b)])
         assert e.value.code == 2
         with pytest.raises(BundleError, match=name):
             Bundle.open(b).verify_all()
@@ -72,7 +76,7 @@ def test_flipped_byte_in_any_file_is_caught(tiny_bundle, tmp_path):
 def test_failed_gate_leaves_bundle_incomplete(tiny_gem7b_layout, tmp_path, monkeypatch):
     from gem_export import build as build_mod
 
-    monkeypatch.setitem(build_mod.QUANT_GATE, "q8_0", (1.01, 1.01))   # unreachable: cosine <= 1
+    monkeypatch.setitem(build_mod.QUANT_GATE, "q8_0", build_mod.QuantGate(1.01, 1.01))   # unreachable: cosine <= 1
     out = tmp_path / "b"
     with pytest.raises(build_mod.ExportGateError, match="q8_0"):
         build_mod.build_bundle(tiny_gem7b_layout, out, build_mod.BuildOptions(quants=("q8_0",), log=lambda m: None))
