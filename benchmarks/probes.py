@@ -27,19 +27,12 @@ def decode_batch_costs(gguf: Path, threads: int, sizes=(1, 2, 4, 8, 16), reps: i
     pos = llm.prefill(ids[:20], rows, ids[20:40], LlmTimings())
     out = {}
     for k in sizes:
-        batch = L.llama_batch_init(k, 0, 1)
-        batch.n_tokens = k
-        for i in range(k):
-            batch.token[i], batch.n_seq_id[i], batch.seq_id[i][0], batch.logits[i] = 5 + i, 1, 0, 1
         times = []
         for _ in range(reps):
-            for i in range(k):
-                batch.pos[i] = pos + i
             t0 = time.perf_counter()
-            L.llama_decode(llm.ctx, batch)
+            llm.eval_tokens([5 + i for i in range(k)], pos, logits="all")
             times.append(time.perf_counter() - t0)
-            L.llama_memory_seq_rm(llm.mem, 0, pos, -1)
-        L.llama_batch_free(batch)
+            llm.truncate(pos)
         out[k] = float(np.median(times) * 1000)
     llm.close()
     return out
@@ -60,8 +53,7 @@ def quant_costs(f16: Path, types: list[str], threads: int, rows: int = 677, toke
         prefill = []
         for _ in range(2):                              # the first pass also pages the weights in
             t = LlmTimings()
-            llm._prefix_ids = []                        # no prefix reuse: the whole prompt each time
-            pos = llm.prefill(ids[:30], x, ids[30:60], t)
+            pos = llm.prefill(ids[:30], x, ids[30:60], t, reuse_prefix=False)   # the whole prompt each time
             prefill.append(t.prefill_ms)
         positions = t.prefill_positions
         t = LlmTimings()

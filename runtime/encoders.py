@@ -1,19 +1,31 @@
 """The two encoders (ECG, image) on TensorRT engines or ONNX Runtime (CUDA / CPU execution providers).
 
 `auto` picks the fastest backend this machine has; asking for one it lacks is an error, never a silent fallback.
+Every encoder is an `Encoder`: `run` a batch, `close` its native resources, say its `backend`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from .bundle import Bundle
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, BundleError
+from .manifest import ENCODERS, EncoderIO
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
-IO_NAMES = {"ecg_encoder": ("ecg", "ecg_embeds"), "image_encoder": ("pixel_values", "image_embeds")}
+
+
+class Encoder(Protocol):
+    name: str
+    backend: str           # "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """(B, ...) float32 -> (B, rows, H) float32: LLM-ready rows."""
+
+    def close(self) -> None:
+        """Free the session / engine / device buffers; run must not be called after."""
 
 
 def ort_providers() -> list[str]:
@@ -27,7 +39,7 @@ def available_backends(bundle: Bundle) -> list[str]:
     from .trt_engine import engine_file_for
 
     found = []
-    if all(engine_file_for(bundle.root, n) for n in IO_NAMES):
+    if all(engine_file_for(bundle.root, n) for n in ENCODERS):
         found.append("tensorrt")
     if "CUDAExecutionProvider" in ort_providers() and _cuda_device_present():
         found.append("cuda")
@@ -39,14 +51,55 @@ def _cuda_device_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
 
 
-@dataclass
-class Encoder:
-    name: str
-    backend: str
-    run: object           # callable: np.ndarray (B, ...) -> np.ndarray (B, rows, H)
+class OrtEncoder:
+    """One encoder graph in an ONNX Runtime session."""
+
+    def __init__(self, io: EncoderIO, path: Path, backend: str, threads: int):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle ORT threads spin by default and steal the cores llama.cpp's prefill needs right after the
+        # encoders (measured here: prefill 60-87 ms with spinning, 19-21 ms without).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if backend == "cuda" else ["CPUExecutionProvider"]
+        self.io, self.name = io, io.name
+        self._session = ort.InferenceSession(str(path), so, providers=providers)
+        used = self._session.get_providers()[0]
+        if backend == "cuda" and used != "CUDAExecutionProvider":
+            self.close()
+            raise BackendUnavailableError(f"onnxruntime could not start CUDA for {io.name} (got {used})")
+        self.backend = "onnxruntime-cuda" if backend == "cuda" else "onnxruntime-cpu"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self.io.output], {self.io.input: np.ascontiguousarray(x, np.float32)})[0]
+
+    def close(self) -> None:
+        self._session = None          # ORT frees the session (and its CUDA memory) with the last reference
+
+
+class TrtBundleEncoder:
+    """A TensorRT engine of the bundle as an Encoder."""
+
+    backend = "tensorrt"
+
+    def __init__(self, io: EncoderIO, path: Path):
+        from .trt_engine import TrtEncoder
+
+        self.io, self.name = io, io.name
+        self._engine = TrtEncoder(path, io.input, io.output)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._engine.run(x)
+
+    def close(self) -> None:
+        self._engine.close()
 
 
 def load_encoders(bundle: Bundle, backend: str, threads: int) -> dict[str, Encoder]:
+    """Both encoders on one backend; on failure, those already loaded are closed again."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     have = available_backends(bundle)
@@ -58,38 +111,28 @@ def load_encoders(bundle: Bundle, backend: str, threads: int) -> dict[str, Encod
         why = {"tensorrt": engine_mismatch_reason(bundle.root, "ecg_encoder") or "no engine for this GPU",
                "cuda": "onnxruntime has no CUDAExecutionProvider here or no NVIDIA GPU is present"}.get(backend, "")
         raise BackendUnavailableError(f"backend {backend!r} is not available here ({why}); available: {', '.join(have)}")
-    return {name: _load_one(bundle, name, backend, threads) for name in IO_NAMES}
+    loaded: dict[str, Encoder] = {}
+    try:
+        for name, io in ENCODERS.items():
+            loaded[name] = _load_one(bundle, io, backend, threads)
+    except BaseException:
+        for enc in loaded.values():
+            enc.close()
+        raise
+    return loaded
 
 
-def _load_one(bundle: Bundle, name: str, backend: str, threads: int) -> Encoder:
-    inp, out = IO_NAMES[name]
+def _load_one(bundle: Bundle, io: EncoderIO, backend: str, threads: int) -> Encoder:
     if backend == "tensorrt":
-        from .trt_engine import TrtEncoder, engine_file_for
+        from .trt_engine import engine_file_for
 
-        eng = TrtEncoder(bundle.path(engine_file_for(bundle.root, name).name), inp, out)
-        return Encoder(name, "tensorrt", eng.run)
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle ORT threads spin by default and steal the cores llama.cpp's prefill needs right after the encoders
-    # (measured here: prefill 60-87 ms with spinning, 19-21 ms without).
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if backend == "cuda" else ["CPUExecutionProvider"]
-    entry = bundle.manifest["encoders"][name]
+        return TrtBundleEncoder(io, bundle.path(engine_file_for(bundle.root, io.name).name))
+    entry = bundle.manifest.encoders[io.name]
     # GPUs run the fp16 graph (fp32 in and out); the CPU keeps fp32, which it computes faster and exactly.
-    path = bundle.path(entry["fp16_file"] if backend == "cuda" and entry.get("fp16_file") else entry["file"])
+    path = bundle.path(entry.fp16_file if backend == "cuda" else entry.file)
     data = path.with_suffix(".onnx.data")
-    if data.exists() and data.name in bundle.manifest["files"]:
+    if data.name in bundle.manifest.files:
         bundle.path(data.name)                        # external weights are verified too
-    sess = ort.InferenceSession(str(path), so, providers=providers)
-    used = sess.get_providers()[0]
-    if backend == "cuda" and used != "CUDAExecutionProvider":
-        raise BackendUnavailableError(f"onnxruntime could not start CUDA for {name} (got {used})")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return sess.run([out], {inp: np.ascontiguousarray(x, np.float32)})[0]
-
-    return Encoder(name, "onnxruntime-cuda" if backend == "cuda" else "onnxruntime-cpu", run)
+    elif data.exists():                               # ONNX Runtime would load it unchecked
+        raise BundleError(data, f"external weights of {path.name} not listed in the manifest")
+    return OrtEncoder(io, path, backend, threads)

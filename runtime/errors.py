@@ -1,33 +1,49 @@
-"""Typed errors. Every user mistake ends in one of these, printed as one line, exit code 2."""
+"""Typed errors. Every user mistake ends in one of these, printed as one line with exit code 2 (see cli_errors).
+
+Anything else that escapes is a bug in gem-edge and keeps its traceback.
+"""
 
 
 class GemEdgeError(Exception):
-    """Base of all gem-edge errors that are the user's input, not our bug."""
+    """Base of all gem-edge errors that are the user's input, data or environment, not our bug."""
 
 
-class EcgReadError(GemEdgeError, ValueError):
+class _PathError(GemEdgeError):
+    def __init__(self, path, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+class EcgReadError(_PathError, ValueError):
     """An ECG file that cannot be read or is not a usable 12-lead ECG."""
 
-    def __init__(self, path, problem: str):
-        self.path, self.problem = str(path), problem
-        super().__init__(f"{path}: {problem}")
 
-
-class BundleError(GemEdgeError):
+class BundleError(_PathError):
     """A bundle that is missing, incomplete, corrupted or of an unsupported version."""
 
-    def __init__(self, path, problem: str):
-        self.path, self.problem = str(path), problem
-        super().__init__(f"{path}: {problem}")
 
-
-class CheckpointError(GemEdgeError):
+class CheckpointError(_PathError):
     """A checkpoint whose files, names or shapes do not make a GEM model."""
 
-    def __init__(self, path, problem: str):
-        self.path, self.problem = str(path), problem
-        super().__init__(f"{path}: {problem}")
+
+class ConfigError(GemEdgeError, ValueError):
+    """A model config (a preset, a checkpoint's config.json, a tokenizer) that does not make a GEM model."""
 
 
 class BackendUnavailableError(GemEdgeError):
     """A backend was asked for explicitly and is not available here (never a silent fallback)."""
+
+
+class LlmError(GemEdgeError):
+    """llama.cpp refused to run a batch (its return code is in the message)."""
+
+
+class ModelLoadError(LlmError, _PathError):
+    """llama.cpp could not load a GGUF file or create a context for it."""
+
+    def __init__(self, path, problem: str):
+        _PathError.__init__(self, path, problem)
+
+
+class ContextOverflowError(LlmError):
+    """A prompt or generation that does not fit the context window (n_ctx)."""

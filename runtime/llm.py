@@ -4,19 +4,24 @@ A GEM prompt is prefilled in three kinds of batch (a llama_batch holds tokens or
 prefix ids, then the (ECG + image) rows in chunks of at most n_batch (more aborts the process), then the
 suffix ids. The prefix is the same for every request (system prompt + "USER: "), so its KV state is computed
 once and reused: later requests only clear the positions after it.
+
+Native handles (model, context, batches) are each owned by a small class that frees it once; `LlamaLLM`
+holds them and frees them in reverse order in `close()`, as llama-cpp-python's `_internals` does.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 import llama_cpp as L
+
+from .errors import ContextOverflowError, LlmError, ModelLoadError
 
 _backend_ready = False
 
@@ -35,6 +40,10 @@ def _silent_log(level, text, user_data):  # llama.cpp's own chatter would interl
         print(text.decode(errors="replace"), end="")
 
 
+def has_gpu_offload() -> bool:
+    return bool(L.llama_supports_gpu_offload())
+
+
 @dataclass
 class LlmTimings:
     prefill_ms: float = 0.0
@@ -48,46 +57,107 @@ class LlmTimings:
         return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms else 0.0
 
 
-@dataclass
-class LlamaLLM:
-    """One model + one context; not thread-safe (one request at a time, as on a cart)."""
-    path: Path
-    n_ctx: int = 2048
-    n_batch: int = 512
-    n_threads: int = 2
-    n_gpu_layers: int = 0
-    exact: bool = False          # parity runs: flash attention off, f32 KV cache
-    _prefix_ids: list[int] = field(default_factory=list, repr=False)
+# --- native handles -------------------------------------------------------------------------------------
 
-    def __post_init__(self):
-        _init_backend()
+class _Model:
+    def __init__(self, path: Path, n_gpu_layers: int):
         mp = L.llama_model_default_params()
-        mp.n_gpu_layers = self.n_gpu_layers
-        self.model = L.llama_model_load_from_file(str(self.path).encode(), mp)
-        if not self.model:
-            raise RuntimeError(f"{self.path}: llama.cpp could not load the model")
-        cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch = self.n_ctx, self.n_batch, self.n_batch
-        cp.n_threads = cp.n_threads_batch = self.n_threads
-        if self.exact:
-            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-            cp.type_k = cp.type_v = L.GGML_TYPE_F32
-        self.ctx = L.llama_init_from_model(self.model, cp)
-        if not self.ctx:
-            raise RuntimeError(f"{self.path}: llama.cpp could not create a context")
-        self.vocab = L.llama_model_get_vocab(self.model)
-        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
-        self.n_embd = L.llama_model_n_embd(self.model)
-        self.eos_id = L.llama_vocab_eos(self.vocab)
-        self.mem = L.llama_get_memory(self.ctx)
+        mp.n_gpu_layers = n_gpu_layers
+        self.ptr = L.llama_model_load_from_file(str(path).encode(), mp)
+        if not self.ptr:
+            raise ModelLoadError(path, "llama.cpp could not load this GGUF file "
+                                       "(set GEM_LLAMA_VERBOSE=1 to see llama.cpp's reason)")
 
     def close(self):
-        if getattr(self, "ctx", None):
-            L.llama_free(self.ctx)
-            self.ctx = None
-        if getattr(self, "model", None):
-            L.llama_model_free(self.model)
-            self.model = None
+        if self.ptr:
+            L.llama_model_free(self.ptr)
+            self.ptr = None
+
+
+class _Context:
+    def __init__(self, path: Path, model: _Model, n_ctx: int, n_batch: int, n_threads: int, exact: bool):
+        cp = L.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, n_batch
+        cp.n_threads = cp.n_threads_batch = n_threads
+        if exact:
+            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            cp.type_k = cp.type_v = L.GGML_TYPE_F32
+        self.ptr = L.llama_init_from_model(model.ptr, cp)
+        if not self.ptr:
+            raise ModelLoadError(path, f"llama.cpp could not create a context of {n_ctx} positions "
+                                       "(out of memory?)")
+
+    def close(self):
+        if self.ptr:
+            L.llama_free(self.ptr)
+            self.ptr = None
+
+
+class _Batch:
+    """A llama_batch of up to `capacity` tokens (n_embd == 0) or embedding rows, one sequence, reused."""
+
+    def __init__(self, capacity: int, n_embd: int = 0):
+        self.capacity, self.n_embd = capacity, n_embd
+        self.b = L.llama_batch_init(capacity, n_embd, 1)
+        for i in range(capacity):
+            self.b.n_seq_id[i], self.b.seq_id[i][0] = 1, 0
+
+    def fill(self, pos0: int, n: int, logits: str) -> None:
+        b = self.b
+        b.n_tokens = n
+        for i in range(n):
+            b.pos[i] = pos0 + i
+            b.logits[i] = int(logits == "all" or (logits == "last" and i == n - 1))
+
+    def close(self):
+        if self.b is not None:
+            L.llama_batch_free(self.b)
+            self.b = None
+
+
+# --- the LLM ------------------------------------------------------------------------------------------------
+
+class LlamaLLM:
+    """One model + one context; not thread-safe (one request at a time, as on a cart).
+
+    eval_tokens / eval_embeddings feed a batch at positions pos.. and return the next position; `logits`
+    reads the last computed logits. prefill and generate are GEM's request built on them.
+    """
+
+    def __init__(self, path: str | Path, *, n_ctx: int = 2048, n_batch: int = 512, n_threads: int = 2,
+                 n_gpu_layers: int = 0, exact: bool = False):
+        """exact: parity runs (flash attention off, f32 KV cache)."""
+        self.path, self.n_ctx, self.n_batch, self.n_threads = Path(path), n_ctx, n_batch, n_threads
+        self._handles: list = []
+        self._prefix_ids: list[int] = []
+        _init_backend()
+        try:
+            self.model = self._own(_Model(self.path, n_gpu_layers))
+            self.context = self._own(_Context(self.path, self.model, n_ctx, n_batch, n_threads, exact))
+            self.vocab = L.llama_model_get_vocab(self.model.ptr)
+            self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+            self.n_embd = L.llama_model_n_embd(self.model.ptr)
+            self.eos_id = L.llama_vocab_eos(self.vocab)
+            self._mem = L.llama_get_memory(self.context.ptr)
+            self._tokens = self._own(_Batch(n_batch))
+            self._rows = self._own(_Batch(n_batch, self.n_embd))
+        except BaseException:
+            self.close()
+            raise
+
+    def _own(self, handle):
+        self._handles.append(handle)
+        return handle
+
+    def close(self):
+        while self._handles:
+            self._handles.pop().close()            # batches, then context, then model
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def __del__(self):
         self.close()
@@ -96,110 +166,112 @@ class LlamaLLM:
     def tokenize(self, text: str) -> list[int]:
         """text -> ids with BOS, SentencePiece dummy prefix, as HF tokenizer(text).input_ids."""
         raw = text.encode()
-        buf = (L.llama_token * (len(raw) + 8))()
-        n = L.llama_tokenize(self.vocab, raw, len(raw), buf, len(buf), True, False)
-        if n < 0:
-            raise RuntimeError(f"tokenize: buffer too small ({-n})")
-        return list(buf[:n])
+        size = len(raw) + 8
+        while True:
+            buf = (L.llama_token * size)()
+            n = L.llama_tokenize(self.vocab, raw, len(raw), buf, size, True, False)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n                                  # llama.cpp says how many it needs
 
     def piece(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
 
-    # --- decoding ---
-    def _decode(self, pos0: int, ids=None, embd: np.ndarray | None = None, logits_last=True, all_logits=False) -> int:
-        n = len(ids) if ids is not None else embd.shape[0]
-        batch = L.llama_batch_init(n, 0 if embd is None else self.n_embd, 1)
-        try:
-            if embd is None:
-                for i, t in enumerate(ids):
-                    batch.token[i] = t
-            else:
-                e = np.ascontiguousarray(embd, np.float32)
-                ctypes.memmove(batch.embd, e.ctypes.data, e.nbytes)
-            batch.n_tokens = n
-            for i in range(n):
-                batch.pos[i] = pos0 + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = int(all_logits or (logits_last and i == n - 1))
-            rc = L.llama_decode(self.ctx, batch)
-        finally:
-            L.llama_batch_free(batch)
-        if rc != 0:
-            raise RuntimeError(f"llama_decode failed with code {rc} at position {pos0}")
-        return pos0 + n
-
-    def _decode_chunks(self, pos: int, ids=None, embd=None, logits_last=True, all_logits=False) -> int:
-        """Keep every batch within n_batch: a larger one aborts the process (GGML_ASSERT)."""
-        n = len(ids) if ids is not None else embd.shape[0]
-        for s in range(0, n, self.n_batch):
-            e = min(n, s + self.n_batch)
-            last = e == n
-            pos = self._decode(pos, ids=None if ids is None else ids[s:e], embd=None if embd is None else embd[s:e],
-                               logits_last=logits_last and last, all_logits=all_logits)
+    # --- feeding batches ---
+    def eval_tokens(self, ids: list[int], pos: int, logits: str = "last") -> int:
+        """Token ids at positions pos..; logits "last", "all" or "none". Returns the next position."""
+        for s in range(0, len(ids), self.n_batch):
+            chunk = ids[s:s + self.n_batch]
+            last = s + len(chunk) == len(ids)
+            self._tokens.fill(pos, len(chunk), logits if last or logits == "all" else "none")
+            for i, t in enumerate(chunk):
+                self._tokens.b.token[i] = t
+            pos = self._decode(self._tokens, pos, len(chunk))
         return pos
 
-    def logits(self, i: int = -1) -> np.ndarray:
-        return np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,)).copy()
-
-    def prefill(self, prefix: list[int], rows: np.ndarray, suffix: list[int], timings: LlmTimings,
-                all_logits: bool = False) -> int:
-        """Prefix ids (KV reused when unchanged), encoder rows (T, n_embd), suffix ids. Returns the next position."""
+    def eval_embeddings(self, rows: np.ndarray, pos: int, logits: str = "none") -> int:
+        """Embedding rows (T, n_embd) at positions pos..: GEM's encoder rows. Returns the next position."""
         if rows.ndim != 2 or rows.shape[1] != self.n_embd:
-            raise ValueError(f"encoder rows {rows.shape} do not match the LLM width {self.n_embd}")
+            raise LlmError(f"{self.path}: encoder rows {rows.shape} do not match the LLM width {self.n_embd}")
+        rows = np.ascontiguousarray(rows, np.float32)
+        for s in range(0, rows.shape[0], self.n_batch):
+            chunk = rows[s:s + self.n_batch]
+            last = s + chunk.shape[0] == rows.shape[0]
+            self._rows.fill(pos, chunk.shape[0], logits if last or logits == "all" else "none")
+            ctypes.memmove(self._rows.b.embd, chunk.ctypes.data, chunk.nbytes)
+            pos = self._decode(self._rows, pos, chunk.shape[0])
+        return pos
+
+    def _decode(self, batch: _Batch, pos: int, n: int) -> int:
+        if pos + n > self.n_ctx:
+            raise ContextOverflowError(f"{self.path}: position {pos + n} > n_ctx {self.n_ctx}")
+        rc = L.llama_decode(self.context.ptr, batch.b)
+        if rc == 1:
+            raise ContextOverflowError(f"{self.path}: no KV cache room for {n} positions at {pos} "
+                                       f"(n_ctx {self.n_ctx})")
+        if rc != 0:
+            raise LlmError(f"{self.path}: llama_decode failed with code {rc} at position {pos}")
+        return pos + n
+
+    def truncate(self, pos: int) -> None:
+        """Forget every position from `pos` on (the KV cache keeps positions < pos)."""
+        L.llama_memory_seq_rm(self._mem, 0, pos, -1)
+        if pos < len(self._prefix_ids):
+            self._prefix_ids = []
+
+    def logits(self, i: int = -1) -> np.ndarray:
+        """A copy of the logits of batch row i (-1: the last one computed)."""
+        return self._logits_view(i).copy()
+
+    def _logits_view(self, i: int = -1) -> np.ndarray:
+        """Read in place: valid until the next decode call."""
+        return np.ctypeslib.as_array(L.llama_get_logits_ith(self.context.ptr, i), shape=(self.n_vocab,))
+
+    # --- GEM's request ---
+    def prefill(self, prefix: list[int], rows: np.ndarray, suffix: list[int], timings: LlmTimings,
+                all_logits: bool = False, reuse_prefix: bool = True) -> int:
+        """Prefix ids (KV reused when unchanged), encoder rows (T, n_embd), suffix ids. Returns the next position."""
         total = len(prefix) + rows.shape[0] + len(suffix)
         if total >= self.n_ctx:
-            raise ValueError(f"prompt {len(prefix) + len(suffix)} tok + {rows.shape[0]} embeddings >= n_ctx {self.n_ctx}")
+            raise ContextOverflowError(f"prompt {len(prefix) + len(suffix)} tok + {rows.shape[0]} embeddings "
+                                       f">= n_ctx {self.n_ctx}")
         t0 = time.perf_counter()
-        if prefix == self._prefix_ids and not all_logits:
-            L.llama_memory_seq_rm(self.mem, 0, len(prefix), -1)     # keep the prefix, drop the last request
+        logits = "all" if all_logits else "none"
+        if reuse_prefix and prefix == self._prefix_ids and not all_logits:
+            self.truncate(len(prefix))                      # keep the prefix, drop the last request
             timings.prefix_cached = True
         else:
-            L.llama_memory_clear(self.mem, True)
-            self._decode_chunks(0, ids=prefix, logits_last=False, all_logits=all_logits)
+            L.llama_memory_clear(self._mem, True)
+            self._prefix_ids = []
+            self.eval_tokens(prefix, 0, logits)
             self._prefix_ids = list(prefix)
-        pos = self._decode_chunks(len(prefix), embd=rows, logits_last=False, all_logits=all_logits)
-        pos = self._decode_chunks(pos, ids=suffix, all_logits=all_logits)
+        pos = self.eval_embeddings(rows, len(prefix), logits)
+        pos = self.eval_tokens(suffix, pos, "all" if all_logits else "last")
         timings.prefill_ms = (time.perf_counter() - t0) * 1000
         timings.prefill_positions = total
         return pos
 
     def generate(self, pos: int, max_new_tokens: int, timings: LlmTimings, ignore_eos: bool = False,
                  on_token: Callable[[int], None] | None = None) -> list[int]:
-        """Greedy decoding (GEM: temperature 0) after prefill, to EOS or the limit."""
+        """Greedy decoding (GEM: temperature 0) after prefill, to EOS, the limit or the end of the context."""
         out: list[int] = []
         t0 = time.perf_counter()
-        # one batch of one token, reused: per token only its id and position change (a fresh batch per
-        # token and a copy of the logits cost ~0.1 ms, a quarter of a demo-model step)
-        batch = L.llama_batch_init(1, 0, 1)
-        batch.n_tokens, batch.n_seq_id[0], batch.seq_id[0][0], batch.logits[0] = 1, 1, 0, 1
-        try:
+        tok = int(np.argmax(self._logits_view()))
+        for _ in range(max_new_tokens):
+            if tok == self.eos_id and not ignore_eos:
+                break
+            out.append(tok)
+            if on_token is not None:
+                on_token(tok)
+            if pos + 1 >= self.n_ctx or len(out) == max_new_tokens:
+                break
+            pos = self.eval_tokens([tok], pos)
             tok = int(np.argmax(self._logits_view()))
-            for _ in range(max_new_tokens):
-                if tok == self.eos_id and not ignore_eos:
-                    break
-                out.append(tok)
-                if on_token is not None:
-                    on_token(tok)
-                if pos + 1 >= self.n_ctx or len(out) == max_new_tokens:
-                    break
-                batch.token[0], batch.pos[0] = tok, pos
-                rc = L.llama_decode(self.ctx, batch)
-                if rc != 0:
-                    raise RuntimeError(f"llama_decode failed with code {rc} at position {pos}")
-                pos += 1
-                tok = int(np.argmax(self._logits_view()))
-        finally:
-            L.llama_batch_free(batch)
         timings.decode_ms = (time.perf_counter() - t0) * 1000
         timings.decode_tokens = len(out)
         return out
-
-    def _logits_view(self) -> np.ndarray:
-        """The last position's logits, read in place (valid until the next decode call)."""
-        return np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,))
 
 
 class TextStream:
