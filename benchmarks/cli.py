@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import click
 
-from gem_runtime.errors import GemEdgeError
-
-
-def _fail(msg: str, code: int = 2):
-    click.echo(f"gem-bench: error: {msg}", err=True)
-    sys.exit(code)
+from gem_runtime.cli_errors import run_cli
+from gem_runtime.manifest import QUANTS
 
 
 def _has_gpu() -> bool:
@@ -31,11 +26,15 @@ def _has_gpu() -> bool:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+def cli():
     """Benchmarks of gem-edge on this machine."""
 
 
-@main.command()
+def main(argv: list[str] | None = None):
+    run_cli(cli, "gem-bench", argv)
+
+
+@cli.command()
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="the checkpoint the bundle was exported from (the reference runs it)")
@@ -44,7 +43,7 @@ def main():
 @click.option("--runs", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
 @click.option("--new-tokens", type=click.IntRange(1, 1024), default=128, show_default=True)
-@click.option("--quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default=None, help="default: the bundle's")
+@click.option("--quant", type=click.Choice(QUANTS), default=None, help="default: the bundle's")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
               show_default=True)
@@ -66,16 +65,13 @@ def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, o
     a = LatencyArgs(bundle, checkpoint, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens, quant=quant,
                     threads=threads, gpu=gpu, rss=not no_rss, label=label,
                     reference=reference)
-    try:
-        results = run_latency(a, log=lambda m: click.echo(m, err=True))
-    except (GemEdgeError, ValueError) as e:
-        _fail(str(e))
+    results = run_latency(a, log=lambda m: click.echo(m, err=True))
     paths = write_results(results, out)
     click.echo(markdown(results))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
-@main.command("make-7b")
+@cli.command("make-7b")
 @click.option("--layers", type=click.IntRange(1, 32), required=True, help="LLM depth (gem-7b has 32)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -91,7 +87,7 @@ def make_7b_cmd(layers, out, tokenizer_dir, threads, seed):
     click.echo(json.dumps({k: str(v) for k, v in made.items()}))
 
 
-@main.command()
+@cli.command()
 @click.argument("runs", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--to", "to_layers", type=click.IntRange(1, 1000), default=32, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
@@ -101,19 +97,16 @@ def extrapolate(runs, to_layers, out):
     from .report import markdown, write_results
 
     a, b = (json.loads(Path(p).read_text()) for p in runs)
-    try:
-        results = fit(a, b, to_layers)
-    except ValueError as e:
-        _fail(str(e))
+    results = fit(a, b, to_layers)
     write_results(results, out)
     click.echo(markdown(results))
 
 
-@main.command("make-gguf-7b")
+@cli.command("make-gguf-7b")
 @click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="a 32000-piece tokenizer.model (gem-bench make-7b writes one)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default="q4_k_m", show_default=True)
+@click.option("--quant", type=click.Choice(QUANTS), default="q4_k_m", show_default=True)
 @click.option("--layers", type=click.IntRange(1, 32), default=32, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
 def make_gguf_7b(tokenizer, out, quant, layers, threads):
@@ -127,7 +120,7 @@ def make_gguf_7b(tokenizer, out, quant, layers, threads):
     click.echo(str(path))
 
 
-@main.command("roofline")
+@cli.command("roofline")
 @click.option("--gguf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
 @click.option("--tokens", type=click.IntRange(1, 4096), default=32, show_default=True, help="decoded per rep")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .latency import CHART_STAGES, OURS_ONLY, RATE_STAGES, TIME_STAGES
 from .machine import machine_line
+from gem_runtime.errors import GemEdgeError
 
 # Stages whose cost grows with the LLM depth; the others (read, render, encoders) do not depend on it.
 LLM_STAGES = ("prefill", "decode")
@@ -139,11 +140,11 @@ def extrapolate(a: dict, b: dict, to_layers: int = 32) -> dict:
     Composite stages (TTFT, total, tok/s) are rebuilt from the parts plus the measured unattributed time."""
     la, lb = a["config"]["llm_layers"], b["config"]["llm_layers"]
     if la == lb:
-        raise ValueError(f"need two different depths to fit a slope, both runs have {la} layers")
+        raise GemEdgeError(f"need two different depths to fit a slope, both runs have {la} layers")
     out = json.loads(json.dumps(b))
     n = b["config"]["new_tokens"]
     if a["config"]["new_tokens"] != n:
-        raise ValueError(f"new tokens differ: {a['config']['new_tokens']} vs {n}")
+        raise GemEdgeError(f"new tokens differ: {a['config']['new_tokens']} vs {n}")
     st = out["stages"]
     for side in ("ours", "ref"):
         med = {}

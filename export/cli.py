@@ -2,42 +2,36 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from gem_runtime.errors import GemEdgeError
-
-QUANT_CHOICES = ("q8_0", "q4_k_m", "q4_0", "q5_k_m", "q6_k")
-
-
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except GemEdgeError as e:
-            click.echo(f"gem-export: error: {e}", err=True)
-            sys.exit(2)
+from gem_runtime.cli_errors import run_cli
+from gem_runtime.manifest import QUANTIZED
 
 
-@click.group(cls=_Group)
-def main():
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
     """Build, verify and inspect gem-edge bundles."""
 
 
-def _quants(value: str) -> tuple[str, ...]:
-    qs = tuple(q.strip() for q in value.split(",") if q.strip())
-    bad = [q for q in qs if q not in QUANT_CHOICES]
+def main(argv: list[str] | None = None):
+    run_cli(cli, "gem-export", argv)
+
+
+def _quants(ctx, param, value: str) -> tuple[str, ...]:
+    qs = tuple(q.strip().lower() for q in value.split(",") if q.strip())
+    bad = [q for q in qs if q not in QUANTIZED]
     if bad:
-        raise click.BadParameter(f"unknown {', '.join(bad)}; choose from {', '.join(QUANT_CHOICES)}")
-    return qs
+        raise click.BadParameter(f"unknown {', '.join(bad)}; choose from {', '.join(QUANTIZED)}")
+    return tuple(dict.fromkeys(qs))
 
 
-@main.command()
+@cli.command()
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--quant", default="q8_0,q4_k_m", show_default=True, help="comma-separated llama.cpp quant types")
+@click.option("--quant", default="q8_0,q4_k_m", show_default=True, callback=_quants,
+              help=f"comma-separated llama.cpp types, of {', '.join(QUANTIZED)} (f16 is always written)")
 @click.option("--trt", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--ecg-tower-pt", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -48,18 +42,14 @@ def _quants(value: str) -> tuple[str, ...]:
               help="report quantized parity without failing on it (untrained models have near-tied logits)")
 def build(checkpoint, out, quant, trt, threads, ecg_tower_pt, clip_dir, report_only_quant):
     """Export encoders to ONNX (+TensorRT), the LLM to GGUF (+quantized), and check parity against PyTorch."""
-    from .build import BuildOptions, ExportGateError, build_bundle
+    from .build import BuildOptions, build_bundle
 
-    opts = BuildOptions(quants=_quants(quant), trt=trt, threads=threads, quant_gate=not report_only_quant,
+    opts = BuildOptions(quants=quant, trt=trt, threads=threads, quant_gate=not report_only_quant,
                         log=lambda m: click.echo(m, err=True))
-    try:
-        build_bundle(checkpoint, out, opts, ecg_tower_pt=ecg_tower_pt, clip_dir=clip_dir)
-    except ExportGateError as e:
-        click.echo(f"gem-export: {e} (bundle {out} left marked incomplete)", err=True)
-        sys.exit(1)
+    build_bundle(checkpoint, out, opts, ecg_tower_pt=ecg_tower_pt, clip_dir=clip_dir)
 
 
-@main.command()
+@cli.command()
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), required=True)
 def verify(bundle_dir):
     """Re-hash every file of a bundle against its manifest."""
@@ -70,34 +60,35 @@ def verify(bundle_dir):
     click.echo(f"ok: {len(names)} files match {bundle_dir}/manifest.json (bundle {b.bundle_id})")
 
 
-@main.command()
+@cli.command()
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 def inspect(bundle_dir, as_json):
     """Print what a bundle holds: model, files, parity."""
     from gem_runtime.bundle import Bundle
+    from gem_runtime.manifest import Parity
 
     b = Bundle.open(bundle_dir)
     m = b.manifest
     if as_json:
-        click.echo(json.dumps(m, indent=2))
+        click.echo(json.dumps(m.to_dict(), indent=2))
         return
-    cfg = m["model"]
-    click.echo(f"bundle {b.bundle_id}  format v{m['format_version']}  model {cfg.get('gem_edge', {}).get('name')}  "
-               f"LLM {cfg['num_hidden_layers']}x{cfg['hidden_size']} vocab {cfg['vocab_size']}")
-    click.echo(f"rows: {m['prompt']['ecg_rows']} ECG + {m['prompt']['image_rows']} image")
-    for name, e in sorted(m["files"].items()):
-        click.echo(f"  {name:32s} {e['bytes']:>12,d} B  {e['sha256'][:16]}")
-    for name, r in m.get("parity", {}).get("encoders", {}).items():
-        click.echo(f"  parity {name}: cosine {r.get('cosine', 0):.7f} max|diff| {r.get('max_abs_diff', 0):.2e}")
-    for q, r in m.get("parity", {}).get("llm", {}).items():
-        extra = f"greedy {r.get('agree')}/{r.get('greedy_tokens')}" if q == "f16" else \
-            f"top-1 {r.get('top1_agreement', 0):.2f}"
-        click.echo(f"  parity llm {q}: logits cosine {r.get('cosine', 0):.6f}, {extra}")
-    click.echo(f"  tensorrt: {m.get('tensorrt', {}).get('status')}")
+    click.echo(f"bundle {b.bundle_id}  format v{m.format_version}  model {m.name}  "
+               f"LLM {m.num_layers}x{m.model['hidden_size']} vocab {m.model['vocab_size']}  "
+               f"default {b.default_quant()}")
+    click.echo(f"rows: {m.prompt.ecg_rows} ECG + {m.prompt.image_rows} image")
+    for name, e in sorted(m.files.items()):
+        click.echo(f"  {name:32s} {e.bytes:>12,d} B  {e.sha256[:16]}")
+    parity = m.parity or Parity()
+    for name, r in parity.encoders.items():
+        click.echo(f"  parity {name}: cosine {r.cosine or 0:.7f} max|diff| {r.max_abs_diff or 0:.2e}")
+    for q, r in parity.llm.items():
+        extra = f"greedy {r.agree}/{r.greedy_tokens}" if q == "f16" else f"top-1 {r.top1_agreement or 0:.2f}"
+        click.echo(f"  parity llm {q}: logits cosine {r.cosine:.6f}, {extra}")
+    click.echo(f"  tensorrt: {(m.tensorrt or {}).get('status')}")
 
 
-@main.command()
+@cli.command()
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--max-batch", type=click.IntRange(1), default=4, show_default=True)
 def trt(bundle_dir, max_batch):

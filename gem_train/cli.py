@@ -2,34 +2,27 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import click
 
+from gem_runtime.cli_errors import run_cli
 from gem_runtime.errors import GemEdgeError
 
 PRESET_NAMES = ["tiny", "demo", "gem-7b"]
 
 
-class _Group(click.Group):
-    """User mistakes end in one line on stderr and exit code 2, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (GemEdgeError, FileNotFoundError, ValueError) as e:
-            click.echo(f"gem-train: error: {e}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group)
-def main():
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
     """Train and evaluate GEM models (PyTorch)."""
 
 
-@main.command()
+def main(argv: list[str] | None = None):
+    run_cli(cli, "gem-train", argv)
+
+
+@cli.command()
 @click.option("--n", "n", type=click.IntRange(1), required=True, help="number of records")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -44,7 +37,7 @@ def data(n, out, seed, no_images, workers):
     click.echo(f"wrote {n} records to {path}")
 
 
-@main.command()
+@cli.command()
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--vocab-size", type=click.IntRange(300), default=1024, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -60,7 +53,7 @@ def tokenizer(data_dir, vocab_size, out):
     click.echo(f"wrote {path}")
 
 
-@main.command()
+@cli.command()
 @click.option("--preset", type=click.Choice(PRESET_NAMES), required=True)
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
@@ -82,13 +75,18 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, max_steps, batch
     from .config import GemConfig
     from .train import TrainArgs, fit as run_fit
 
+    tokenizer_dir = tokenizer_dir or data_dir / "tokenizer"
+    if not (tokenizer_dir / "tokenizer.model").is_file():
+        raise GemEdgeError(f"{tokenizer_dir / 'tokenizer.model'}: no tokenizer; make one with "
+                           f"`gem-train tokenizer --data {data_dir}` or pass --tokenizer DIR")
+
     args = TrainArgs(stage=stage, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                      warmup_steps=warmup, seed=seed)
-    run_fit(GemConfig.from_name(preset), data_dir, tokenizer_dir or data_dir / "tokenizer", out, args,
+    run_fit(GemConfig.from_name(preset), data_dir, tokenizer_dir, out, args,
             init_from=init_from, resume=resume, log=lambda m: click.echo(m, err=True))
 
 
-@main.command("eval")
+@cli.command("eval")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--n", "n", type=click.IntRange(1), default=200, show_default=True)

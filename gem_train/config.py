@@ -5,9 +5,10 @@ No torch here: export and runtime read configs too. Presets are override dicts (
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gem_runtime.constants import ECG_SAMPLES, LEADS
+from gem_runtime.errors import ConfigError
 
 # Names that appear in a real GEM-7B config.json and the dims they stand for.
 CLIP_L14_336 = dict(vision_hidden_size=1024, vision_layers=24, vision_heads=16,
@@ -72,7 +73,7 @@ class GemConfig:
             problems.append(f"unsupported projectors {self.ecg_projector_type!r}/{self.mm_projector_type!r} "
                             "(GEM uses linear / mlp2x_gelu)")
         if problems:
-            raise ValueError(f"GemConfig {self.name!r}: " + "; ".join(problems))
+            raise ConfigError(f"GemConfig {self.name!r}: " + "; ".join(problems))
 
     # Derived token layout
     @property
@@ -98,7 +99,7 @@ class GemConfig:
     @classmethod
     def from_name(cls, name: str, **overrides) -> "GemConfig":
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+            raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], "name": name, **overrides})
 
     # --- config.json (HF LLaVA/GEM keys) ---
@@ -134,16 +135,16 @@ class GemConfig:
             tower = d.get("mm_vision_tower", "")
             key = next((k for k in KNOWN_VISION_TOWERS if tower.endswith(k.split("/")[-1])), None)
             if key is None:
-                raise ValueError(f"unknown mm_vision_tower {tower!r}; known: {', '.join(KNOWN_VISION_TOWERS)}")
+                raise ConfigError(f"unknown mm_vision_tower {tower!r}; known: {', '.join(KNOWN_VISION_TOWERS)}")
             ours.update(KNOWN_VISION_TOWERS[key])
         if not any(k.startswith("ecg_") and k != "ecg_projector_type" for k in ours):
             tower = d.get("open_clip_config", "coca_ViT-B-32")
             if tower not in KNOWN_ECG_TOWERS:
-                raise ValueError(f"unknown open_clip_config {tower!r}; known: {', '.join(KNOWN_ECG_TOWERS)}")
+                raise ConfigError(f"unknown open_clip_config {tower!r}; known: {', '.join(KNOWN_ECG_TOWERS)}")
             ours.update(KNOWN_ECG_TOWERS[tower])
         mm_hidden = d.get("mm_hidden_size", ours.get("vision_hidden_size"))
         if mm_hidden != ours["vision_hidden_size"]:
-            raise ValueError(f"mm_hidden_size {mm_hidden} != vision tower width {ours['vision_hidden_size']}")
+            raise ConfigError(f"mm_hidden_size {mm_hidden} != vision tower width {ours['vision_hidden_size']}")
         keys = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "rms_norm_eps", "rope_theta", "max_position_embeddings",
                 "mm_vision_select_layer", "ecg_projector_type", "mm_projector_type", "mm_vision_tower",

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gem_runtime.constants import DEFAULT_QUESTION, ECG_FS, IMAGE_TOKEN, LEADS
+from gem_runtime.errors import GemEdgeError
 from gem_train.simulate import (
     AF, ANT_STE, AVB1, CONDITIONS, INF_STE, LAD, LBBB, LVH, NSR, RAD, RBBB, SB, STACH, EcgTruth,
     simulate_ecg,
@@ -178,6 +179,20 @@ def _write_one(job: tuple[Path, int, int, bool]) -> dict:
         from gem_runtime.render import render_ecg_image
         render_ecg_image(signal, fs=ECG_FS).save(out_dir / record["image"])
     return record
+
+
+def read_records(data_dir: Path, limit: int | None = None) -> list[dict]:
+    """records.json of a corpus folder (ECG-Grounding format), the first `limit` of them."""
+    path = Path(data_dir) / "records.json"
+    if not path.is_file():
+        raise GemEdgeError(f"{path}: not found; make a corpus with `gem-train data --out {data_dir}`")
+    try:
+        records = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GemEdgeError(f"{path}: not a records.json ({' '.join(str(e).split())})") from None
+    if not isinstance(records, list):
+        raise GemEdgeError(f"{path}: expected a list of records, got {type(records).__name__}")
+    return records[:limit]
 
 
 def write_corpus(out_dir, n: int, seed: int, *, images: bool = True, progress: bool = True,

@@ -1,7 +1,6 @@
 """`gem-train eval`: greedy generation with the PyTorch model on held-out records, scored from the text."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from tqdm import tqdm
 from gem_runtime.prompt import build_prompt, prompt_ids
 
 from .checkpoint import load_checkpoint
+from .corpus import read_records
 from .scoring import score
 from .tokenizer import SpTokenizer
 from .train import load_ecg_array, load_pixels
@@ -17,9 +17,9 @@ from .train import load_ecg_array, load_pixels
 
 def evaluate_checkpoint(ckpt: Path, data_dir: Path, n: int, max_new_tokens: int = 256) -> dict:
     ckpt, data_dir = Path(ckpt), Path(data_dir)
+    records = read_records(data_dir, n)                 # the user's inputs checked before the model loads
     model = load_checkpoint(ckpt)
     tok = SpTokenizer(ckpt / "tokenizer.model")
-    records = json.loads((data_dir / "records.json").read_text())[:n]
     texts = []
     for r in tqdm(records, desc="eval", unit="rec"):
         question = r["conversations"][0]["value"]

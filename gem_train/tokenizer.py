@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gem_runtime.errors import ConfigError
+
 TOKENIZER_CONFIG = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
                     "unk_token": "<unk>", "pad_token": "<unk>", "add_bos_token": True, "add_eos_token": False,
                     "legacy": True, "model_max_length": 4096}
@@ -20,7 +22,7 @@ def train_tokenizer(corpus_txt: Path, out_dir: Path, vocab_size: int) -> Path:
     try:
         _train(spm, corpus_txt, out_dir, vocab_size)
     except RuntimeError as e:          # e.g. "Vocabulary size too high (2000). Please set it to a value <= 1373."
-        raise ValueError(f"{corpus_txt}: tokenizer training failed: {str(e).split('] ')[-1]}") from None
+        raise ConfigError(f"{corpus_txt}: tokenizer training failed: {str(e).split('] ')[-1]}") from None
     (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
     write_hf_files(out_dir)
     return out_dir / "tokenizer.model"
@@ -50,7 +52,12 @@ class SpTokenizer:
     def __init__(self, model_file: Path):
         import sentencepiece as spm
 
-        self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
+        if not Path(model_file).is_file():
+            raise ConfigError(f"{model_file}: tokenizer not found (make one with `gem-train tokenizer`)")
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
+        except (OSError, RuntimeError) as e:
+            raise ConfigError(f"{model_file}: not a SentencePiece model ({' '.join(str(e).split())})") from None
         self.vocab_size = self.sp.get_piece_size()
         self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
 

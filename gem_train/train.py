@@ -5,7 +5,6 @@ optimizer and step; read back with weights_only=True). The final checkpoint is t
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -16,9 +15,11 @@ import numpy as np
 import torch
 
 from gem_runtime.constants import LEADS
+from gem_runtime.errors import ConfigError
 from gem_runtime.prompt import training_ids
 
 from .checkpoint import save_checkpoint
+from .corpus import read_records
 from .config import GemConfig
 from .model import GemForCausalLM
 from .tokenizer import SpTokenizer
@@ -60,7 +61,7 @@ class GroundedDataset:
 
     def __init__(self, data_dir: Path, config: GemConfig, tokenizer: SpTokenizer, limit: int | None = None):
         data_dir = Path(data_dir)
-        self.records = json.loads((data_dir / "records.json").read_text())[:limit]
+        self.records = read_records(data_dir, limit)
         n, size = len(self.records), config.vision_image_size
         cache = data_dir / f"cache_{n}_{size}.npz"
         if cache.exists():
@@ -119,7 +120,7 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
     out.mkdir(parents=True, exist_ok=True)
     tok = SpTokenizer(Path(tokenizer_dir) / "tokenizer.model")
     if tok.vocab_size != config.vocab_size:
-        raise ValueError(f"tokenizer has {tok.vocab_size} pieces but preset {config.name!r} expects {config.vocab_size}")
+        raise ConfigError(f"{tokenizer_dir}: tokenizer has {tok.vocab_size} pieces but preset {config.name!r} expects {config.vocab_size}")
     data = GroundedDataset(data_dir, config, tok)
     if init_from is not None:
         from .checkpoint import load_checkpoint

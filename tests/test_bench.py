@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from gem_runtime.errors import GemEdgeError
 from PIL import Image
 
 from benchmarks.cli import main
@@ -43,9 +45,10 @@ def test_every_stage_has_well_formed_numbers(latency_results):
             parts = sum(st[k][side]["runs"][run] for k in ("read_preprocess", "render", "ecg_encoder",
                                                             "image_encoder", "prefill"))
             assert parts <= st["ttft"][side]["runs"][run] + 0.05          # timings are rounded to 0.01 ms
-            # the measurements (ours only) run after decoding: in the total, not in the time to first token
+            # the measurements (ours only) run after decoding: in the total, not in the time to first token;
+            # the first token is picked inside the decode stage, so TTFT and decode share that one argmax
             after = st["decode"][side]["runs"][run] + st["measure"][side]["runs"][run]
-            assert st["ttft"][side]["runs"][run] + after <= st["total"][side]["runs"][run] + 0.05
+            assert st["ttft"][side]["runs"][run] + after <= st["total"][side]["runs"][run] + 0.5
             assert st["decode_tok_s"][side]["runs"][run] == pytest.approx(
                 8 / (st["decode"][side]["runs"][run] / 1000), rel=0.02)
 
@@ -104,7 +107,7 @@ def test_cli_latency_writes_files(tiny_bundle, tiny_checkpoint, tiny_corpus, tmp
     out = tmp_path / "res"
     main(["latency", "--bundle", str(tiny_bundle), "--checkpoint", str(tiny_checkpoint), "--ecg",
           str(_ecg(tiny_corpus)), "--runs", "1", "--warmup", "0", "--new-tokens", "4", "--threads", "1",
-          "--no-rss", "--out", str(out)], standalone_mode=False)
+          "--no-rss", "--out", str(out)])
     assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "chart.png"}
     assert "| end to end |" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["config"]["threads"] == 1
@@ -114,7 +117,7 @@ def test_gpu_flag_without_a_gpu_is_one_line(tiny_bundle, tiny_checkpoint, tiny_c
     if Path("/dev/nvidiactl").exists():
         pytest.skip("this machine has a GPU")
     main(["latency", "--bundle", str(tiny_bundle), "--checkpoint", str(tiny_checkpoint), "--ecg",
-          str(_ecg(tiny_corpus)), "--gpu"], standalone_mode=False)
+          str(_ecg(tiny_corpus)), "--gpu"])
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["gem-bench: --gpu skipped: no CUDA GPU on this machine"]
 
@@ -137,7 +140,7 @@ def test_extrapolation_is_linear_in_depth(latency_results):
         e["stages"]["total"]["ref"]["median"] / e["stages"]["total"]["ours"]["median"])
     assert "EXTRAPOLATED" in markdown(e)
     assert e["load_ms"]["ours"] is None and "load | not extrapolated" in markdown(e)   # one sample: disk state
-    with pytest.raises(ValueError, match="two different depths"):
+    with pytest.raises(GemEdgeError, match="two different depths"):
         extrapolate(a, a, 32)
 
 
