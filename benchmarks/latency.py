@@ -10,6 +10,7 @@ renderer, HF CLIPImageProcessor, HF CLIPVisionModel, HF LlamaForCausalLM.generat
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import resource
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gem_runtime import constants as K
+from gem_runtime.errors import GemEdgeError
 
 # (key, label) of the timed stages, in request order; all in ms, lower is better.
 TIME_STAGES = (("read_preprocess", "read + preprocess"), ("measure", "ECG measurements (ours only)"),
@@ -66,22 +68,20 @@ class Ours:
 
             backend = available_backends(Bundle.open(a.bundle))[0]
             if backend == "cpu":
-                raise ValueError(f"{a.bundle}: --gpu, but neither TensorRT nor ONNX Runtime CUDA is usable here")
+                raise GemEdgeError(f"{a.bundle}: --gpu, but neither TensorRT nor ONNX Runtime CUDA is usable here")
         self.gem = Interpreter.load(a.bundle, quant=a.quant, backend=backend, threads=a.threads)
         self.load_ms = self.gem.load_ms
         self.new_tokens = a.new_tokens
-        self.layers = int(self.gem.bundle.manifest["model"]["num_hidden_layers"])
+        self.layers = self.gem.bundle.manifest.num_layers
 
     def run(self, ecg: Path) -> tuple[dict, str, int]:
         r = self.gem.interpret(ecg, max_new_tokens=self.new_tokens, ignore_eos=True)
-        t = r.timings_ms
-        stages = {"read_preprocess": t["read"] + t["preprocess"], "measure": t.get("measure", 0.0),
-                  "render": t["render"],
+        t = r.timings
+        stages = {"read_preprocess": t["read"] + t["preprocess"], "measure": t["measure"], "render": t["render"],
                   "ecg_encoder": t["ecg_encoder"], "image_encoder": t["image_encoder"], "prefill": t["prefill"],
-                  # the measurements run after decoding: not part of the time to first token
-                  "ttft": t["total"] - t["decode"] - t.get("measure", 0.0), "decode": t["decode"], "total": t["total"],
-                  "decode_tok_s": r.decode_tok_s}
-        self.info = {"backends": r.backends, "quant": r.quant, "prompt_positions": r.prompt_positions,
+                  "ttft": t.ttft_ms, "decode": t["decode"], "total": t.total_ms, "decode_tok_s": r.decode_tok_s}
+        self.info = {"backends": dataclasses.asdict(r.backends), "quant": r.quant,
+                     "prompt_positions": r.prompt_positions,
                      "prefix_kv_reused": r.prefix_cached}
         return stages, r.text, r.new_tokens
 
@@ -201,7 +201,7 @@ def read_like_gem(ecg: Path) -> np.ndarray:
 
     path = Path(ecg)
     if path.suffix.lower() not in (".hea", ".dat", ""):
-        raise ValueError(f"{path}: the reference reads WFDB records only (.hea)")
+        raise GemEdgeError(f"{path}: the reference reads WFDB records only (.hea)")
     signal, fields = wfdb.rdsamp(str(path.with_suffix("")))             # (N, leads) physical units
     names = [n.strip() for n in fields["sig_name"]]
     order = [names.index(lead) for lead in K.LEADS] if all(lead in names for lead in K.LEADS) else range(12)

@@ -1,25 +1,22 @@
 """gem-run: interpret an ECG file offline from a bundle.
 
-    gem-run ECG_FILE [--image PNG] [--bundle DIR] [--quant q4_k_m|q8_0|f16] [--backend auto|tensorrt|cuda|cpu]
+    gem-run ECG_FILE [--image PNG] [--bundle DIR] [--quant TYPE] [--backend auto|tensorrt|cuda|cpu]
             [--json] [--save-image OUT.png] [--max-new-tokens N]
+    gem-run measure ECG_FILE [--json] [--fs HZ] [--save-image PNG]
 
-Every user mistake is one line on stderr and exit code 2; nothing is half-written.
+Every user mistake is one line on stderr and exit code 2 (cli_errors); nothing is half-written.
 """
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
 
+from .cli_errors import run_cli
 from .errors import GemEdgeError
-
-
-def _fail(msg: str, code: int = 2):
-    click.echo(f"gem-run: error: {msg}", err=True)
-    sys.exit(code)
+from .manifest import QUANTS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,8 +25,7 @@ def _fail(msg: str, code: int = 2):
               help="a 12-lead paper image; default: render one from the signal")
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
               help="bundle folder; default: the committed demo bundle")
-@click.option("--quant", type=click.Choice(["q4_k_m", "q8_0", "f16"]), default=None,
-              help="LLM file; default: the bundle's default")
+@click.option("--quant", type=click.Choice(QUANTS), default=None, help="LLM file; default: the bundle's default")
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "cuda", "cpu"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
 @click.option("--fs", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -45,50 +41,80 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
     from .bundle import default_bundle
     from .interpreter import Interpreter
     from .readers import read_ecg
+    from .timings import Timings
 
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
-    t0 = time.perf_counter()
-    record = read_ecg(ecg_file, fs=fs, max_bytes=max_bytes)  # input errors before any model is loaded
-    read_ms = (time.perf_counter() - t0) * 1000
+    timings = Timings()
+    with timings.request(), timings.stage("read"):
+        record = read_ecg(ecg_file, fs=fs, max_bytes=max_bytes)  # input errors before any model is loaded
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
     with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads) as gem:
         stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
         result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
-                               save_image=save_image)
-    result.timings_ms["read"] = round(read_ms, 2)         # the file was read here, before the models loaded
-    result.timings_ms["total"] = round(result.timings_ms["total"] + read_ms, 2)
+                               save_image=save_image, timings=timings)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "load_ms": round(gem.load_ms, 1)}))
         return
     click.echo("\n")
     for w in result.warnings:
         click.echo(f"warning: {w}")
-    click.echo(result.measurement_table())
-    click.echo(result.timing_table())
+    click.echo("\n".join(measurement_lines(result)))
+    click.echo("\n".join(timing_lines(result)))
     click.echo(f"  {'load':15s} {gem.load_ms:9.1f} ms  (once per process)")
 
 
+def measurement_lines(result) -> list[str]:
+    """The measurements on one line, then quality flags and one line per grounding item."""
+    from .measure import FIELD
+
+    m = result.measurements.to_dict()                  # rounded as in the JSON
+
+    def fmt(key: str, unit: bool = True) -> str:
+        return "-" if m[key] is None else f"{m[key]:g} {FIELD[key].unit if unit else ''}"
+
+    regular = {True: "regular", False: "irregular"}.get(m["rhythm_regular"], "-")
+    lines = [f"measured: HR {fmt('hr_bpm')} | PR {fmt('pr_ms')} | QRS {fmt('qrs_ms')} | QT {fmt('qt_ms')} | "
+             f"QTc {fmt('qtc_bazett_ms')} (Bazett) | axis P/QRS/T {fmt('p_axis_deg', False)}/"
+             f"{fmt('qrs_axis_deg', False)}/{fmt('t_axis_deg')} | rhythm {regular}"]
+    flags = result.measurements.quality.flags
+    if flags:
+        lines.append(f"quality: {', '.join(flags)}")
+    for g in result.grounding:
+        tol = f" (tolerance {g.tolerance:g})" if g.tolerance is not None else ""
+        measured = "-" if g.measured is None else f"{g.measured:g}"
+        lines.append(f"grounding: {g.quantity} stated {g.stated:g}, measured {measured}: "
+                     f"{g.verdict}{tol}{' - ' + g.reason if g.reason else ''}")
+    if not result.grounding:
+        lines.append("grounding: the text states no heart rate, interval or axis")
+    return lines
+
+
+def timing_lines(result) -> list[str]:
+    t, b = result.timings, result.backends
+    rows = [("read", t["read"], ""), ("preprocess", t["preprocess"], ""),
+            ("render", t["render"], "" if t["render"] else "(image given)"),
+            ("ecg encoder", t["ecg_encoder"], b.ecg_encoder),
+            ("image encoder", t["image_encoder"], b.image_encoder),
+            ("prefill / TTFT", t["prefill"], f"{result.prompt_positions} positions"
+                                             f"{', prefix KV reused' if result.prefix_cached else ''}"),
+            ("decode", t["decode"], f"{result.new_tokens} tokens, {result.decode_tok_s:.1f} tok/s"),
+            ("measure", t["measure"], "for the grounding check"),
+            ("total", t.total_ms, "")]
+    lines = [f"bundle {result.bundle_id} | LLM {result.quant} on {b.llm} | threads {result.threads}"]
+    lines += [f"  {name:15s} {ms:9.1f} ms  {note}" for name, ms, note in rows]
+    return lines
+
+
 def main(argv: list[str] | None = None):
-    argv = sys.argv[1:] if argv is None else argv
-    command = run
+    argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "measure":
-        from .measure_cli import measure as command
-        argv = argv[1:]
-    try:
-        command.main(args=argv, prog_name="gem-run" + (" measure" if command is not run else ""),
-                     standalone_mode=False)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.Abort:
-        _fail("aborted", 130)
-    except click.UsageError as e:
-        _fail(e.format_message().replace("\n", " "))
-    except GemEdgeError as e:
-        _fail(str(e).replace("\n", " "))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        from .measure_cli import measure
+
+        run_cli(measure, "gem-run measure", argv[1:], tool="gem-run")
+    else:
+        run_cli(run, "gem-run", argv)
 
 
 if __name__ == "__main__":
