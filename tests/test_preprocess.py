@@ -1,6 +1,5 @@
 """GEM input preparation: exactly GEM's steps at 500 Hz, plus reported, anti-aliased resampling."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from gem_runtime.preprocess import preprocess_ecg, to_gem_array
 from gem_runtime.readers import EcgRecord, read_ecg
 from malformed import synthetic_ecg
 
-PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet" / "s0010_re.hea"  # shared/ is beside the repo
 
 
 def _sines(freq_hz: float, fs: float, seconds: float) -> np.ndarray:
@@ -101,8 +99,8 @@ def test_to_gem_array_rejects_wrong_shape():
         to_gem_array(np.zeros((5000, 12)), 500)
 
 
-def test_ptb_preprocessed_is_the_first_10s_at_500hz():
-    record = read_ecg(PTB)
+def test_ptb_preprocessed_is_the_first_10s_at_500hz(ptb):
+    record = read_ecg(ptb)
     gem, warnings = preprocess_ecg(record)
     assert gem.shape == (12, ECG_SAMPLES) and gem.dtype == np.float32
     assert warnings == ["resampled from 1000 Hz to 500 Hz", "truncated to the first 10 s of 38.4 s"]

@@ -14,23 +14,21 @@ from gem_runtime.errors import EcgReadError
 from gem_runtime.readers import EcgRecord, normalize_lead_name, read_ecg
 from malformed import INDEPENDENT, make_malformed_corpus, synthetic_ecg, write_wfdb
 
-PHYSIONET = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet"  # shared/ is beside the repo
-PTB = PHYSIONET / "s0010_re.hea"
 PTB_STEP_MV = 1 / 2000        # PTB gain: 2000 adu/mV
 DICOM_ECG = get_testdata_file("waveform_ecg.dcm")
 
 
 # --- real files --------------------------------------------------------------------------------
 
-def test_ptb_reads_as_12_gem_leads_with_frank_leads_dropped():
-    record = read_ecg(PTB)
+def test_ptb_reads_as_12_gem_leads_with_frank_leads_dropped(ptb):
+    record = read_ecg(ptb)
     assert isinstance(record, EcgRecord)
     assert record.signal.shape == (12, 38400) and record.signal.dtype == np.float32
     assert record.fs == 1000.0 and record.leads == LEADS
     assert record.duration_s == pytest.approx(38.4)
     assert any("dropped leads vx, vy, vz" in w for w in record.warnings)
     # the same samples wfdb gives for the first 12 channels, already in mV
-    reference = wfdb.rdrecord(str(PTB.with_suffix(""))).p_signal[:, :12].T
+    reference = wfdb.rdrecord(str(ptb.with_suffix(""))).p_signal[:, :12].T
     np.testing.assert_allclose(record.signal, reference, atol=1e-6)
     peaks = np.abs(record.signal).max(axis=1)
     assert np.all((peaks > 0.3) & (peaks < 3.0)), peaks
@@ -39,18 +37,18 @@ def test_ptb_reads_as_12_gem_leads_with_frank_leads_dropped():
 
 
 @pytest.mark.parametrize("given", ["s0010_re", "s0010_re.dat"])
-def test_ptb_record_name_and_signal_file_read_the_same(given):
-    assert np.array_equal(read_ecg(PHYSIONET / given).signal, read_ecg(PTB).signal)
+def test_ptb_record_name_and_signal_file_read_the_same(ptb, physionet, given):
+    assert np.array_equal(read_ecg(physionet / given).signal, read_ecg(ptb).signal)
 
 
-def test_ptb_over_the_size_limit_counts_signal_files():
+def test_ptb_over_the_size_limit_counts_signal_files(ptb):
     with pytest.raises(EcgReadError, match="signal files are 921600 bytes, over the 100000 bytes limit"):
-        read_ecg(PTB, max_bytes=100_000)
+        read_ecg(ptb, max_bytes=100_000)
 
 
-def test_mitbih_two_lead_holter_record_is_a_wrong_lead_set():
+def test_mitbih_two_lead_holter_record_is_a_wrong_lead_set(physionet):
     with pytest.raises(EcgReadError) as err:
-        read_ecg(PHYSIONET / "100.hea")
+        read_ecg(physionet / "100.hea")
     message = str(err.value)
     assert "100.hea" in message and "\n" not in message
     assert "missing I, II, V1, V2, V3, V4, V6" in message and "MLII is a modified Holter lead" in message

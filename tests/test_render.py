@@ -180,7 +180,7 @@ def test_rejects_signal_of_wrong_shape():
         render_ecg_image(np.zeros((12, 5000)), FS, leads=LEADS[:-1] + ("X",))
 
 
-def test_inking_equals_pillows_masked_paste(monkeypatch):
+def test_inking_equals_pillows_masked_paste(ptb, monkeypatch):
     """The traces are blended with numpy on the inked pixels only; Pillow's paste over the whole page
     must give the same bytes (real PTB leads, with a NaN gap and clipped peaks)."""
     from PIL import Image
@@ -188,9 +188,8 @@ def test_inking_equals_pillows_masked_paste(monkeypatch):
     from gem_runtime import render
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
-    from test_readers import PTB
 
-    x, _ = preprocess_ecg(read_ecg(PTB))
+    x, _ = preprocess_ecg(read_ecg(ptb))
     x[2, 100:400] = np.nan
     x[7] *= 8                                             # beyond the band: clipped
     ours = pixels(x)

@@ -11,7 +11,6 @@ from gem_runtime.readers import read_ecg
 from gem_runtime.readers.wfdb_fast import can_read_fast, parse_header, read_physical
 from malformed import synthetic_ecg, write_wfdb
 
-PHYSIONET = Path(__file__).resolve().parents[2] / "shared" / "data" / "physionet"
 
 
 def _same_as_wfdb(hea: Path):
@@ -33,14 +32,14 @@ def _same_as_wfdb(hea: Path):
     return got
 
 
-def test_ptb_format_16_equals_wfdb():
-    got = _same_as_wfdb(PHYSIONET / "s0010_re.hea")
+def test_ptb_format_16_equals_wfdb(physionet):
+    got = _same_as_wfdb(physionet / "s0010_re.hea")
     assert got.shape == (12, 38400)                      # vx, vy, vz are in s0010_re.xyz
 
 
-def test_mitbih_format_212_with_default_baseline_equals_wfdb():
+def test_mitbih_format_212_with_default_baseline_equals_wfdb(physionet):
     # "100.dat 212 200 11 1024 995 ...": no (baseline) and no /units -> baseline = adc_zero, mV
-    got = _same_as_wfdb(PHYSIONET / "100.hea")
+    got = _same_as_wfdb(physionet / "100.hea")
     assert got.shape == (2, 650000)
 
 
