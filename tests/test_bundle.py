@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from clirun import run_main
 from gem_runtime.bundle import Bundle, default_bundle, write_manifest
 from gem_runtime.cli import main
 from gem_runtime.errors import BundleError
@@ -21,13 +22,7 @@ def _demo_dict() -> dict:
 
 
 def _run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(main, args, capsys)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
+from clirun import run_main
 from gem_runtime.bundle import Bundle, default_bundle, file_entry, write_manifest
 from gem_runtime.cli_errors import run_cli
 from gem_runtime.errors import ContextOverflowError, GemEdgeError
@@ -18,14 +19,6 @@ def _dicom() -> Path:
     return Path(get_testdata_file("waveform_ecg.dcm"))
 
 
-def _run(main, args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _one_line(err: str, prog: str) -> str:
@@ -42,9 +35,9 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
             raise GemEdgeError("x.hea: a bad file")
         raise ValueError("an assertion of ours that failed")
 
-    code, _, err = _run(lambda a: run_cli(cmd, "tool", a), ["user"], capsys)
+    code, _, err = run_main(lambda a: run_cli(cmd, "tool", a), ["user"], capsys)
     assert code == 2 and _one_line(err, "tool") == "tool: error: x.hea: a bad file"
-    code, _, err = _run(lambda a: run_cli(cmd, "tool", a), [], capsys)        # a click usage error
+    code, _, err = run_main(lambda a: run_cli(cmd, "tool", a), [], capsys)        # a click usage error
     assert code == 2 and "Missing argument 'WHAT'" in _one_line(err, "tool")
     with pytest.raises(ValueError, match="an assertion of ours"):             # not turned into exit 2
         run_cli(cmd, "tool", ["bug"])
@@ -55,7 +48,7 @@ def test_gem_train_fit_without_a_tokenizer_is_one_line(tmp_path, capsys):
 
     data = tmp_path / "corpus"
     data.mkdir()
-    code, _, err = _run(main, ["fit", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_main(main, ["fit", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "o")], capsys)
     line = _one_line(err, "gem-train")
     assert code == 2 and str(data / "tokenizer" / "tokenizer.model") in line and "gem-train tokenizer" in line
 
@@ -69,12 +62,12 @@ def test_gem_train_unknown_config_is_one_line(tmp_path, capsys):
     del cfg["gem_edge"]                             # a real GEM config names its towers instead ...
     cfg["mm_vision_tower"] = "openai/clip-vit-huge"   # ... and this one is not known
     (ckpt / "config.json").write_text(json.dumps(cfg))
-    code, _, err = _run(main, ["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path)], capsys)
+    code, _, err = run_main(main, ["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path)], capsys)
     assert code == 2 and f"{tmp_path / 'records.json'}: not found" in _one_line(err, "gem-train")
     from gem_train.corpus import write_corpus
 
     write_corpus(tmp_path / "data", 1, seed=0, images=False, progress=False)
-    code, _, err = _run(main, ["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path / "data")], capsys)
+    code, _, err = run_main(main, ["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path / "data")], capsys)
     assert code == 2 and "unknown mm_vision_tower 'openai/clip-vit-huge'" in _one_line(err, "gem-train")
 
 
@@ -82,14 +75,14 @@ def test_gem_export_and_gem_bench_usage_errors_are_one_line(tmp_path, capsys):
     from benchmarks.cli import main as bench
     from gem_export.cli import main as export
 
-    code, _, err = _run(export, ["build", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "b"),
+    code, _, err = run_main(export, ["build", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "b"),
                                  "--quant", "q8_0,q3_k"], capsys)
     assert code == 2 and "unknown q3_k; choose from" in _one_line(err, "gem-export")
     run = {"config": {"llm_layers": 2, "new_tokens": 8}, "stages": {}}
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(run))
     b.write_text(json.dumps(run))
-    code, _, err = _run(bench, ["extrapolate", str(a), str(b), "--out", str(tmp_path / "e")], capsys)
+    code, _, err = run_main(bench, ["extrapolate", str(a), str(b), "--out", str(tmp_path / "e")], capsys)
     assert code == 2 and "two different depths" in _one_line(err, "gem-bench")
 
 
@@ -103,7 +96,7 @@ def test_a_gguf_llama_cpp_cannot_load_is_one_line(tmp_path, monkeypatch, capsys)
     (b / "llm-q4_k_m.gguf").write_bytes(b"GGUF" + b"\xff" * 4096)
     m = Bundle.open(b).manifest
     write_manifest(b, dataclasses.replace(m, files={**m.files, "llm-q4_k_m.gguf": file_entry(b / "llm-q4_k_m.gguf")}))
-    code, out, err = _run(main, [str(_dicom()), "--bundle", str(b)], capsys)
+    code, out, err = run_main(main, [str(_dicom()), "--bundle", str(b)], capsys)
     line = _one_line(err, "gem-run")
     assert code == 2 and "llm-q4_k_m.gguf: llama.cpp could not load this GGUF file" in line
 

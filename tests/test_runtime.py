@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clirun import run_main
 from gem_runtime.cli import main
 from gem_runtime.errors import BackendUnavailableError, BundleError
 
@@ -16,14 +17,7 @@ def _records(corpus: Path, n: int):
 
 
 def _run_cli(args, capsys):
-    """gem-run in process: (exit code, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(main, args, capsys)
 
 
 def test_greedy_text_equals_pytorch_token_for_token(tiny_bundle, tiny_checkpoint, tiny_corpus):
@@ -102,7 +96,9 @@ def test_cli_streams_text_and_prints_timings(tiny_bundle, tiny_corpus, tmp_path,
     assert code == 0, err
     res = json.loads(out)
     assert res["new_tokens"] <= 8 and res["backends"]["llm"] == "llama.cpp-cpu" and res["bundle_id"]
-    assert res["measurements"]["hr_bpm"] > 20 and isinstance(res["grounding"], list)
+    assert res["measurements"]["hr_bpm"] > 20
+    assert all(g["verdict"] in ("agree", "disagree", "not measurable") and g["quantity"] for g in res["grounding"])
+    assert res["timings_ms"]["ttft"] < res["timings_ms"]["total"]
 
 
 def test_malformed_inputs_exit_2_with_one_line(tiny_bundle, tmp_path, capsys):
