@@ -141,6 +141,8 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
     add(d / "nonsense.hea", "nonsense.hea")
     (d / "zero.hea").write_text("zero 0 500 2000\n")
     add(d / "zero.hea", "declares no signals")
+    # wfdb's parser reads a rate it cannot match as absent, i.e. 250 Hz (it was "resampled from 250 Hz")
+    add(_edit(_twelve(d, "negfs"), "negfs 12 500 ", "negfs 12 -500 "), "sampling rate -500 Hz, not a positive number")
 
     # --- NumPy ---
     add(_npy(d, "nofs.npy", good), "pass fs")
@@ -160,6 +162,9 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
     inf_lead = good.copy()
     inf_lead[11] = np.inf
     add(_npy(d, "infv6.npy", inf_lead), "lead V6 is all NaN/Inf", fs=500)
+    some_inf = good.copy()
+    some_inf[7, 500:503] = -np.inf                       # it was measured, with only a warning
+    add(_npy(d, "someinf.npy", some_inf), "lead V2 has 3 infinite samples (first at 1.000 s)", fs=500)
     add(_npy(d, "zeros.npy", np.zeros_like(good)), "all 12 leads are flat", fs=500)
     add(_npy(d, "slow.npy", good), "sampling rate 10 Hz is outside", fs=10)
     add(_npy(d, "shortnpy.npy", good), "record is 0.80 s", fs=2500)

@@ -104,11 +104,17 @@ def _finish(path: Path, signal: np.ndarray, fs: float, plan: _LeadPlan, warnings
 
 
 def _check_leads_alive(path: Path, signal: np.ndarray, lead_names: list[str], fs: float) -> None:
-    """No lead may be all NaN/Inf or flat (zero variance: lead off or a blank channel)."""
+    """No lead may be all NaN/Inf, hold an infinite sample, or be flat (lead off or a blank channel)."""
     finite = np.isfinite(signal)
     for row, lead in enumerate(lead_names):
         if not finite[row].any():
             raise EcgReadError(path, f"lead {lead} is all NaN/Inf ({signal.shape[1]} samples)")
+    infinite = np.isinf(signal)            # NaN is a missing sample (WFDB's invalid value); inf is no value at all
+    for row, lead in enumerate(lead_names):
+        if infinite[row].any():
+            first = int(np.flatnonzero(infinite[row])[0])
+            raise EcgReadError(path, f"lead {lead} has {int(infinite[row].sum())} infinite samples (first at "
+                                     f"{first / fs:.3f} s): not an ECG value")
     lows = np.where(finite, signal, np.inf).min(axis=1)
     highs = np.where(finite, signal, -np.inf).max(axis=1)
     flat = [lead for lead, lo, hi in zip(lead_names, lows, highs) if lo == hi]

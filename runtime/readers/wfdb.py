@@ -45,7 +45,7 @@ def read_wfdb(path: Path, header_path: Path, fs_arg: float | None, max_bytes: in
             raise EcgReadError(path, f"{header_path.name} gives no sampling rate (WFDB would assume 250 Hz); pass fs")
         fs = float(fs_arg)
     else:
-        fs = float(header.fs)
+        fs = _record_line_fs(path, header_path, fields[2], float(header.fs))
         _check_fs_agrees(path, fs, fs_arg)
     _check_fs(path, fs)
     if len(fields) < 4 or not header.sig_len:
@@ -76,6 +76,21 @@ def _wfdb_header_text(path: Path, header_path: Path) -> str:
         return header_path.read_bytes().decode("ascii")
     except UnicodeDecodeError as exc:
         raise EcgReadError(path, f"{header_path.name} is not a WFDB header (binary data at byte {exc.start})") from exc
+
+
+def _record_line_fs(path: Path, header_path: Path, field: str, parsed: float) -> float:
+    """The rate as the record line writes it (`fs[/counter_freq[(base_counter)]]`). wfdb's parser reads a
+    rate it cannot match (a negative one, "-500") as absent, i.e. 250 Hz: that is refused here."""
+    raw = field.split("/")[0]
+    try:
+        fs = float(raw)
+    except ValueError:
+        raise EcgReadError(path, f"{header_path.name} gives sampling rate {raw!r}, not a number") from None
+    if not (math.isfinite(fs) and fs > 0):
+        raise EcgReadError(path, f"{header_path.name} gives sampling rate {raw} Hz, not a positive number")
+    if abs(fs - parsed) > 1e-9 * fs:     # our reading and the parser's must agree
+        raise EcgReadError(path, f"{header_path.name}: sampling rate field {field!r} read as {parsed:g} Hz")
+    return fs
 
 
 def _wfdb_record_line(path: Path, header_path: Path, text: str) -> list[str]:
