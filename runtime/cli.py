@@ -65,8 +65,24 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
     click.echo(f"  {'load':15s} {gem.load_ms:9.1f} ms  (once per process)")
 
 
+DEVICE_SHORT = (("hr_bpm", "HR", "bpm"), ("pr_ms", "PR", "ms"), ("qrs_ms", "QRS", "ms"), ("qt_ms", "QT", "ms"),
+                ("qtc_ms", "QTc", "ms"))
+
+
+def device_lines(device) -> list[str]:
+    """The cart's own measurements on one line (as gem-run's own), then one line per statement."""
+    if device is None:
+        return []
+    m = device.measurements
+    fmt = lambda k, unit="": "-" if k not in m else f"{m[k]:g}{' ' + unit if unit else ''}"      # noqa: E731
+    parts = [f"{label} {fmt(k, unit)}" for k, label, unit in DEVICE_SHORT]
+    axes = f"axis P/QRS/T {fmt('p_axis_deg')}/{fmt('qrs_axis_deg')}/{fmt('t_axis_deg', 'deg')}"
+    who = " ".join(filter(None, (device.vendor, device.model))) + (f" ({device.program})" if device.program else "")
+    return [f"device: {who}: {' | '.join(parts)} | {axes}"] + [f"device says: {s}" for s in device.statements]
+
+
 def measurement_lines(result) -> list[str]:
-    """The measurements on one line, then quality flags and one line per grounding item."""
+    """The device's measurements (when the file has them) and ours, quality flags, one line per grounding item."""
     from .measure import FIELD
 
     m = result.measurements.to_dict()                  # rounded as in the JSON
@@ -78,6 +94,7 @@ def measurement_lines(result) -> list[str]:
     lines = [f"measured: HR {fmt('hr_bpm')} | PR {fmt('pr_ms')} | QRS {fmt('qrs_ms')} | QT {fmt('qt_ms')} | "
              f"QTc {fmt('qtc_bazett_ms')} (Bazett) | axis P/QRS/T {fmt('p_axis_deg', False)}/"
              f"{fmt('qrs_axis_deg', False)}/{fmt('t_axis_deg')} | rhythm {regular}"]
+    lines = device_lines(result.device) + lines
     flags = result.measurements.quality.flags
     if flags:
         lines.append(f"quality: {', '.join(flags)}")

@@ -28,7 +28,7 @@ from .llm import LlamaLLM, LlmTimings, TextStream, has_gpu_offload
 from .measure import Measurements, measure_ecg
 from .preprocess import preprocess_ecg
 from .prompt import build_prompt, prompt_ids
-from .readers import EcgRecord, read_ecg
+from .readers import DeviceReport, EcgRecord, read_ecg
 from .render import render_ecg_image
 from .timings import Timings
 
@@ -57,6 +57,7 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     prefix_cached: bool = False
     token_ids: list[int] = field(default_factory=list)     # the generated ids (parity checks)
+    device: DeviceReport | None = None        # the cart's own measurements and statements, from the file
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -66,7 +67,8 @@ class Result:
                 "bundle_id": self.bundle_id, "quant": self.quant, "threads": self.threads,
                 "warnings": list(self.warnings), "prefix_cached": self.prefix_cached,
                 "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
-                "grounding": [g.to_dict() for g in self.grounding]}
+                "grounding": [g.to_dict() for g in self.grounding],
+                "device": None if self.device is None else self.device.to_dict()}
 
 
 @dataclass
@@ -146,7 +148,7 @@ class Interpreter:
                                         self.encoders["image_encoder"].backend, self.llm_backend),
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
                       measurements=meas, grounding=check_grounding(text, meas), warnings=prep.warnings,
-                      prefix_cached=lt.prefix_cached, token_ids=out)
+                      prefix_cached=lt.prefix_cached, token_ids=out, device=record.device)
 
     # --- the stages ---
     def _read(self, ecg, image, fs, t: Timings):

@@ -42,7 +42,9 @@ def measure(ecg_file, as_json, fs, save_image):
         draw_median_beats(meas, save_image)
     result = meas.to_dict()
     if as_json:
-        click.echo(json.dumps({"file": str(ecg_file), **result, "warnings": list(record.warnings) + warnings}))
+        device = None if record.device is None else record.device.to_dict()
+        click.echo(json.dumps({"file": str(ecg_file), **result, "warnings": list(record.warnings) + warnings,
+                               "device": device}))
         return
     for w in list(record.warnings) + warnings:
         click.echo(f"warning: {w}")
@@ -55,6 +57,10 @@ def measure(ecg_file, as_json, fs, save_image):
     rr_cv = "-" if q.rr_cv is None else q.rr_cv
     click.echo(f"  {'rhythm':15s} {regular} (RR CV {rr_cv}, {q.n_beats or 0} beats)")
     click.echo(f"  {'quality':15s} {', '.join(q.flags) if q.flags else 'ok'}")
+    from .cli import device_lines
+
+    for line in device_lines(record.device):         # the cart's own, beside ours
+        click.echo(line)
     if save_image is not None:
         click.echo(f"median beats written to {save_image}")
 

@@ -1,4 +1,4 @@
-"""Read an ECG file (WFDB, DICOM waveform, NumPy .npy) into one checked `EcgRecord` in mV.
+"""Read an ECG file (WFDB, DICOM waveform, Philips Sierra XML, NumPy .npy) into one checked `EcgRecord` in mV.
 
 This is the door between an ECG cart or hospital workstation and GEM, so it checks everything that
 GEM's own loader takes on trust (`wfdb.rdsamp` then NaN -> 0, see gem-spec section 4): the lead set,
@@ -12,15 +12,16 @@ the 8 independent leads (I, II, V1-V6) get III, aVR, aVL, aVF derived (Einthoven
 warning; extra leads (Frank vx/vy/vz, V7, ...) are dropped, with a warning.
 
 The package: `dispatch` (read_ecg: which format is this file?), one module per format (`wfdb` with
-`wfdb_fast`, `dicom`, `npy`), `leads` (lead names, the lead plan, assembly into 12 leads), `checks`
-(rate, duration, units, shared by the formats) and `record` (EcgRecord).
+`wfdb_fast`, `dicom`, `philips`, `npy`), `leads` (lead names, the lead plan, assembly into 12 leads), `checks`
+(rate, duration, units, shared by the formats) and `record` (EcgRecord, and the DeviceReport of a file
+that carries its cart's own measurements and statements).
 """
 
 from ..errors import EcgReadError
 from .checks import MAX_FS, MIN_FS, mv_per_unit
 from .dispatch import DEFAULT_MAX_BYTES, read_ecg
 from .leads import INDEPENDENT_LEADS, LIMB_FORMULAS, PLAUSIBLE_MAX_MV, normalize_lead_name
-from .record import EcgRecord
+from .record import DeviceReport, EcgRecord
 
-__all__ = ["read_ecg", "EcgRecord", "EcgReadError", "normalize_lead_name", "mv_per_unit",
+__all__ = ["read_ecg", "EcgRecord", "DeviceReport", "EcgReadError", "normalize_lead_name", "mv_per_unit",
            "MIN_FS", "MAX_FS", "DEFAULT_MAX_BYTES", "PLAUSIBLE_MAX_MV", "INDEPENDENT_LEADS", "LIMB_FORMULAS"]

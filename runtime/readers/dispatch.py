@@ -17,11 +17,12 @@ from ..errors import EcgReadError
 from .checks import _one_line, _size
 from .dicom import is_dicom, read_dicom
 from .npy import is_npy, read_npy
+from .philips import is_philips, read_philips
 from .record import EcgRecord
 from .wfdb import read_wfdb
 
 DEFAULT_MAX_BYTES = 200 * 2**20
-HEAD_BYTES = 132                      # enough for the DICM marker at byte 128
+HEAD_BYTES = 4096                     # the DICM marker at byte 128; an XML root element after its prolog
 
 
 class _ContentFormat(NamedTuple):
@@ -37,13 +38,15 @@ class _ContentFormat(NamedTuple):
 _BY_CONTENT = (
     _ContentFormat("a .npy file", is_npy, read_npy, (".npy",), "NUMPY magic"),
     _ContentFormat("a DICOM file", is_dicom, read_dicom, (".dcm", ".dicom"), "DICM marker at byte 128"),
+    _ContentFormat("a Philips Sierra XML file", is_philips, read_philips, (), "<restingecgdata> root element"),
 )
 
 
 def read_ecg(path, *, fs: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> EcgRecord:
-    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm) or a (12, N) mV .npy (needs `fs`).
+    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra XML or a (12, N) mV
+    .npy (needs `fs`).
 
-    Dispatches on the file's content (NUMPY / DICM magic), then extension. `fs` is required for .npy and
+    Dispatches on the file's content (NUMPY / DICM magic, the XML root element), then extension. `fs` is required for .npy and
     must agree with the file where the file has its own rate. Raises EcgReadError for every bad input.
     """
     try:
@@ -83,13 +86,13 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
     if path.with_suffix(".hea").exists():   # a WFDB signal file (.dat, .xyz) next to its header
         return read_wfdb(path, path.with_suffix(".hea"), fs, max_bytes)
     raise EcgReadError(path, f"unknown ECG format ({_sniff(head)}): expected a WFDB record (.hea), "
-                             "a DICOM ECG (.dcm) or a .npy array")
+                             "a DICOM ECG (.dcm), a Philips Sierra XML or a .npy array")
 
 
 def _sniff(head: bytes) -> str:
     """A short guess at what a non-ECG file is, for the error message."""
     for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF"),
-                        (b"<?xml", "XML; HL7 aECG and vendor XML are not supported"), (b"PK\x03\x04", "a ZIP archive")):
+                        (b"<?xml", "XML, not a Philips Sierra ECG; HL7 aECG and GE MUSE XML are not supported yet"), (b"PK\x03\x04", "a ZIP archive")):
         if head.startswith(magic):
             return what
     try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..constants import LEADS
 from ..errors import EcgReadError
-from .record import EcgRecord
+from .record import DeviceReport, EcgRecord
 
 PLAUSIBLE_MAX_MV = 20.0  # larger amplitudes usually mean wrong units (uV stored as mV)
 
@@ -87,7 +87,8 @@ def _plan_leads(path: Path, names: list[str]) -> _LeadPlan:
     return _LeadPlan(channels, stored, derived, tuple(warnings))
 
 
-def _finish(path: Path, signal: np.ndarray, fs: float, plan: _LeadPlan, warnings: list[str]) -> EcgRecord:
+def _finish(path: Path, signal: np.ndarray, fs: float, plan: _LeadPlan, warnings: list[str],
+            device: DeviceReport | None = None) -> EcgRecord:
     """Check each stored lead for signal, derive missing limb leads, return the 12 leads in GEM order."""
     # signal: (len(plan.channels), N) float mV, rows in plan.channels order
     row_leads = sorted(plan.stored, key=lambda lead: plan.stored[lead][0])   # GEM name of each signal row
@@ -100,7 +101,7 @@ def _finish(path: Path, signal: np.ndarray, fs: float, plan: _LeadPlan, warnings
         peak = float(np.nanmax(np.abs(out)))
     if peak > PLAUSIBLE_MAX_MV:
         warnings.append(f"amplitudes reach {peak:.0f} mV (ECG is usually < 5 mV): check the units")
-    return EcgRecord(out, fs, LEADS, str(path), tuple(warnings))
+    return EcgRecord(out, fs, LEADS, str(path), tuple(warnings), device)
 
 
 def _check_leads_alive(path: Path, signal: np.ndarray, lead_names: list[str], fs: float) -> None:

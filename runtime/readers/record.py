@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What the cart's own interpretation program wrote into the file: a reference no one here made."""
+
+    vendor: str                                  # "Philips", "GE", ...
+    model: str                                   # the device: "HeartstartMRx"
+    program: str                                 # its interpretation program and version
+    measurements: dict[str, float] = field(default_factory=dict)   # our keys (hr_bpm, pr_ms, ..., qtc_ms)
+    statements: tuple[str, ...] = ()             # "Sinus bradycardia (rate< 50)", ...
+
+    def to_dict(self) -> dict:
+        return {"vendor": self.vendor, "model": self.model, "program": self.program,
+                "measurements": dict(self.measurements), "statements": list(self.statements)}
 
 
 @dataclass(frozen=True)
@@ -16,6 +31,7 @@ class EcgRecord:
     leads: tuple[str, ...]      # GEM names, len == n_leads
     source: str                 # the path read
     warnings: tuple[str, ...] = ()
+    device: DeviceReport | None = None   # the device's own measurements and statements, where the file has them
 
     def __post_init__(self):
         if self.signal.ndim != 2 or self.signal.shape[0] != len(self.leads):

@@ -1,0 +1,126 @@
+"""Philips Sierra XML: the real file from a HeartStart MRx (shared/data/vendor), its device's own measurements
+and statements, and hostile XML refused in one line."""
+import base64
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from clirun import run_main
+from gem_runtime.cli import main
+from gem_runtime.constants import LEADS
+from gem_runtime.errors import EcgReadError
+from gem_runtime.preprocess import preprocess_ecg
+from gem_runtime.readers import read_ecg
+
+
+@pytest.fixture(scope="session")
+def philips(shared_data):
+    return shared_data / "vendor" / "philips_129DYPRG.xml"
+
+
+def test_reads_12_leads_in_mv_with_the_calibration_pulse_left_out(philips):
+    r = read_ecg(philips)
+    assert r.leads == LEADS and r.fs == 500.0 and r.signal.shape == (12, 5500)     # 11 s
+    pulse = r.signal[:, int(10.72 * 500):int(10.88 * 500)]
+    np.testing.assert_allclose(pulse, 1.0)                 # the device's 1 mV pulse: 200 units of 5 uV
+    lead = dict(zip(LEADS, r.signal[:, :5000].astype(np.float64)))    # before the pulse, which every lead has
+    # limb leads are stored as residuals and rebuilt by the decoder: Einthoven holds to a unit or two
+    assert np.abs(lead["III"] - (lead["II"] - lead["I"])).max() <= 0.0101          # 2 units of 5 uV
+    assert np.abs(lead["aVF"] - (lead["II"] - lead["I"] / 2)).max() <= 0.0101
+    x, warnings = preprocess_ecg(r)
+    assert warnings == ["truncated to the first 10 s of 11.0 s"] and np.abs(x).max() < 1.0   # no pulse left
+
+
+def test_the_devices_measurements_and_statements_come_through(philips):
+    d = read_ecg(philips).device
+    assert (d.vendor, d.model) == ("Philips", "HeartstartMRx")
+    assert d.measurements == {"hr_bpm": 41, "pr_ms": 151, "qrs_ms": 135, "qt_ms": 476, "qtc_ms": 393,
+                              "p_axis_deg": 66, "qrs_axis_deg": -21, "t_axis_deg": 59}
+    assert d.statements[0] == "Sinus bradycardia (rate< 50)" and len(d.statements) == 4
+    assert "Nonspecific intraventricular conduction delay" in d.statements[1]
+
+
+def test_gem_run_measure_prints_ours_beside_the_devices(philips, capsys):
+    code, out, err = run_main(main, ["measure", str(philips)], capsys)
+    assert code == 0, err
+    assert "device: Philips HeartstartMRx" in out and "HR 41 bpm | PR 151 ms | QRS 135 ms" in out
+    assert "device says: Sinus bradycardia (rate< 50)" in out and "heart rate      40." in out
+    code, out, err = run_main(main, ["measure", str(philips), "--json"], capsys)
+    d = json.loads(out)
+    assert d["device"]["measurements"]["qrs_ms"] == 135 and 38 < d["hr_bpm"] < 44
+
+
+def test_read_time(philips):
+    read_ecg(philips)
+    t0 = time.perf_counter()
+    read_ecg(philips)
+    assert time.perf_counter() - t0 < 2.0          # ~0.2 s here (sierraecg decodes XLI in pure Python)
+
+
+def _sierra(tmp_path, name: str, body: str, doctype: str = "") -> str:
+    path = tmp_path / name
+    path.write_text(f'<?xml version="1.0"?>{doctype}<restingecgdata xmlns="http://www3.medical.philips.com">'
+                    f"{body}</restingecgdata>")
+    return path
+
+
+def test_hostile_and_broken_xml_is_one_line(philips, tmp_path):
+    laughs = ('<!DOCTYPE r [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+              '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>')
+    external = '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    real = philips.read_text()
+    cut = philips.read_text()[: len(real) // 2]
+    b64 = real.index('dataencoding="Base64"')
+    data_start = real.index(">", b64) + 1
+    corrupt = real[:data_start] + base64.b64encode(b"\x00" * 300).decode() + "</parsedwaveforms>" + \
+        real[real.index("</parsedwaveforms>", data_start) + len("</parsedwaveforms>"):]
+    cases = [
+        (_sierra(tmp_path, "laughs.xml", "<x>&d;</x>", laughs), "XML refused"),
+        (_sierra(tmp_path, "external.xml", "<x>&x;</x>", external), "XML refused"),
+        ((tmp_path / "cut.xml", cut), "not well-formed XML"),
+        ((tmp_path / "corrupt.xml", corrupt), "Sierra XML waveforms unreadable"),
+        ((tmp_path / "nofs.xml", real.replace("<samplingrate>500</samplingrate>", "<samplingrate>x</samplingrate>")),
+         "Sierra XML samplingrate is 'x', not a number"),
+        ((tmp_path / "negres.xml", real.replace("<signalresolution>5<", "<signalresolution>-5<")),
+         "signalresolution is -5, not a positive number"),
+        (_sierra(tmp_path, "empty.xml", ""), "lacks dataacquisition/signalcharacteristics"),
+    ]
+    for case, message in cases:
+        if isinstance(case, tuple):
+            case[0].write_text(case[1])
+            case = case[0]
+        t0 = time.perf_counter()
+        with pytest.raises(EcgReadError) as e:
+            read_ecg(case)
+        assert message in str(e.value) and "\n" not in str(e.value) and case.name in str(e.value), str(e.value)
+        assert time.perf_counter() - t0 < 2.0
+
+
+def test_without_the_decoder_the_error_says_what_to_install(philips):
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'sierraecg': raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from gem_runtime.cli import main\n"
+            f"main(['measure', {str(philips)!r}])\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.strip().endswith("needs sierraecg and defusedxml "
+                                                         "(pip install sierraecg defusedxml)"), p.stderr
+
+
+def test_gem_run_reports_the_devices_findings_with_its_own(philips, capsys):
+    code, out, err = run_main(main, [str(philips), "--json", "--max-new-tokens", "8"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["device"]["model"] == "HeartstartMRx" and d["device"]["measurements"]["hr_bpm"] == 41
+    assert 38 < d["measurements"]["hr_bpm"] < 44
+    code, out, err = run_main(main, [str(philips), "--max-new-tokens", "8"], capsys)
+    lines = out.splitlines()
+    device = next(i for i, line in enumerate(lines) if line.startswith("device: Philips HeartstartMRx"))
+    assert lines[device + 1] == "device says: Sinus bradycardia (rate< 50)"
+    assert any(line.startswith("measured: HR 40.") for line in lines[device:])
