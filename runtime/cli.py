@@ -65,8 +65,8 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
     click.echo(f"  {'load':15s} {gem.load_ms:9.1f} ms  (once per process)")
 
 
-DEVICE_SHORT = (("hr_bpm", "HR", "bpm"), ("pr_ms", "PR", "ms"), ("qrs_ms", "QRS", "ms"), ("qt_ms", "QT", "ms"),
-                ("qtc_ms", "QTc", "ms"))
+DEVICE_SHORT = (("hr_bpm", "HR", "bpm"), ("rr_ms", "RR", "ms"), ("pr_ms", "PR", "ms"), ("qrs_ms", "QRS", "ms"),
+                ("qt_ms", "QT", "ms"), ("qtc_ms", "QTc", "ms"))
 
 
 def device_lines(device) -> list[str]:
@@ -75,10 +75,16 @@ def device_lines(device) -> list[str]:
         return []
     m = device.measurements
     fmt = lambda k, unit="": "-" if k not in m else f"{m[k]:g}{' ' + unit if unit else ''}"      # noqa: E731
-    parts = [f"{label} {fmt(k, unit)}" for k, label, unit in DEVICE_SHORT]
+    parts = [f"{label} {fmt(k, unit)}" for k, label, unit in DEVICE_SHORT if k in m or k != "rr_ms"]
     axes = f"axis P/QRS/T {fmt('p_axis_deg')}/{fmt('qrs_axis_deg')}/{fmt('t_axis_deg', 'deg')}"
     who = " ".join(filter(None, (device.vendor, device.model))) + (f" ({device.program})" if device.program else "")
     return [f"device: {who}: {' | '.join(parts)} | {axes}"] + [f"device says: {s}" for s in device.statements]
+
+
+def comparison_lines(comparisons) -> list[str]:
+    """Where our measurement and the device's disagree beyond tolerance, one line each: neither is trusted."""
+    return [f"device disagrees: {c.quantity} device {c.device:g}, measured {c.measured:g} (tolerance {c.tolerance:g})"
+            for c in comparisons if c.verdict == "disagree"]
 
 
 def measurement_lines(result) -> list[str]:
@@ -94,15 +100,16 @@ def measurement_lines(result) -> list[str]:
     lines = [f"measured: HR {fmt('hr_bpm')} | PR {fmt('pr_ms')} | QRS {fmt('qrs_ms')} | QT {fmt('qt_ms')} | "
              f"QTc {fmt('qtc_bazett_ms')} (Bazett) | axis P/QRS/T {fmt('p_axis_deg', False)}/"
              f"{fmt('qrs_axis_deg', False)}/{fmt('t_axis_deg')} | rhythm {regular}"]
-    lines = device_lines(result.device) + lines
+    lines = device_lines(result.device) + lines + comparison_lines(result.device_comparison)
     flags = result.measurements.quality.flags
     if flags:
         lines.append(f"quality: {', '.join(flags)}")
     for g in result.grounding:
         tol = f" (tolerance {g.tolerance:g})" if g.tolerance is not None else ""
         measured = "-" if g.measured is None else f"{g.measured:g}"
+        device = f"; device {g.device:g}: {g.device_verdict}" if g.device is not None else ""
         lines.append(f"grounding: {g.quantity} stated {g.stated:g}, measured {measured}: "
-                     f"{g.verdict}{tol}{' - ' + g.reason if g.reason else ''}")
+                     f"{g.verdict}{tol}{' - ' + g.reason if g.reason else ''}{device}")
     if not result.grounding:
         lines.append("grounding: the text states no heart rate, interval or axis")
     return lines

@@ -14,6 +14,7 @@ import dataclasses
 import re
 
 from .measure import Measurements
+from .readers.record import DeviceReport
 
 # Tolerances: a stated value agrees when |stated - measured| <= tolerance.
 HR_TOLERANCE_FRACTION = 0.10     # heart rate: 10% of the measured rate ...
@@ -55,13 +56,33 @@ class GroundingItem:
     tolerance: float | None       # in the quantity's unit, as used for this comparison
     span: tuple[int, int]         # character span of the number in the text
     reason: str = ""              # why not measurable
+    device: float | None = None   # the cart's own value, where the file has one
+    device_verdict: str | None = None   # the stated number against it, with the same tolerance
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def check_grounding(text: str, meas: Measurements) -> list[GroundingItem]:
-    """Every heart rate, PR/QRS/QT/QTc interval and axis stated in `text`, checked against `meas`."""
+@dataclasses.dataclass(frozen=True)
+class DeviceComparison:
+    """Our measurement beside the cart's: where they disagree, neither is taken on trust."""
+
+    quantity: str
+    measured: float | None
+    device: float
+    verdict: str                  # AGREE, DISAGREE, or NOT_MEASURABLE (we could not measure it)
+    tolerance: float | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEVICE_DISAGREES = "device_disagrees"      # the quality flag set when any comparison disagrees
+
+
+def check_grounding(text: str, meas: Measurements, device: DeviceReport | None = None) -> list[GroundingItem]:
+    """Every heart rate, PR/QRS/QT/QTc interval and axis stated in `text`, checked against `meas` and,
+    where the file carries them, the device's own measurements."""
     found: dict[tuple[int, int], tuple[str, float]] = {}
     for match in _QT_QTC.finditer(text):
         found[match.span(1)] = ("qt_ms", _number(match.group(1)))
@@ -73,7 +94,42 @@ def check_grounding(text: str, meas: Measurements) -> list[GroundingItem]:
                 continue
             kind = _axis_kind(text, match.start(), match.end()) if quantity == "qrs_axis_deg" else quantity
             found[span] = (kind, _number(match.group(1)))
-    return [_compare(q, value, span, meas) for span, (q, value) in sorted(found.items())]
+    items = [_compare(q, value, span, meas) for span, (q, value) in sorted(found.items())]
+    if device is None:
+        return items
+    return [_against_device(item, device) for item in items]
+
+
+def compare_with_device(meas: Measurements, device: DeviceReport | None) -> list[DeviceComparison]:
+    """Each quantity both have, ours against the device's (same tolerances as the grounding check). Any
+    disagreement also sets the DEVICE_DISAGREES flag in meas.quality, so no report picks one silently."""
+    if device is None:
+        return []
+    out = []
+    for quantity, value in device.measurements.items():
+        if quantity not in _DEVICE_QUANTITIES:
+            continue
+        item = _compare(quantity, value, (0, 0), meas)
+        out.append(DeviceComparison(quantity, item.measured, value, item.verdict, item.tolerance))
+    if any(c.verdict == DISAGREE for c in out) and DEVICE_DISAGREES not in meas.quality.flags:
+        meas.quality.flags.append(DEVICE_DISAGREES)
+    return out
+
+
+_DEVICE_QUANTITIES = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "p_axis_deg", "qrs_axis_deg", "t_axis_deg")
+
+
+def _against_device(item: GroundingItem, device: DeviceReport) -> GroundingItem:
+    value = device.measurements.get(item.quantity)
+    if value is None:
+        return item
+    tolerance = _tolerance(item.quantity, value)
+    verdict = AGREE if _diff(item.quantity, item.stated, value) <= tolerance else DISAGREE
+    return dataclasses.replace(item, device=value, device_verdict=verdict)
+
+
+def _diff(quantity: str, a: float, b: float) -> float:
+    return abs((a - b + 180.0) % 360.0 - 180.0) if quantity.endswith("_deg") else abs(a - b)
 
 
 def _number(raw: str) -> float:
@@ -99,10 +155,7 @@ def _compare(quantity: str, stated: float, span, meas: Measurements) -> Groundin
         candidates = [m for m in (meas.qtc_bazett_ms, meas.qtc_fridericia_ms) if m is not None]
         measured = min(candidates, key=lambda m: abs(m - stated))
     tolerance = _tolerance(quantity, measured)
-    diff = abs(stated - measured)
-    if quantity.endswith("_deg"):
-        diff = abs((stated - measured + 180.0) % 360.0 - 180.0)
-    verdict = AGREE if diff <= tolerance else DISAGREE
+    verdict = AGREE if _diff(quantity, stated, measured) <= tolerance else DISAGREE
     return GroundingItem(quantity, stated, round(float(measured), 1), verdict, round(tolerance, 1), span)
 
 

@@ -22,7 +22,7 @@ from . import constants as K
 from .bundle import Bundle, default_bundle
 from .encoders import Encoder, load_encoders
 from .errors import BackendUnavailableError, BundleError
-from .grounding import GroundingItem, check_grounding
+from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
 from .image import load_image, preprocess_image
 from .llm import LlamaLLM, LlmTimings, TextStream, has_gpu_offload
 from .measure import Measurements, measure_ecg
@@ -58,6 +58,7 @@ class Result:
     prefix_cached: bool = False
     token_ids: list[int] = field(default_factory=list)     # the generated ids (parity checks)
     device: DeviceReport | None = None        # the cart's own measurements and statements, from the file
+    device_comparison: list[DeviceComparison] = field(default_factory=list)   # ours against the cart's
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -68,7 +69,8 @@ class Result:
                 "warnings": list(self.warnings), "prefix_cached": self.prefix_cached,
                 "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
                 "grounding": [g.to_dict() for g in self.grounding],
-                "device": None if self.device is None else self.device.to_dict()}
+                "device": None if self.device is None else self.device.to_dict(),
+                "device_comparison": [c.to_dict() for c in self.device_comparison]}
 
 
 @dataclass
@@ -147,8 +149,9 @@ class Interpreter:
                       backends=Backends(self.encoders["ecg_encoder"].backend,
                                         self.encoders["image_encoder"].backend, self.llm_backend),
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
-                      measurements=meas, grounding=check_grounding(text, meas), warnings=prep.warnings,
-                      prefix_cached=lt.prefix_cached, token_ids=out, device=record.device)
+                      measurements=meas, grounding=check_grounding(text, meas, record.device),
+                      warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
+                      device_comparison=compare_with_device(meas, record.device))
 
     # --- the stages ---
     def _read(self, ecg, image, fs, t: Timings):

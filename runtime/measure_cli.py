@@ -40,11 +40,14 @@ def measure(ecg_file, as_json, fs, save_image):
             reasons = meas.quality.reasons_text() or "no beats"
             raise GemEdgeError(f"{ecg_file}: no median beats to draw ({reasons})")
         draw_median_beats(meas, save_image)
+    from .grounding import compare_with_device
+
+    comparisons = compare_with_device(meas, record.device)     # sets the device_disagrees flag where due
     result = meas.to_dict()
     if as_json:
         device = None if record.device is None else record.device.to_dict()
         click.echo(json.dumps({"file": str(ecg_file), **result, "warnings": list(record.warnings) + warnings,
-                               "device": device}))
+                               "device": device, "device_comparison": [c.to_dict() for c in comparisons]}))
         return
     for w in list(record.warnings) + warnings:
         click.echo(f"warning: {w}")
@@ -57,9 +60,9 @@ def measure(ecg_file, as_json, fs, save_image):
     rr_cv = "-" if q.rr_cv is None else q.rr_cv
     click.echo(f"  {'rhythm':15s} {regular} (RR CV {rr_cv}, {q.n_beats or 0} beats)")
     click.echo(f"  {'quality':15s} {', '.join(q.flags) if q.flags else 'ok'}")
-    from .cli import device_lines
+    from .cli import comparison_lines, device_lines
 
-    for line in device_lines(record.device):         # the cart's own, beside ours
+    for line in device_lines(record.device) + comparison_lines(comparisons):   # the cart's own, beside ours
         click.echo(line)
     if save_image is not None:
         click.echo(f"median beats written to {save_image}")

@@ -124,3 +124,36 @@ def test_gem_run_reports_the_devices_findings_with_its_own(philips, capsys):
     device = next(i for i, line in enumerate(lines) if line.startswith("device: Philips HeartstartMRx"))
     assert lines[device + 1] == "device says: Sinus bradycardia (rate< 50)"
     assert any(line.startswith("measured: HR 40.") for line in lines[device:])
+
+
+def test_where_ours_and_the_devices_disagree_the_report_says_so(philips, capsys):
+    code, out, err = run_main(main, ["measure", str(philips), "--json"], capsys)
+    d = json.loads(out)
+    by = {c["quantity"]: c for c in d["device_comparison"]}
+    assert by["hr_bpm"]["verdict"] == "agree" and by["pr_ms"]["verdict"] == "agree"
+    assert by["qrs_ms"] == {"quantity": "qrs_ms", "measured": by["qrs_ms"]["measured"], "device": 135.0,
+                            "verdict": "disagree", "tolerance": 20.0}
+    assert "device_disagrees" in d["quality"]["flags"]
+    code, out, err = run_main(main, ["measure", str(philips)], capsys)
+    assert "device disagrees: qrs_ms device 135, measured" in out
+
+
+def test_dicom_annotations_are_the_carts_measurements(capsys):
+    from pydicom.data import get_testdata_file
+
+    from gem_runtime.grounding import check_grounding, compare_with_device
+    from gem_runtime.measure import measure_ecg
+
+    r = read_ecg(get_testdata_file("waveform_ecg.dcm"))
+    d = r.device
+    assert (d.vendor, d.model) == ("Mortara Instrument, Inc.", "el250")
+    assert d.measurements == {"rr_ms": 982, "pr_ms": 161, "qrs_ms": 75, "qt_ms": 368, "qtc_ms": 370,
+                              "p_axis_deg": 74, "qrs_axis_deg": 52, "t_axis_deg": 57,
+                              "hr_bpm": round(60000 / 982, 1)}          # the rate its RR implies
+    assert d.statements == ("RITMO SINUSALE", "ECG NORMALE")
+    meas = measure_ecg(preprocess_ecg(r)[0], 500)
+    items = check_grounding("PR interval 200 ms, QRS duration 80 ms.", meas, d)
+    assert [(i.quantity, i.device, i.device_verdict) for i in items] == [("pr_ms", 161, "disagree"),
+                                                                        ("qrs_ms", 75, "agree")]
+    assert all(c.verdict == "agree" for c in compare_with_device(meas, d))
+    assert "device_disagrees" not in meas.quality.flags

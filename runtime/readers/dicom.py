@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import EcgReadError
 from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _unit_scale
 from .leads import INDEPENDENT_LEADS, _finish, _plan_leads, normalize_lead_name
-from .record import EcgRecord
+from .record import DeviceReport, EcgRecord
 
 DICOM_MARKER = b"DICM"      # at byte 128, after the 128-byte preamble
 
@@ -79,7 +79,7 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
         raw = multiplex_array(ds, index, as_raw=True).T[list(plan.channels)]
         physical = np.where(raw == pad, np.nan, physical)
     signal = physical * np.asarray(scales)[:, None]                    # (n_used, N) mV
-    return _finish(path, signal, fs, plan, list(plan.warnings))
+    return _finish(path, signal, fs, plan, list(plan.warnings), device=device_report(ds))
 
 
 def _dicom_channel_name(channel, k: int) -> str:
@@ -106,3 +106,48 @@ def _choose_group(path: Path, groups) -> int:
     if full:
         return max(full, key=lambda c: (c[1], -c[0]))[0]
     return max(candidates, key=lambda c: (c[2], -c[0]))[0]   # fails the lead-set check with a clear list
+
+
+# --- the cart's own findings (Waveform Annotation Sequence) ----------------------------------------------
+
+# SCP-ECG codes (coding scheme SCPECG) of the global measurements carts write -> our keys
+SCPECG_MEASUREMENTS = {"5.10.2.1-3": "rr_ms", "5.13.5-7": "pr_ms", "5.13.5-9": "qrs_ms", "5.13.5-11": "qt_ms",
+                       "5.10.2.5-5": "qtc_ms", "5.10.3-11": "p_axis_deg", "5.10.3-13": "qrs_axis_deg",
+                       "5.10.3-15": "t_axis_deg"}
+_UNIT_SCALE = {("ms", "ms"): 1.0, ("s", "ms"): 1000.0, ("deg", "deg"): 1.0, ("/min", "bpm"): 1.0,
+               ("{beats}/min", "bpm"): 1.0, ("bpm", "bpm"): 1.0}
+
+
+def device_report(ds) -> DeviceReport | None:
+    """Numeric annotations with an SCP-ECG code (or a heart-rate meaning) and the free-text statements."""
+    annotations = ds.get("WaveformAnnotationSequence") or []
+    measurements, statements = {}, []
+    for a in annotations:
+        text = a.get("UnformattedTextValue")
+        if text and "ConceptNameCodeSequence" not in a:
+            statements.append(" ".join(str(text).split()))
+            continue
+        codes, value = a.get("ConceptNameCodeSequence"), a.get("NumericValue")
+        if not codes or value is None:
+            continue                       # fiducial points (onsets / offsets per beat), not measurements
+        code, meaning = str(codes[0].get("CodeValue", "")), str(codes[0].get("CodeMeaning", "")).lower()
+        key = SCPECG_MEASUREMENTS.get(code) if codes[0].get("CodingSchemeDesignator") == "SCPECG" else None
+        if key is None and ("heart rate" in meaning or "ventricular rate" in meaning):
+            key = "hr_bpm"
+        units = a.get("MeasurementUnitsCodeSequence")
+        unit = str(units[0].get("CodeValue", "")) if units else ""
+        want = "bpm" if key == "hr_bpm" else "deg" if key and key.endswith("_deg") else "ms"
+        scale = _UNIT_SCALE.get((unit, want))
+        if key is None or scale is None or key in measurements:
+            continue
+        try:
+            measurements[key] = float(value) * scale
+        except (TypeError, ValueError):
+            continue
+    if "hr_bpm" not in measurements and measurements.get("rr_ms"):
+        measurements["hr_bpm"] = round(60000.0 / measurements["rr_ms"], 1)     # the rate its RR implies
+    if not measurements and not statements:
+        return None
+    return DeviceReport(vendor=str(ds.get("Manufacturer", "") or ""), model=str(ds.get("ManufacturerModelName", "") or ""),
+                        program=str(ds.get("SoftwareVersions", "") or ""), measurements=measurements,
+                        statements=tuple(statements))
