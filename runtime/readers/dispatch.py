@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 from ..errors import EcgReadError
 from .checks import _one_line, _size
 from .dicom import is_dicom, read_dicom
+from .edf import is_edf, read_edf
 from .npy import is_npy, read_npy
 from .philips import is_philips, read_philips
 from .record import EcgRecord
@@ -39,12 +40,13 @@ _BY_CONTENT = (
     _ContentFormat("a .npy file", is_npy, read_npy, (".npy",), "NUMPY magic"),
     _ContentFormat("a DICOM file", is_dicom, read_dicom, (".dcm", ".dicom"), "DICM marker at byte 128"),
     _ContentFormat("a Philips Sierra XML file", is_philips, read_philips, (), "<restingecgdata> root element"),
+    _ContentFormat("an EDF/BDF file", is_edf, read_edf, (".edf", ".bdf"), "EDF version field '0' or BDF marker"),
 )
 
 
 def read_ecg(path, *, fs: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> EcgRecord:
-    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra XML or a (12, N) mV
-    .npy (needs `fs`).
+    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra XML, an EDF/EDF+/BDF
+    file or a (12, N) mV .npy (needs `fs`).
 
     Dispatches on the file's content (NUMPY / DICM magic, the XML root element), then extension. `fs` is required for .npy and
     must agree with the file where the file has its own rate. Raises EcgReadError for every bad input.
@@ -86,7 +88,7 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
     if path.with_suffix(".hea").exists():   # a WFDB signal file (.dat, .xyz) next to its header
         return read_wfdb(path, path.with_suffix(".hea"), fs, max_bytes)
     raise EcgReadError(path, f"unknown ECG format ({_sniff(head)}): expected a WFDB record (.hea), "
-                             "a DICOM ECG (.dcm), a Philips Sierra XML or a .npy array")
+                             "a DICOM ECG (.dcm), a Philips Sierra XML, an EDF/EDF+/BDF file or a .npy array")
 
 
 def _sniff(head: bytes) -> str:
