@@ -71,7 +71,7 @@ def main(argv=None):
                 read_ecg(path)
                 times.append((time.perf_counter() - t0) * 1000)
             rows.append((name, kind, first, statistics.median(times), max(times)))
-    lines = [f"# read_ecg time per format\n", f"machine: {machine_line(machine_info())}  ", f"`python -m benchmarks.read_formats "
+    lines = ["# read_ecg time per format\n", f"machine: {machine_line(machine_info())}  ", f"`python -m benchmarks.read_formats "
              f"--reps {a.reps}`: median of {a.reps} reads after the first (which includes the reader's imports).\n",
              "| format | file | first read ms | median ms | max ms | goal < 50 ms |", "|---|---|---:|---:|---:|---|"]
     lines += [f"| {n} | {k} | {f:.1f} | {m:.1f} | {x:.1f} | {'met' if m < 50 else 'MISSED'} |" for n, k, f, m, x in rows]
