@@ -78,7 +78,8 @@ def device_lines(device) -> list[str]:
     parts = [f"{label} {fmt(k, unit)}" for k, label, unit in DEVICE_SHORT if k in m or k != "rr_ms"]
     axes = f"axis P/QRS/T {fmt('p_axis_deg')}/{fmt('qrs_axis_deg')}/{fmt('t_axis_deg', 'deg')}"
     who = " ".join(filter(None, (device.vendor, device.model))) + (f" ({device.program})" if device.program else "")
-    return [f"device: {who}: {' | '.join(parts)} | {axes}"] + [f"device says: {s}" for s in device.statements]
+    head = f"device: {who}: " if who.strip() else "device: "
+    return [f"{head}{' | '.join(parts)} | {axes}"] + [f"device says: {s}" for s in device.statements]
 
 
 def comparison_lines(comparisons) -> list[str]:

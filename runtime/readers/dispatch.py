@@ -17,7 +17,7 @@ from ..errors import EcgReadError
 from .checks import _one_line, _size
 from .dicom import is_dicom, read_dicom
 from .edf import is_edf, read_edf
-from .muse import is_muse, read_muse
+from .ecgdatakit_xml import is_aecg, is_muse, read_aecg, read_muse
 from .npy import is_npy, read_npy
 from .philips import is_philips, read_philips
 from .record import EcgRecord
@@ -42,6 +42,7 @@ _BY_CONTENT = (
     _ContentFormat("a DICOM file", is_dicom, read_dicom, (".dcm", ".dicom"), "DICM marker at byte 128"),
     _ContentFormat("a Philips Sierra XML file", is_philips, read_philips, (), "<restingecgdata> root element"),
     _ContentFormat("a GE MUSE XML file", is_muse, read_muse, (), "<RestingECG> root element"),
+    _ContentFormat("an HL7 aECG file", is_aecg, read_aecg, (), "<AnnotatedECG> root element"),
     _ContentFormat("an EDF/BDF file", is_edf, read_edf, (".edf", ".bdf"), "EDF version field '0' or BDF marker"),
 )
 
@@ -90,13 +91,13 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
     if path.with_suffix(".hea").exists():   # a WFDB signal file (.dat, .xyz) next to its header
         return read_wfdb(path, path.with_suffix(".hea"), fs, max_bytes)
     raise EcgReadError(path, f"unknown ECG format ({_sniff(head)}): expected a WFDB record (.hea), "
-                             "a DICOM ECG (.dcm), a Philips Sierra or GE MUSE XML, an EDF/EDF+/BDF file or a .npy array")
+                             "a DICOM ECG (.dcm), a Philips Sierra, GE MUSE or HL7 aECG XML, an EDF/EDF+/BDF file or a .npy array")
 
 
 def _sniff(head: bytes) -> str:
     """A short guess at what a non-ECG file is, for the error message."""
     for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF"),
-                        (b"<?xml", "XML, neither Philips Sierra nor GE MUSE; HL7 aECG is not supported yet"), (b"PK\x03\x04", "a ZIP archive")):
+                        (b"<?xml", "XML, none of Philips Sierra, GE MUSE or HL7 aECG"), (b"PK\x03\x04", "a ZIP archive")):
         if head.startswith(magic):
             return what
     try:
