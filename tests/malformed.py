@@ -142,7 +142,7 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
     (d / "zero.hea").write_text("zero 0 500 2000\n")
     add(d / "zero.hea", "declares no signals")
     # wfdb's parser reads a rate it cannot match as absent, i.e. 250 Hz (it was "resampled from 250 Hz")
-    add(_edit(_twelve(d, "negfs"), "negfs 12 500 ", "negfs 12 -500 "), "sampling rate -500 Hz, not a positive number")
+    add(_edit(_twelve(d, "negfs"), "negfs 12 500 ", "negfs 12 -500 "), "negfs.hea: sampling rate is -500, not a positive number")
 
     # --- NumPy ---
     add(_npy(d, "nofs.npy", good), "pass fs")
@@ -203,3 +203,20 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
     path.write_bytes(Path(get_testdata_file("waveform_ecg.dcm")).read_bytes()[:3000])
     add(path, "halfdcm.dcm")
     return cases
+
+
+def assert_files_refused(folder: Path, cases: dict[str, tuple[str, str]]) -> None:
+    """Write each {file name: (text, expected part of the message)} and check read_ecg refuses it in one
+    line that names the file."""
+    from gem_runtime.errors import EcgReadError
+    from gem_runtime.readers import read_ecg
+
+    for name, (text, message) in cases.items():
+        path = folder / name
+        path.write_text(text)
+        try:
+            read_ecg(path)
+        except EcgReadError as e:
+            assert message in str(e) and name in str(e) and "\n" not in str(e), str(e)
+        else:
+            raise AssertionError(f"{name} was read")

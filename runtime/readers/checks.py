@@ -53,3 +53,29 @@ def _one_line(exc: BaseException) -> str:
 
 def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes} bytes"
+
+
+def _one_rate_and_length(path: Path, rates, lengths, fs_arg: float | None) -> tuple[float, int]:
+    """Formats that store a rate and a length per lead: the used leads must share both (a per-lead rate is
+    refused, not resampled quietly), the rate must be plausible and agree with fs_arg, the record long enough."""
+    rates, lengths = sorted({float(r) for r in rates}), sorted({int(n) for n in lengths})
+    if len(rates) != 1:
+        raise EcgReadError(path, f"the ECG leads are sampled at different rates ({', '.join(f'{r:g}' for r in rates)} Hz)")
+    if len(lengths) != 1:
+        raise EcgReadError(path, f"the ECG leads hold different numbers of samples {lengths}")
+    fs, n = rates[0], lengths[0]
+    _check_fs_agrees(path, fs, fs_arg)
+    _check_fs(path, fs)
+    _check_duration(path, n, fs)
+    return fs, n
+
+
+def _positive_number(path: Path, text: str, what: str) -> float:
+    """A rate or resolution a file writes as text: a finite number above 0, or one line saying what it is."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise EcgReadError(path, f"{what} is {text!r}, not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise EcgReadError(path, f"{what} is {text}, not a positive number")
+    return value

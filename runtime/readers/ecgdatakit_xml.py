@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _unit_scale
+from .checks import _one_line, _one_rate_and_length, _unit_scale
 from .leads import _finish, _plan_leads
 from .record import DeviceReport, EcgRecord
 
@@ -71,17 +71,10 @@ def _read(path: Path, fs_arg, name: str, module: str, parser: str, vendor_progra
     raw = [lead.label for lead in leads if lead.is_raw]
     if raw:
         raise EcgReadError(path, f"leads {', '.join(raw)} have no amplitude units: samples are uncalibrated")
-    rates = sorted({float(lead.sampling_rate) for lead in leads})
-    if len(rates) != 1:
-        raise EcgReadError(path, f"leads sampled at different rates ({', '.join(f'{r:g}' for r in rates)} Hz)")
-    fs = rates[0]
-    _check_fs_agrees(path, fs, fs_arg)
-    _check_fs(path, fs)
-    lengths = sorted({len(lead.samples) for lead in leads})
-    if len(lengths) != 1:
-        raise EcgReadError(path, f"leads hold different numbers of samples {lengths}")
-    _check_duration(path, lengths[0], fs)
     plan = _plan_leads(path, [lead.label for lead in leads])
+    used = [leads[c] for c in plan.channels]
+    fs, _ = _one_rate_and_length(path, [lead.sampling_rate for lead in used], [len(lead.samples) for lead in used],
+                                 fs_arg)
     scales = [_unit_scale(path, leads[c].label, leads[c].resolution_unit or leads[c].units) for c in plan.channels]
     signal = np.stack([np.asarray(leads[c].samples, np.float64) for c in plan.channels]) * np.asarray(scales)[:, None]
     notes = [f"{name}: {w.message}" for w in caught if issubclass(w.category, UserWarning)]

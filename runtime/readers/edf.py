@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _unit_scale
+from .checks import _one_line, _one_rate_and_length, _unit_scale
 from .leads import _finish, _plan_leads
 from .record import EcgRecord
 
@@ -50,16 +50,7 @@ def read_edf(path: Path, fs_arg: float | None) -> EcgRecord:
     names = [_ECG_PREFIX.sub("", s.label) or s.label for s in signals]
     plan = _plan_leads(path, names)
     used = [signals[c] for c in plan.channels]
-    rates = sorted({float(s.sampling_frequency) for s in used})
-    if len(rates) != 1:
-        raise EcgReadError(path, f"the ECG leads are sampled at different rates ({', '.join(f'{r:g}' for r in rates)} Hz)")
-    fs = rates[0]
-    _check_fs_agrees(path, fs, fs_arg)
-    _check_fs(path, fs)
-    lengths = sorted({len(s.data) for s in used})
-    if len(lengths) != 1:
-        raise EcgReadError(path, f"the ECG leads hold different numbers of samples {lengths}")
-    _check_duration(path, lengths[0], fs)
+    fs, _ = _one_rate_and_length(path, [s.sampling_frequency for s in used], [len(s.data) for s in used], fs_arg)
     scales = [_unit_scale(path, names[c], signals[c].physical_dimension) for c in plan.channels]
     signal = np.stack([np.asarray(s.data, np.float64) for s in used]) * np.asarray(scales)[:, None]   # (n, N) mV
     return _finish(path, signal, fs, plan, list(plan.warnings))

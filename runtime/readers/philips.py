@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line
+from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _positive_number
 from .leads import _finish, _plan_leads
 from .record import DeviceReport, EcgRecord
 
@@ -120,11 +120,4 @@ def _text(element) -> str | None:
 
 
 def _number(path: Path, parent, name: str) -> float:
-    text = (_text(_find(parent, name)) or "").strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise EcgReadError(path, f"Sierra XML {name} is {text!r}, not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise EcgReadError(path, f"Sierra XML {name} is {text}, not a positive number")
-    return value
+    return _positive_number(path, (_text(_find(parent, name)) or "").strip(), f"Sierra XML {name}")

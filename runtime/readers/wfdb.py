@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _size, _unit_scale
+from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _positive_number, _size, _unit_scale
 from .leads import _finish, _plan_leads
 from .record import EcgRecord
 from .wfdb_fast import WfdbHeader, can_read_fast, parse_header, read_physical
@@ -81,13 +81,7 @@ def _wfdb_header_text(path: Path, header_path: Path) -> str:
 def _record_line_fs(path: Path, header_path: Path, field: str, parsed: float) -> float:
     """The rate as the record line writes it (`fs[/counter_freq[(base_counter)]]`). wfdb's parser reads a
     rate it cannot match (a negative one, "-500") as absent, i.e. 250 Hz: that is refused here."""
-    raw = field.split("/")[0]
-    try:
-        fs = float(raw)
-    except ValueError:
-        raise EcgReadError(path, f"{header_path.name} gives sampling rate {raw!r}, not a number") from None
-    if not (math.isfinite(fs) and fs > 0):
-        raise EcgReadError(path, f"{header_path.name} gives sampling rate {raw} Hz, not a positive number")
+    fs = _positive_number(path, field.split("/")[0], f"{header_path.name}: sampling rate")
     if abs(fs - parsed) > 1e-9 * fs:     # our reading and the parser's must agree
         raise EcgReadError(path, f"{header_path.name}: sampling rate field {field!r} read as {parsed:g} Hz")
     return fs
