@@ -7,7 +7,7 @@ import numpy as np
 from gem_runtime.constants import LEADS
 
 STORED = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
-MEASUREMENTS = {"VentricularRate": 82, "AtrialRate": 82, "PRInterval": 172, "QRSDuration": 132, "QTInterval": 412,
+MEASUREMENTS = {"VentricularRate": 82, "AtrialRate": 82, "PRInterval": 172, "QRSDuration": 132, "QTInterval": 412, "QTCorrected": 481,
                 "PAxis": 58, "RAxis": -95, "TAxis": -68}
 
 

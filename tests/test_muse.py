@@ -44,8 +44,8 @@ def test_eight_stored_leads_become_twelve_and_measure_as_the_source(muse, ptb_10
 def test_the_12sl_measurements_and_statements_come_through(muse, capsys):
     d = read_ecg(muse).device
     assert (d.vendor, d.model, d.program) == ("GE", "MAC55", "12SL 010B")
-    assert d.measurements == {"hr_bpm": 82, "pr_ms": 172, "qrs_ms": 132, "qt_ms": 412, "p_axis_deg": 58,
-                              "qrs_axis_deg": -95, "t_axis_deg": -68}
+    assert d.measurements == {"hr_bpm": 82, "pr_ms": 172, "qrs_ms": 132, "qt_ms": 412, "qtc_ms": 481,
+                              "p_axis_deg": 58, "qrs_axis_deg": -95, "t_axis_deg": -68}
     assert d.statements == ("Normal sinus rhythm", "Inferior infarct, age undetermined")
     code, out, err = run_main(main, ["measure", str(muse)], capsys)
     assert code == 0 and "device: GE MAC55 (12SL 010B): HR 82 bpm | PR 172 ms | QRS 132 ms" in out
@@ -62,7 +62,7 @@ def test_broken_muse_exports_are_one_line(tmp_path, ptb_10s):
         "entities.xml": (muse_xml(ptb_10s, 500).replace('SYSTEM "restecg.dtd">', '[<!ENTITY x "y">]>'),
                          "GE MUSE XML unreadable"),
     }
-    assert len(MEASUREMENTS) == 8
+    assert len(MEASUREMENTS) == 9
     assert_files_refused(tmp_path, cases)
 
 

@@ -90,6 +90,12 @@ def _device_report(record, vendor: str, program: str) -> DeviceReport | None:
             measurements[key] = float(value)
     statements = tuple(" ".join(f"{left} ({right})" if right else left for left, right in [s]).strip()
                        for s in record.interpretation.statements if s and s[0])
+    qtc = record.annotations.get("QTCorrected")                  # MUSE's QTc: ecgdatakit keeps it as text
+    if "qtc_ms" not in measurements and qtc:
+        try:
+            measurements["qtc_ms"] = float(qtc)
+        except ValueError:
+            pass
     device = record.recording.device
     if not measurements and not statements:
         return None
