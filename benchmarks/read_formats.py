@@ -44,11 +44,15 @@ def _files(tmp: Path) -> list[tuple[str, Path, str]]:
     out.append(("EDF+ (PTB converted, 12 leads, 38.4 s at 1000 Hz)", edf, "converted here"))
     try:
         sys.path.insert(0, str(HERE.parent / "tests"))
+        from aecg_spec import aecg_xml
         from muse_spec import muse_xml
 
-        muse = tmp / "ptb_muse.xml"
-        muse.write_text(muse_xml(preprocess_ecg(record)[0], 500))
+        ten_s = preprocess_ecg(record)[0]
+        muse, aecg = tmp / "ptb_muse.xml", tmp / "ptb_aecg.xml"
+        muse.write_text(muse_xml(ten_s, 500))
+        aecg.write_text(aecg_xml(ten_s, 500, uv_per_unit=0.5))
         out.append(("GE MUSE XML (PTB converted, 8 leads, 10 s at 500 Hz)", muse, "converted here"))
+        out.append(("HL7 aECG (PTB converted, 12 leads as digits, 10 s at 500 Hz)", aecg, "converted here"))
     except ImportError:
         pass
     return out
