@@ -258,6 +258,10 @@ class LlamaLLM:
         """Greedy decoding (GEM: temperature 0) after prefill, to EOS, the limit or the end of the context."""
         out: list[int] = []
         t0 = time.perf_counter()
+        # one token per step in the reused batch: set up once, then only its id and position change (going
+        # through eval_tokens per token cost ~0.04 ms, 7% of a demo-model step)
+        step = self._tokens
+        step.fill(pos, 1, "last")
         tok = int(np.argmax(self._logits_view()))
         for _ in range(max_new_tokens):
             if tok == self.eos_id and not ignore_eos:
@@ -267,7 +271,8 @@ class LlamaLLM:
                 on_token(tok)
             if pos + 1 >= self.n_ctx or len(out) == max_new_tokens:
                 break
-            pos = self.eval_tokens([tok], pos)
+            step.b.token[0], step.b.pos[0] = tok, pos
+            pos = self._decode(step, pos, 1)
             tok = int(np.argmax(self._logits_view()))
         timings.decode_ms = (time.perf_counter() - t0) * 1000
         timings.decode_tokens = len(out)
