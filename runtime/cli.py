@@ -65,8 +65,15 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
     click.echo(f"  {'load':15s} {gem.load_ms:9.1f} ms  (once per process)")
 
 
+# The cart's interval keys in print order; RR is shown only when the file gives it (most give HR instead).
 DEVICE_SHORT = (("hr_bpm", "HR", "bpm"), ("rr_ms", "RR", "ms"), ("pr_ms", "PR", "ms"), ("qrs_ms", "QRS", "ms"),
                 ("qt_ms", "QT", "ms"), ("qtc_ms", "QTc", "ms"))
+DEVICE_OPTIONAL = {"rr_ms"}
+
+
+def _value(value: float | None, unit: str = "") -> str:
+    """A printed number with its unit, or "-" where there is none."""
+    return "-" if value is None else f"{value:g} {unit}" if unit else f"{value:g}"
 
 
 def device_lines(device) -> list[str]:
@@ -74,9 +81,9 @@ def device_lines(device) -> list[str]:
     if device is None:
         return []
     m = device.measurements
-    fmt = lambda k, unit="": "-" if k not in m else f"{m[k]:g}{' ' + unit if unit else ''}"      # noqa: E731
-    parts = [f"{label} {fmt(k, unit)}" for k, label, unit in DEVICE_SHORT if k in m or k != "rr_ms"]
-    axes = f"axis P/QRS/T {fmt('p_axis_deg')}/{fmt('qrs_axis_deg')}/{fmt('t_axis_deg', 'deg')}"
+    parts = [f"{label} {_value(m.get(k), unit)}" for k, label, unit in DEVICE_SHORT
+             if k in m or k not in DEVICE_OPTIONAL]
+    axes = f"axis P/QRS/T {_value(m.get('p_axis_deg'))}/{_value(m.get('qrs_axis_deg'))}/{_value(m.get('t_axis_deg'), 'deg')}"
     who = " ".join(filter(None, (device.vendor, device.model))) + (f" ({device.program})" if device.program else "")
     head = f"device: {who}: " if who.strip() else "device: "
     return [f"{head}{' | '.join(parts)} | {axes}"] + [f"device says: {s}" for s in device.statements]
@@ -94,8 +101,8 @@ def measurement_lines(result) -> list[str]:
 
     m = result.measurements.to_dict()                  # rounded as in the JSON
 
-    def fmt(key: str, unit: bool = True) -> str:
-        return "-" if m[key] is None else f"{m[key]:g} {FIELD[key].unit if unit else ''}"
+    def fmt(key: str, unit: bool = True) -> str:     # the axes of P and QRS keep a space, as always printed
+        return _value(m[key], FIELD[key].unit) if unit else "-" if m[key] is None else f"{m[key]:g} "
 
     regular = {True: "regular", False: "irregular"}.get(m["rhythm_regular"], "-")
     lines = [f"measured: HR {fmt('hr_bpm')} | PR {fmt('pr_ms')} | QRS {fmt('qrs_ms')} | QT {fmt('qt_ms')} | "

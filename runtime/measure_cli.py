@@ -25,6 +25,8 @@ from .errors import GemEdgeError
               help="write the median beats with their fiducial marks (PNG)")
 def measure(ecg_file, as_json, fs, save_image):
     """Measure ECG_FILE: rate, PR, QRS, QT/QTc, axes and signal quality, with no model."""
+    from .cli import comparison_lines, device_lines
+    from .grounding import compare_with_device
     from .measure import FIELDS, measure_ecg
     from .preprocess import preprocess_ecg
     from .readers import read_ecg
@@ -40,8 +42,6 @@ def measure(ecg_file, as_json, fs, save_image):
             reasons = meas.quality.reasons_text() or "no beats"
             raise GemEdgeError(f"{ecg_file}: no median beats to draw ({reasons})")
         draw_median_beats(meas, save_image)
-    from .grounding import compare_with_device
-
     comparisons = compare_with_device(meas, record.device)     # sets the device_disagrees flag where due
     result = meas.to_dict()
     if as_json:
@@ -60,8 +60,6 @@ def measure(ecg_file, as_json, fs, save_image):
     rr_cv = "-" if q.rr_cv is None else q.rr_cv
     click.echo(f"  {'rhythm':15s} {regular} (RR CV {rr_cv}, {q.n_beats or 0} beats)")
     click.echo(f"  {'quality':15s} {', '.join(q.flags) if q.flags else 'ok'}")
-    from .cli import comparison_lines, device_lines
-
     for line in device_lines(record.device) + comparison_lines(comparisons):   # the cart's own, beside ours
         click.echo(line)
     if save_image is not None:
