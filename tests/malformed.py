@@ -205,15 +205,15 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
     return cases
 
 
-def assert_files_refused(folder: Path, cases: dict[str, tuple[str, str]]) -> None:
-    """Write each {file name: (text, expected part of the message)} and check read_ecg refuses it in one
-    line that names the file."""
+def assert_files_refused(folder: Path, cases: dict[str, tuple[str | bytes, str]]) -> None:
+    """Write each {file name: (text or bytes, expected part of the message)} and check read_ecg refuses it in
+    one line that names the file."""
     from gem_runtime.errors import EcgReadError
     from gem_runtime.readers import read_ecg
 
     for name, (text, message) in cases.items():
         path = folder / name
-        path.write_text(text)
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
         try:
             read_ecg(path)
         except EcgReadError as e:

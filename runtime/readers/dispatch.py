@@ -17,9 +17,11 @@ from ..errors import EcgReadError
 from .checks import _one_line, _size
 from .dicom import is_dicom, read_dicom
 from .edf import is_edf, read_edf
-from .ecgdatakit_xml import is_aecg, is_muse, read_aecg, read_muse
+from .aecg import is_aecg, read_aecg
+from .muse import is_muse, read_muse
 from .npy import is_npy, read_npy
 from .philips import is_philips, read_philips
+from .scp import is_scp, read_scp
 from .record import EcgRecord
 from .wfdb import read_wfdb
 
@@ -44,15 +46,17 @@ _BY_CONTENT = (
     _ContentFormat("a GE MUSE XML file", is_muse, read_muse, (), "<RestingECG> root element"),
     _ContentFormat("an HL7 aECG file", is_aecg, read_aecg, (), "<AnnotatedECG> root element"),
     _ContentFormat("an EDF/BDF file", is_edf, read_edf, (".edf", ".bdf"), "EDF version field '0' or BDF marker"),
+    _ContentFormat("an SCP-ECG file", is_scp, read_scp, (".scp",), "section 0 at byte 7"),
 )
 
 
 def read_ecg(path, *, fs: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> EcgRecord:
-    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra XML, an EDF/EDF+/BDF
-    file or a (12, N) mV .npy (needs `fs`).
+    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra, GE MUSE or HL7 aECG XML,
+    an SCP-ECG record, an EDF/EDF+/BDF file or a (12, N) mV .npy (needs `fs`).
 
-    Dispatches on the file's content (NUMPY / DICM magic, the XML root element), then extension. `fs` is required for .npy and
-    must agree with the file where the file has its own rate. Raises EcgReadError for every bad input.
+    Dispatches on the file's content (NUMPY / DICM magic, the XML root element, SCP-ECG's section 0), then
+    extension. `fs` is required for .npy and must agree with the file where the file has its own rate. Raises
+    EcgReadError for every bad input.
     """
     try:
         return _read(Path(path), fs, max_bytes)
@@ -91,7 +95,8 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
     if path.with_suffix(".hea").exists():   # a WFDB signal file (.dat, .xyz) next to its header
         return read_wfdb(path, path.with_suffix(".hea"), fs, max_bytes)
     raise EcgReadError(path, f"unknown ECG format ({_sniff(head)}): expected a WFDB record (.hea), "
-                             "a DICOM ECG (.dcm), a Philips Sierra, GE MUSE or HL7 aECG XML, an EDF/EDF+/BDF file or a .npy array")
+                             "a DICOM ECG (.dcm), a Philips Sierra, GE MUSE or HL7 aECG XML, an SCP-ECG record, "
+                             "an EDF/EDF+/BDF file or a .npy array")
 
 
 def _sniff(head: bytes) -> str:

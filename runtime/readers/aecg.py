@@ -1,0 +1,22 @@
+"""HL7 aECG (<AnnotatedECG>, the FDA's annotated ECG): leads as decimal digits with scale and origin, the rate
+from the time increment, the device's measurements and statements as annotations. Parsed by ecgdatakit
+(defusedxml inside); the `formats` extra."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .ecgdatakit_read import EcgdatakitFormat, read_with_ecgdatakit, xml_root
+from .record import EcgRecord
+
+_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?AnnotatedECG[\s>/]")
+AECG = EcgdatakitFormat("HL7 aECG", "hl7_aecg", "HL7aECGParser")
+
+
+def is_aecg(head: bytes) -> bool:
+    return xml_root(_ROOT, head)
+
+
+def read_aecg(path: Path, fs_arg: float | None) -> EcgRecord:
+    return read_with_ecgdatakit(path, fs_arg, AECG)
