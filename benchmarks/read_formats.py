@@ -46,13 +46,16 @@ def _files(tmp: Path) -> list[tuple[str, Path, str]]:
         sys.path.insert(0, str(HERE.parent / "tests"))
         from aecg_spec import aecg_xml
         from muse_spec import muse_xml
+        from scp_spec import scp_ecg
 
         ten_s = preprocess_ecg(record)[0]
-        muse, aecg = tmp / "ptb_muse.xml", tmp / "ptb_aecg.xml"
+        muse, aecg, scp = tmp / "ptb_muse.xml", tmp / "ptb_aecg.xml", tmp / "ptb.scp"
         muse.write_text(muse_xml(ten_s, 500))
         aecg.write_text(aecg_xml(ten_s, 500, uv_per_unit=0.5))
+        scp.write_bytes(scp_ecg(ten_s, 500, nv_per_count=500, mode=2))
         out.append(("GE MUSE XML (PTB converted, 8 leads, 10 s at 500 Hz)", muse, "converted here"))
         out.append(("HL7 aECG (PTB converted, 12 leads as digits, 10 s at 500 Hz)", aecg, "converted here"))
+        out.append(("SCP-ECG (PTB converted, 12 leads, second differences, 10 s at 500 Hz)", scp, "converted here"))
     except ImportError:
         pass
     return out
