@@ -2,8 +2,6 @@
 and statements, and hostile XML refused in one line."""
 import base64
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -58,7 +56,7 @@ def test_read_time(philips):
     read_ecg(philips)
     t0 = time.perf_counter()
     read_ecg(philips)
-    assert time.perf_counter() - t0 < 2.0          # ~0.2 s here (sierraecg decodes XLI in pure Python)
+    assert time.perf_counter() - t0 < 0.5          # ~8 ms here (readers/xli.py; sierraecg took ~140 ms)
 
 
 def _sierra(tmp_path, name: str, body: str, doctype: str = "") -> str:
@@ -98,19 +96,6 @@ def test_hostile_and_broken_xml_is_one_line(philips, tmp_path):
             read_ecg(case)
         assert message in str(e.value) and "\n" not in str(e.value) and case.name in str(e.value), str(e.value)
         assert time.perf_counter() - t0 < 2.0
-
-
-def test_without_the_decoder_the_error_says_what_to_install(philips):
-    code = ("import sys\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'sierraecg': raise ImportError(name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from gem_runtime.cli import main\n"
-            f"main(['measure', {str(philips)!r}])\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and p.stderr.strip().endswith("needs sierraecg and defusedxml "
-                                                         "(pip install sierraecg defusedxml)"), p.stderr
 
 
 def test_gem_run_reports_the_devices_findings_with_its_own(philips, capsys):
