@@ -12,7 +12,6 @@ from pydicom.data import get_testdata_file
 
 from gem_runtime.constants import LEADS
 from gem_runtime.errors import EcgReadError
-from gem_runtime.preprocess import preprocess_ecg
 from gem_runtime.readers import read_ecg
 from malformed import synthetic_ecg, write_wfdb
 from muse_spec import muse_xml

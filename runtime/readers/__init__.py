@@ -13,7 +13,7 @@ the 8 independent leads (I, II, V1-V6) get III, aVR, aVL, aVF derived (Einthoven
 warning; extra leads (Frank vx/vy/vz, V7, ...) are dropped, with a warning.
 
 The package: `dispatch` (read_ecg: which format is this file?), one module per format (`wfdb` with
-`wfdb_fast`, `dicom`, `philips`, `muse`, `aecg`, `scp` (the last three through `ecgdatakit_read`), `edf`, `npy`), `leads` (lead names, the lead plan, assembly into 12 leads), `checks`
+`wfdb_fast`, `dicom`, `philips` with `xli`, `muse`, `aecg`, `scp` (the last three through `ecgdatakit_read`), `edf`, `npy`), `leads` (lead names, the lead plan, assembly into 12 leads), `checks`
 (rate, duration, units, shared by the formats) and `record` (EcgRecord, and the DeviceReport of a file
 that carries its cart's own measurements and statements).
 """
