@@ -111,16 +111,21 @@ def test_gem_run_reports_the_devices_findings_with_its_own(philips, capsys):
     assert any(line.startswith("measured: HR 40.") for line in lines[device:])
 
 
-def test_where_ours_and_the_devices_disagree_the_report_says_so(philips, capsys):
-    code, out, err = run_main(main, ["measure", str(philips), "--json"], capsys)
+def test_where_ours_and_the_devices_disagree_the_report_says_so(philips, tmp_path, capsys):
+    # the real file with its device's QRS duration changed (ours now agrees with the real 135 ms)
+    edited = tmp_path / "philips_qrs180.xml"
+    edited.write_text(philips.read_text().replace("<meanqrsdur>135</meanqrsdur>", "<meanqrsdur>180</meanqrsdur>"))
+    code, out, err = run_main(main, ["measure", str(edited), "--json"], capsys)
     d = json.loads(out)
     by = {c["quantity"]: c for c in d["device_comparison"]}
     assert by["hr_bpm"]["verdict"] == "agree" and by["pr_ms"]["verdict"] == "agree"
-    assert by["qrs_ms"] == {"quantity": "qrs_ms", "measured": by["qrs_ms"]["measured"], "device": 135.0,
+    assert by["qrs_ms"] == {"quantity": "qrs_ms", "measured": by["qrs_ms"]["measured"], "device": 180.0,
                             "verdict": "disagree", "tolerance": 20.0}
     assert "device_disagrees" in d["quality"]["flags"]
-    code, out, err = run_main(main, ["measure", str(philips)], capsys)
-    assert "device disagrees: qrs_ms device 135, measured" in out
+    code, out, err = run_main(main, ["measure", str(edited)], capsys)
+    assert "device disagrees: qrs_ms device 180, measured" in out
+    code, out, err = run_main(main, ["measure", str(philips), "--json"], capsys)
+    assert "device_disagrees" not in json.loads(out)["quality"]["flags"]
 
 
 def test_dicom_annotations_are_the_carts_measurements(capsys):

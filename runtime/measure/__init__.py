@@ -14,12 +14,15 @@ Pipeline:
    per lead;
 3. GLOBAL fiducials from the spatial magnitude of the median beats (a vectorcardiogram from the 8
    independent leads, Kors' regression), levels taken from the PR segment (the last quiet window before
-   the QRS): each wave's onset/offset is where the magnitude, searched outward from the wave's peak,
-   falls below a threshold above the noise floor; QRS offset also ends where the spatial velocity drops
-   below the QRS's and the isoelectric window's own motion (so ST elevation and f-waves do not stretch
-   the QRS), and goes on through a brief return to baseline when a fast lobe follows (RBBB's R');
-   a P wave must look alike and sit at the same place in every beat (AF gives none), and its onset is
-   measured from the level just before it;
+   the QRS): each wave is found where the magnitude, searched outward from the wave's peak, passes a
+   threshold above the noise floor; the P and QRS onsets then go back to where the upstroke leaves the
+   baseline (the mirrored trapezium-area point), and the T end is the trapezium-area point of the T
+   descent (Vazquez-Seisdedos et al. 2011), which a drifting TP level or a slow return does not drag
+   out. QRS offset ends where the spatial velocity drops below the QRS's and the isoelectric window's
+   own motion (so ST elevation and f-waves do not stretch the QRS), goes on through a brief return to
+   baseline when a fast lobe follows (RBBB's R'), and through a brief slow lobe after a pause (terminal
+   slurring, IVCD); a P wave must look alike and sit at the same place in every beat (AF gives none),
+   and its onset is measured from the level just before it;
 4. intervals from the fiducials, frontal axes from the net areas of I and aVF.
 
 A measurement that cannot be made is None with its reason in `quality.reasons`, never a guess. The picture

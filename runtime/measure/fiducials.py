@@ -21,6 +21,7 @@ QRS_GAP_MS = 8.0                 # magnitude below threshold this long: the QRS 
 QRS_SLOW_MS = 10.0               # the QRS ends where the signal has not moved for this long
 QRS_RESUME_MS = 30.0             # a fast lobe starting this soon after the QRS dips out still belongs to it
 QRS_RESUME_VELOCITY = 0.10       # "fast": spatial velocity at least this share of the QRS peak's
+QRS_SLUR_MS = 40.0               # a lobe of motion after the QRS paused, over within this: terminal slurring
 ISO_SEARCH_MS = 130.0            # the isoelectric (PR segment) window lies this close before the QRS
 ISO_QUIET_RATIO = 2.0            # ... and is the latest window at most this much busier than the quietest
 P_MIN_MV = 0.04                  # a median P wave smaller than this is absent
@@ -30,6 +31,9 @@ P_MIN_MS = 40.0                  # a briefer "P wave" is noise or f-waves
 P_MIN_CONSISTENCY = 0.6          # mean correlation of single-beat P waves with the median P
 P_MAX_LAG_MS = 3.0               # ... and the median shift that best aligns them (a fixed PR)
 P_MAX_SHIFT_MS = 40.0            # shifts tried for that alignment
+TRAPEZIUM_REACH_MS = 100.0
+P_TRAPEZIUM_REACH_MS = 40.0
+QRS_ONSET_RISE_MS, QRS_TRAPEZIUM_REACH_MS = 20.0, 40.0
 
 LIMB = {name: LEADS.index(name) for name in ("I", "II", "aVF")}
 INDEPENDENT = [LEADS.index(n) for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
@@ -80,7 +84,24 @@ def _p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop
     if b - a < n(10):
         return _outward(mag, peak, threshold, -1, stop - 1)
     mag_on = np.linalg.norm(vcg - vcg[:, a:b].mean(axis=1, keepdims=True), axis=0)   # (T,)
-    return _outward(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), -1, stop - 1)
+    onset = _outward(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), -1, stop - 1)
+    return _trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS))
+
+
+def _trapezium_start(mag: np.ndarray, onset: int, peak: int, stop: int, reach: int) -> int:
+    """The trapezium-area method mirrored for a wave's start: from the steepest point xm of the rise between
+    the threshold `onset` and the `peak`, the wave starts at the xi before the onset that maximises the area of
+    the trapezium (xr, y(xm)), (xr, y(xi)), (xi, y(xi)), (xm, y(xm)), xr `reach` samples before xm, not before
+    `stop`: where the rise leaves the baseline, which a threshold above the noise floor reaches late."""
+    if peak - onset < 2:
+        return onset
+    xm = onset + int(np.argmax(np.gradient(mag[onset:peak + 1])))
+    xr = max(xm - reach, stop)
+    xi = np.arange(xr, onset + 1)
+    if xi.size == 0:
+        return onset
+    area = (mag[xm] - mag[xi]) * (xm + xi - 2 * xr)
+    return int(xi[int(np.argmax(area))])
 
 
 def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: int) -> int:
@@ -103,6 +124,17 @@ def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: i
     return lo + int(near_min[-1])
 
 
+def _brief_lobe(slow: np.ndarray, slow_run: np.ndarray, lo: int, hi: int, longest: int) -> int | None:
+    """The first moving sample in [lo, hi) if the motion it starts stops again (a slow run) within `longest`
+    samples; else None."""
+    moving = np.flatnonzero(slow[lo:hi] == 0)
+    if not moving.size:
+        return None
+    first = lo + int(moving[0])
+    ends = np.flatnonzero(slow_run[first:first + longest + 1])
+    return first if ends.size else None
+
+
 def _wave_end(mag: np.ndarray, peak: int, threshold: float, stop: int) -> int:
     """Last index after peak still in the wave: before magnitude falls below threshold, or the trough
     where magnitude rises again by more than a threshold and 15% of the peak (the next wave)."""
@@ -116,6 +148,23 @@ def _wave_end(mag: np.ndarray, peak: int, threshold: float, stop: int) -> int:
         elif mag[i] > mag[trough] + rise:
             return trough
     return trough
+
+
+def _trapezium_end(mag: np.ndarray, peak: int, last: int, smooth: int, reach: int) -> int:
+    """The trapezium-area method (Vazquez-Seisdedos et al., BioMed Eng OnLine 2011): from the steepest point
+    xm of the descent after the peak, the wave ends at the xi that maximises the area of the trapezium
+    (xm, y(xm)), (xi, y(xi)), (xr, y(xi)), (xr, y(xm)), with xr `reach` samples after xm. It finds where the
+    descent meets the baseline without a threshold on the noise floor, and never goes past `last`, the
+    threshold end."""
+    if last - peak < 2:
+        return last
+    kernel = np.ones(max(smooth, 1)) / max(smooth, 1)
+    slope = np.convolve(np.gradient(mag[peak:last + 1]), kernel, mode="same")     # mV / sample
+    xm = peak + int(np.argmin(slope))
+    xr = min(xm + reach, len(mag) - 1)
+    xi = np.arange(xm, min(last, xr) + 1)
+    area = (mag[xm] - mag[xi]) * (2 * xr - xi - xm)
+    return int(xi[int(np.argmax(area))])
 
 
 def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, resid: np.ndarray, r: int,
@@ -155,6 +204,8 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     low_run_back = np.convolve(low, np.ones(gap), mode="full")[:len(low)] >= gap  # ... up to i
     before = np.flatnonzero(low_run_back[qrs_lo:qrs_peak_v])
     qrs_on = qrs_lo + int(before[-1]) + 1 if before.size else qrs_lo
+    qrs_on = _trapezium_start(mag, qrs_on, min(qrs_on + n(QRS_ONSET_RISE_MS), qrs_peak_v), qrs_lo,
+                              n(QRS_TRAPEZIUM_REACH_MS))
     run = n(QRS_SLOW_MS)
     # "Not moving" is relative to the QRS and, where f-waves or noise keep the median beat moving
     # even in its isoelectric window, to that motion.
@@ -162,12 +213,22 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     slow = (velocity < max(QRS_VELOCITY_FRACTION * velocity[qrs_peak_v], NOISE_FACTOR * noise_v)
             ).astype(float)
     slow_run = np.convolve(slow, np.ones(run), mode="full")[run - 1:] >= run
-    start = qrs_peak_v
+    start, before_slur = qrs_peak_v, None
     while True:
         stop = np.flatnonzero((low_run | slow_run)[start:qrs_hi])
         qrs_off = start + int(stop[0]) - 1 if stop.size else qrs_hi
-        if not stop.size or not low_run[qrs_off + 1]:
+        if not stop.size:
             break
+        if not low_run[qrs_off + 1]:
+            # Stopped moving, away from baseline: a brief lobe of motion after the pause is terminal
+            # slurring (IVCD, bundle branch blocks) and belongs to the QRS; the ST-T wave moves on for longer.
+            lobe = _brief_lobe(slow, slow_run, qrs_off + 1, min(qrs_off + 1 + n(QRS_RESUME_MS), qrs_hi),
+                               n(QRS_SLUR_MS))
+            if lobe is None:
+                break
+            before_slur = qrs_off if before_slur is None else before_slur
+            start = lobe
+            continue
         # Back to baseline, but a fast, large lobe follows within QRS_RESUME_MS: a late activation
         # front (RBBB's R') belongs to the QRS; the T wave starts later and rises slowly.
         ahead = slice(qrs_off + 1, min(qrs_off + 1 + n(QRS_RESUME_MS), qrs_hi))
@@ -198,7 +259,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
                 at = tp_lo + int(np.argmin(quiet_tp))
                 tp_level = vcg[:, at:at + win_tp].mean(axis=1, keepdims=True)   # (3, 1)
                 mag_t = np.linalg.norm(vcg - tp_level, axis=0)                   # (T,)
-            t_end = _wave_end(mag_t, t_peak, threshold, t_hi)
+            t_end = _trapezium_end(mag_t, t_peak, _wave_end(mag_t, t_peak, threshold, t_hi), n(8), n(TRAPEZIUM_REACH_MS))
 
     # P wave: the largest magnitude between the previous T end and the QRS onset.
     p_on = p_off = None
@@ -229,7 +290,8 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     meas.fiducials = {"r": r, "qrs_on": qrs_on, "qrs_off": qrs_off, "t_end": t_end,
                       "p_on": p_on, "p_off": p_off, "isoelectric": iso}
     meas.qrs_ms = (qrs_off - qrs_on + 1) * ms
-    meas.qrs_axis_deg = _axis(median, qrs_on, qrs_off, good, q, "qrs_axis_deg")
+    # the axis of the QRS without its slurred end: over it, an ST shift (injury current) outweighs the slur
+    meas.qrs_axis_deg = _axis(median, qrs_on, before_slur or qrs_off, good, q, "qrs_axis_deg")
     if t_end is None:
         meas._not_measurable(("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "t_axis_deg"),
                              "T wave end not found")
