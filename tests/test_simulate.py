@@ -233,3 +233,39 @@ def test_bad_conditions_raise():
         simulate_ecg(np.random.default_rng(0), ["sinus arrest"])
     with pytest.raises(ValueError, match="first-degree AV block"):
         simulate_ecg(np.random.default_rng(0), [AF, AVB1])
+
+
+# --- less kind records (gem_train/simulate/stress.py) ---------------------------------------------------------
+
+def test_the_default_corpus_is_unchanged_by_the_stress_module():
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for seed in range(20):
+        signal, truth = simulate_ecg(np.random.default_rng(seed))
+        h.update(signal.tobytes())
+        h.update(json.dumps(truth.to_dict(), sort_keys=True).encode())
+    # recorded before the stress module existed: the demo model's training data stays what it was
+    assert h.hexdigest() == "9bd689d7881e3a12cdc3e3626a6b0ec7cc7a9538f56a4bf70ffc7ed81efc6b1c"
+
+
+def test_each_stressor_does_what_it_names():
+    from gem_train.simulate import STRESSORS, Stress
+
+    def draw(name, conditions=None, n=4, seed=3):
+        rng = np.random.default_rng(seed)
+        return [simulate_ecg(rng, conditions, stress=STRESSORS[name]) for _ in range(n)]
+
+    assert all(30 <= t.hr_bpm <= 44 for _, t in draw("slow rate", [SB]))
+    assert all(t.qrs_ms >= 100 and not {LBBB, RBBB} & set(t.conditions) for _, t in draw("IVCD (slurred wide QRS)"))
+    plain = simulate_ecg(np.random.default_rng(3), stress=Stress())[0]       # the same draws, no stressor on
+    doubled = simulate_ecg(np.random.default_rng(3), stress=Stress(gain=2.0))[0]
+    np.testing.assert_allclose(doubled, 2 * plain, rtol=1e-6, atol=1e-6)
+    for signal, _ in draw("mains hum 0.1 mV", n=2):
+        spectrum = np.abs(np.fft.rfft(signal[1] - signal[1].mean()))
+        hz = np.fft.rfftfreq(signal.shape[1], 1 / FS)[np.argmax(spectrum * (np.fft.rfftfreq(signal.shape[1], 1 / FS) > 40))]
+        assert hz in (50.0, 60.0)
+    for name in STRESSORS:
+        for signal, truth in draw(name, [SB] if STRESSORS[name].slow_rate else None, n=2):
+            assert signal.shape == (12, ECG_SAMPLES) and np.isfinite(signal).all() and truth.qt_ms > truth.qrs_ms

@@ -17,8 +17,9 @@ frontal-plane area of the simulated limb leads, and the rate is read off the pla
 Conditions are produced with gaps between classes (rate, axis, PR, QRS, voltage) so labels are clean.
 
 The package: `conditions` (names, class ranges, consistent sampling), `beat` (the dipole beat model and
-its measurement), `rhythm` (RR intervals, beat placement, f-waves, noise) and `record` (`simulate_ecg`
-and its `EcgTruth`).
+its measurement), `rhythm` (RR intervals, beat placement, f-waves, noise), `record` (`simulate_ecg`
+and its `EcgTruth`) and `stress` (what real patients and carts add: slow rates, slurred wide QRS, low or
+biphasic P, flat or biphasic T, U waves, wander, mains, EMG, cart gains; off unless asked for).
 """
 
 from .beat import DT_MS, PRECORDIAL_ANGLE_DEG, PRECORDIAL_GAIN, SQRT3_2, WAVE_THRESHOLD_MV
@@ -29,9 +30,10 @@ from .conditions import (
     SOKOLOW_MAX_OTHER, STACH, STE, sample_conditions, validate_conditions,
 )
 from .record import EcgTruth, simulate_ecg
+from .stress import STRESSORS, Stress
 
 __all__ = [
-    "simulate_ecg", "EcgTruth", "sample_conditions", "validate_conditions",
+    "simulate_ecg", "EcgTruth", "Stress", "STRESSORS", "sample_conditions", "validate_conditions",
     "NSR", "SB", "STACH", "AF", "AVB1", "RBBB", "LBBB", "LAD", "RAD", "LVH", "INF_STE", "ANT_STE",
     "CONDITIONS", "RHYTHMS", "EXTRAS", "CONDUCTION", "STE", "EXTRA_WEIGHT",
     "HR_TARGET", "HR_ACCEPT", "AXIS_TARGET", "AXIS_ACCEPT", "QRS_NOMINAL", "QRS_ACCEPT", "PR_NOMINAL",

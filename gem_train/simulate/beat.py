@@ -60,6 +60,7 @@ class _Beat:
     qrs: np.ndarray
     st: np.ndarray
     t: np.ndarray
+    u: np.ndarray | None = None   # a U wave (only under a Stress): drawn, not part of the T wave's truth
 
 
 def _qrs_lobes(rng, conds: set[str], qrs_ms: float):

@@ -12,10 +12,11 @@ from gem_runtime.constants import ECG_SAMPLES
 from .beat import DT_MS, PRECORDIAL_ANGLE_DEG, PRECORDIAL_GAIN, _build_beat, _measure, _voltage_scale
 from .conditions import (
     AF, AF_MIN_CV, AVB1, AXIS_ACCEPT, AXIS_TARGET, HR_ACCEPT, HR_TARGET, LBBB, MIN_II_QRS_MV,
-    MIN_QRS_NET_AREA, NSR, PR_ACCEPT, QRS_ACCEPT, RBBB, RHYTHMS, RR_CV_REGULAR, _axis_class,
+    MIN_QRS_NET_AREA, NSR, PR_ACCEPT, QRS_ACCEPT, RBBB, RHYTHMS, RR_CV_REGULAR, SB, _axis_class,
     sample_conditions, validate_conditions,
 )
 from .rhythm import _draw_rr, _place_beats, _render
+from .stress import IVCD_QRS_ACCEPT, SLOW_HR, SLOW_HR_ACCEPT, Stress, stress_beat, stress_noise
 
 
 @dataclasses.dataclass
@@ -54,9 +55,9 @@ class EcgTruth:
         return out
 
 
-def _check(conds: set[str], rhythm: str, m: dict, hr: float, cv: float) -> bool:
-    """Does the measured beat land inside its class (with gaps) for every condition?"""
-    lo, hi = HR_ACCEPT[rhythm]
+def _check(conds: set[str], rhythm: str, m: dict, hr: float, cv: float, stress: Stress | None = None) -> bool:
+    """Does the measured beat land inside its class (with gaps) for every condition (and the stress's own)?"""
+    lo, hi = SLOW_HR_ACCEPT if stress and stress.slow_rate and rhythm == SB else HR_ACCEPT[rhythm]
     if not lo <= hr <= hi or (cv < AF_MIN_CV if rhythm == AF else cv > RR_CV_REGULAR / 2):
         return False
     lo, hi = AXIS_ACCEPT[_axis_class(conds)]
@@ -65,7 +66,7 @@ def _check(conds: set[str], rhythm: str, m: dict, hr: float, cv: float) -> bool:
     if m["qrs_pp_ii"] < 0.9 * MIN_II_QRS_MV:   # the rhythm strip must show every QRS
         return False
     conduction = RBBB if RBBB in conds else LBBB if LBBB in conds else "narrow"
-    lo, hi = QRS_ACCEPT[conduction]
+    lo, hi = IVCD_QRS_ACCEPT if stress and stress.ivcd and conduction == "narrow" else QRS_ACCEPT[conduction]
     if not lo <= m["qrs_ms"] <= hi:
         return False
     if rhythm != AF:
@@ -75,13 +76,15 @@ def _check(conds: set[str], rhythm: str, m: dict, hr: float, cv: float) -> bool:
     return True
 
 
-def simulate_ecg(rng: np.random.Generator, conditions: list[str] | None = None
+def simulate_ecg(rng: np.random.Generator, conditions: list[str] | None = None, stress: Stress | None = None
                  ) -> tuple[np.ndarray, EcgTruth]:
     """One 10 s, 500 Hz, 12-lead record in mV, (12, 5000) float32, and its measured truth.
 
-    `conditions` default to `sample_conditions(rng)`. Deterministic for the rng state.
+    `conditions` default to `sample_conditions(rng)`. Deterministic for the rng state. A `stress` (see
+    `stress.py`) makes the record less kind; without one the record is what it always was.
     """
     conds_list = validate_conditions(sample_conditions(rng) if conditions is None else list(conditions))
+    srng = None if stress is None else np.random.default_rng(rng.integers(2**63))
     conds = set(conds_list)
     rhythm = next(c for c in conds_list if c in RHYTHMS)
     v_angles = np.radians(PRECORDIAL_ANGLE_DEG + rng.uniform(-6.0, 6.0, 6))
@@ -89,12 +92,14 @@ def simulate_ecg(rng: np.random.Generator, conditions: list[str] | None = None
         [np.cos(v_angles), rng.uniform(-0.1, 0.1, 6), np.sin(v_angles)], axis=1)   # (6, 3)
 
     for _ in range(50):
-        hr_lo, hr_hi = HR_TARGET[rhythm]
+        hr_lo, hr_hi = SLOW_HR if stress and stress.slow_rate and rhythm == SB else HR_TARGET[rhythm]
         if AVB1 in conds and rhythm == NSR:
             hr_hi = 88.0
         rr_mean = 60000.0 / rng.uniform(hr_lo, hr_hi)
         axis_key = "lbbb normal" if _axis_class(conds) == "normal" and LBBB in conds else _axis_class(conds)
         beat, nominal = _build_beat(rng, conds, rr_mean, rng.uniform(*AXIS_TARGET[axis_key]))
+        if stress is not None and stress.changes_beat:
+            beat = stress_beat(srng, beat, stress)
         m = _measure(beat, v_dirs)
         scale = _voltage_scale(rng, conds, m)
         if scale != 1.0:
@@ -112,12 +117,15 @@ def simulate_ecg(rng: np.random.Generator, conditions: list[str] | None = None
             continue
         hr = 60000.0 / rr_meas.mean()
         cv = float(rr_meas.std() / rr_meas.mean())
-        if _check(conds, rhythm, m, hr, cv):
+        if _check(conds, rhythm, m, hr, cv, stress):
             break
     else:
         raise RuntimeError(f"simulator could not meet the class ranges for {conds_list}")
 
-    signal = _render(rng, beat, tpl_starts, rhythm, v_dirs)
+    if stress is None:
+        signal = _render(rng, beat, tpl_starts, rhythm, v_dirs)
+    else:
+        signal = _render(rng, beat, tpl_starts, rhythm, v_dirs, lambda t: stress_noise(srng, t, stress), stress.gain)
     rr_mean_meas = float(rr_meas.mean())
     rr_s = rr_mean_meas / 1000.0
     truth = EcgTruth(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from gem_runtime.constants import ECG_FS, ECG_SAMPLES
@@ -36,9 +38,12 @@ def _place_beats(rng, rr_ms: np.ndarray, r_peak: int) -> np.ndarray | None:
     return None
 
 
-def _render(rng, beat: _Beat, tpl_starts: np.ndarray, rhythm: str, v_dirs: np.ndarray) -> np.ndarray:
-    """Place the beats (with small amplitude variation), add f-waves and noise; (12, 5000) float32."""
-    template = _leads(beat.p + beat.qrs + beat.st + beat.t, v_dirs)        # (12, L)
+def _render(rng, beat: _Beat, tpl_starts: np.ndarray, rhythm: str, v_dirs: np.ndarray,
+            stress_noise: Callable[[np.ndarray], np.ndarray] | None = None, gain: float = 1.0) -> np.ndarray:
+    """Place the beats (with small amplitude variation), add f-waves and noise (and a stress's noise, and its
+    cart gain); (12, 5000) float32."""
+    waves = beat.p + beat.qrs + beat.st + beat.t + (0.0 if beat.u is None else beat.u)
+    template = _leads(waves, v_dirs)                                     # (12, L)
     independent = np.r_[0, 1, 6:12]                                       # I, II, V1..V6
     template = template[independent]                                     # (8, L)
     n_tpl = template.shape[1]
@@ -59,8 +64,10 @@ def _render(rng, beat: _Beat, tpl_starts: np.ndarray, rhythm: str, v_dirs: np.nd
     if rhythm == AF:
         sig = sig + _f_waves(rng, t, v_dirs)
     sig = sig + _noise(rng, t)
+    if stress_noise is not None:
+        sig = sig + stress_noise(t)
     full = np.vstack([_limb_leads(sig[0], sig[1]), sig[2:]])
-    return full.astype(np.float32)
+    return (full * gain).astype(np.float32) if gain != 1.0 else full.astype(np.float32)
 
 
 def _f_waves(rng, t: np.ndarray, v_dirs: np.ndarray) -> np.ndarray:
