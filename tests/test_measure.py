@@ -174,3 +174,26 @@ def test_cli_table_and_bad_file(tmp_path, capsys):
         main(["measure", str(tmp_path / "missing.hea")])
     assert exit_info.value.code == 2
     assert "missing.hea" in capsys.readouterr().err
+
+
+def test_less_kind_records_stay_within_the_iec_mean_targets_or_are_not_measured():
+    """12 records a stressor (slow rates, slurred QRS, low/biphasic P, flat/biphasic T, U waves, wander, mains,
+    EMG, cart gains): mean errors within IEC 60601-2-25's targets (PR/QRS 10 ms, QT 25 ms); what is not
+    measured is None with a reason, never a crash."""
+    from gem_train.simulate import STRESSORS
+
+    targets = {"pr_ms": 10.0, "qrs_ms": 10.0, "qt_ms": 25.0}
+    for k, (name, stress) in enumerate(STRESSORS.items()):
+        rng = np.random.default_rng(4242 + k)
+        errors = {key: [] for key in targets}
+        for _ in range(12):
+            signal, truth = simulate_ecg(rng, [SB] if stress.slow_rate else None, stress=stress)
+            meas = measure_ecg(signal, 500)
+            for key in targets:
+                ours, true = getattr(meas, key), getattr(truth, key)
+                if ours is None:
+                    assert true is None or key in meas.quality.reasons, (name, key)
+                elif true is not None:
+                    errors[key].append(ours - true)
+        for key, target in targets.items():
+            assert errors[key] and abs(np.mean(errors[key])) <= target, (name, key, np.mean(errors[key]))

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..constants import LEADS
+from .edges import brief_lobe, outward, trapezium_end, trapezium_start, wave_end
 from .quality import Quality
 
 if TYPE_CHECKING:
@@ -28,10 +29,19 @@ P_MIN_MV = 0.04                  # a median P wave smaller than this is absent
 P_EDGE_FRACTION = 0.08           # P onset/offset: also at least this share of the P peak magnitude
 P_HALF_MAX_MS = 120.0            # P onset at most this long before the P peak
 P_MIN_MS = 40.0                  # a briefer "P wave" is noise or f-waves
+P_MAX_MS = 140.0                 # a longer one has merged with the wave before it
 P_MIN_CONSISTENCY = 0.6          # mean correlation of single-beat P waves with the median P
 P_MAX_LAG_MS = 3.0               # ... and the median shift that best aligns them (a fixed PR)
 P_MAX_SHIFT_MS = 40.0            # shifts tried for that alignment
 TRAPEZIUM_REACH_MS = 100.0
+QTC_MAX_MS = 600.0               # the T wave is searched for up to QT = this x sqrt(RR s)
+T_MIN_MV = 0.05                  # a T wave smaller than this (or than T_MIN_THRESHOLDS wave thresholds) is too
+T_MIN_THRESHOLDS = 2.0           # ... flat to place its end: QT is not measurable
+T_END_RETURN = 0.5               # at its end the T wave is back below this share of its peak
+T_NEXT_P_ZONE_MS = 250.0         # the last part of the cycle, where a sinus P wave lies
+T_SECOND_LOBE_MS = 60.0          # biphasic T: an opposite lobe rising within this after the first one's end
+T_SECOND_LOBE_SHARE = 0.3        # ... at least this share of the first's peak
+T_SECOND_LOBE_COSINE = -0.3      # ... pointing against the first (cosine of the angle between their peaks)
 P_TRAPEZIUM_REACH_MS = 40.0
 QRS_ONSET_RISE_MS, QRS_TRAPEZIUM_REACH_MS = 20.0, 40.0
 
@@ -46,20 +56,22 @@ KORS = np.array([
 SQRT3_2 = math.sqrt(3.0) / 2.0   # aVF = (sqrt 3 / 2) * the inferior component (Einthoven triangle)
 
 
+class _Samples:
+    """Milliseconds to samples at one rate: n(40) is 40 ms in samples."""
+
+    def __init__(self, fs: float):
+        self.ms = 1000.0 / fs
+
+    def __call__(self, millis: float) -> int:
+        return int(round(millis / self.ms))
+
+
 def _spatial(median: np.ndarray, good: list[int]) -> np.ndarray:
     """A 3-lead vectorcardiogram (3, T) from the 8 independent leads; plain leads if any is off."""
     if all(i in good for i in INDEPENDENT):
         return KORS @ median[INDEPENDENT]
     use = [i for i in INDEPENDENT if i in good] or good
     return median[use] / math.sqrt(len(use) / 3.0)
-
-
-def _outward(mag: np.ndarray, peak: int, threshold: float, step: int, stop: int) -> int:
-    """The last index, going from peak in direction step, where mag is still above threshold."""
-    i = peak
-    while i + step != stop and 0 <= i + step < len(mag) and mag[i + step] >= threshold:
-        i += step
-    return i
 
 
 def _baseline(median: np.ndarray, iso: int, win: int, rr: int | None) -> np.ndarray:
@@ -77,31 +89,15 @@ def _p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop
     in a few-beat median can put the TP segment tens of uV off the PR segment, enough to drag the onset
     far back. The onset is first guessed from the upstroke (a smooth lobe rises from 0 to 30% in 1.4
     times its 30%-70% rise time, whatever its width), the level is read 10-30 ms before that guess."""
-    rise30 = _outward(mag, peak, 0.3 * mag[peak], -1, stop - 1)
-    rise70 = _outward(mag, peak, 0.7 * mag[peak], -1, stop - 1)
+    rise30 = outward(mag, peak, 0.3 * mag[peak], -1, stop - 1)
+    rise70 = outward(mag, peak, 0.7 * mag[peak], -1, stop - 1)
     guess = rise30 - int(round(1.4 * (rise70 - rise30)))
     a, b = max(guess - n(30), stop), guess - n(10)
     if b - a < n(10):
-        return _outward(mag, peak, threshold, -1, stop - 1)
+        return outward(mag, peak, threshold, -1, stop - 1)
     mag_on = np.linalg.norm(vcg - vcg[:, a:b].mean(axis=1, keepdims=True), axis=0)   # (T,)
-    onset = _outward(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), -1, stop - 1)
-    return _trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS))
-
-
-def _trapezium_start(mag: np.ndarray, onset: int, peak: int, stop: int, reach: int) -> int:
-    """The trapezium-area method mirrored for a wave's start: from the steepest point xm of the rise between
-    the threshold `onset` and the `peak`, the wave starts at the xi before the onset that maximises the area of
-    the trapezium (xr, y(xm)), (xr, y(xi)), (xi, y(xi)), (xm, y(xm)), xr `reach` samples before xm, not before
-    `stop`: where the rise leaves the baseline, which a threshold above the noise floor reaches late."""
-    if peak - onset < 2:
-        return onset
-    xm = onset + int(np.argmax(np.gradient(mag[onset:peak + 1])))
-    xr = max(xm - reach, stop)
-    xi = np.arange(xr, onset + 1)
-    if xi.size == 0:
-        return onset
-    area = (mag[xm] - mag[xi]) * (xm + xi - 2 * xr)
-    return int(xi[int(np.argmax(area))])
+    onset = wave_end(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), stop - 1, step=-1)
+    return trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS))
 
 
 def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: int) -> int:
@@ -124,47 +120,19 @@ def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: i
     return lo + int(near_min[-1])
 
 
-def _brief_lobe(slow: np.ndarray, slow_run: np.ndarray, lo: int, hi: int, longest: int) -> int | None:
-    """The first moving sample in [lo, hi) if the motion it starts stops again (a slow run) within `longest`
-    samples; else None."""
-    moving = np.flatnonzero(slow[lo:hi] == 0)
-    if not moving.size:
-        return None
-    first = lo + int(moving[0])
-    ends = np.flatnonzero(slow_run[first:first + longest + 1])
-    return first if ends.size else None
-
-
-def _wave_end(mag: np.ndarray, peak: int, threshold: float, stop: int) -> int:
-    """Last index after peak still in the wave: before magnitude falls below threshold, or the trough
-    where magnitude rises again by more than a threshold and 15% of the peak (the next wave)."""
-    rise = max(threshold, 0.15 * mag[peak])
-    trough = peak
-    for i in range(peak + 1, stop):
-        if mag[i] < threshold:
-            return i - 1
-        if mag[i] < mag[trough]:
-            trough = i
-        elif mag[i] > mag[trough] + rise:
-            return trough
-    return trough
-
-
-def _trapezium_end(mag: np.ndarray, peak: int, last: int, smooth: int, reach: int) -> int:
-    """The trapezium-area method (Vazquez-Seisdedos et al., BioMed Eng OnLine 2011): from the steepest point
-    xm of the descent after the peak, the wave ends at the xi that maximises the area of the trapezium
-    (xm, y(xm)), (xi, y(xi)), (xr, y(xi)), (xr, y(xm)), with xr `reach` samples after xm. It finds where the
-    descent meets the baseline without a threshold on the noise floor, and never goes past `last`, the
-    threshold end."""
-    if last - peak < 2:
-        return last
-    kernel = np.ones(max(smooth, 1)) / max(smooth, 1)
-    slope = np.convolve(np.gradient(mag[peak:last + 1]), kernel, mode="same")     # mV / sample
-    xm = peak + int(np.argmin(slope))
-    xr = min(xm + reach, len(mag) - 1)
-    xi = np.arange(xm, min(last, xr) + 1)
-    area = (mag[xm] - mag[xi]) * (2 * xr - xi - xm)
-    return int(xi[int(np.argmax(area))])
+def _t_end(vcg: np.ndarray, mag: np.ndarray, t_peak: int, threshold: float, t_hi: int, n) -> int:
+    """The T wave's end (trapezium-area point of its descent); a biphasic T wave, whose magnitude dips to the
+    baseline and at once rises into a lobe of comparable size pointing the opposite way, ends after its second
+    lobe (a P wave that follows soon at high rates points the T's way, not against it)."""
+    first_end = wave_end(mag, t_peak, threshold, t_hi)
+    ahead = mag[first_end + 1:min(first_end + 1 + n(T_SECOND_LOBE_MS), t_hi)]
+    if ahead.size and ahead.max() >= T_SECOND_LOBE_SHARE * mag[t_peak] and mag[first_end] < 0.5 * ahead.max():
+        second_peak = first_end + 1 + int(np.argmax(ahead))
+        cosine = vcg[:, t_peak] @ vcg[:, second_peak] / (mag[t_peak] * mag[second_peak] + 1e-12)
+        if second_peak > first_end + 1 and cosine < T_SECOND_LOBE_COSINE:
+            return trapezium_end(mag, second_peak, wave_end(mag, second_peak, threshold, t_hi), n(8),
+                                  n(TRAPEZIUM_REACH_MS))
+    return trapezium_end(mag, t_peak, first_end, n(8), n(TRAPEZIUM_REACH_MS))
 
 
 def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, resid: np.ndarray, r: int,
@@ -172,8 +140,8 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     """Fiducials on the median beats, then intervals and axes (fills meas in place). rr_short: a short
     RR (10th percentile, samples) ending at a kept beat."""
     q = meas.quality
-    ms = 1000.0 / fs
-    n = lambda millis: int(round(millis / ms))                                # noqa: E731
+    n = _Samples(fs)
+    ms = n.ms
     rr = int(round(meas.rr_ms / ms))
 
     # Isoelectric level: the last quiet 20 ms before the QRS (PR segment), per lead; with a regular
@@ -202,10 +170,6 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     low = (mag < threshold).astype(float)
     low_run = np.convolve(low, np.ones(gap), mode="full")[gap - 1:] >= gap   # low for gap samples from i
     low_run_back = np.convolve(low, np.ones(gap), mode="full")[:len(low)] >= gap  # ... up to i
-    before = np.flatnonzero(low_run_back[qrs_lo:qrs_peak_v])
-    qrs_on = qrs_lo + int(before[-1]) + 1 if before.size else qrs_lo
-    qrs_on = _trapezium_start(mag, qrs_on, min(qrs_on + n(QRS_ONSET_RISE_MS), qrs_peak_v), qrs_lo,
-                              n(QRS_TRAPEZIUM_REACH_MS))
     run = n(QRS_SLOW_MS)
     # "Not moving" is relative to the QRS and, where f-waves or noise keep the median beat moving
     # even in its isoelectric window, to that motion.
@@ -213,21 +177,29 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     slow = (velocity < max(QRS_VELOCITY_FRACTION * velocity[qrs_peak_v], NOISE_FACTOR * noise_v)
             ).astype(float)
     slow_run = np.convolve(slow, np.ones(run), mode="full")[run - 1:] >= run
+    slow_run_back = np.convolve(slow, np.ones(run), mode="full")[:len(slow)] >= run
+    # The QRS starts after the last stretch before it that is near baseline or not moving (f-wave
+    # residue in a few-beat median can stay above the threshold, but moves slowly).
+    before = np.flatnonzero((low_run_back | slow_run_back)[qrs_lo:qrs_peak_v])
+    qrs_on = qrs_lo + int(before[-1]) + 1 if before.size else qrs_lo
+    qrs_on = trapezium_start(mag, qrs_on, min(qrs_on + n(QRS_ONSET_RISE_MS), qrs_peak_v), qrs_lo,
+                              n(QRS_TRAPEZIUM_REACH_MS))
     start, before_slur = qrs_peak_v, None
     while True:
         stop = np.flatnonzero((low_run | slow_run)[start:qrs_hi])
-        qrs_off = start + int(stop[0]) - 1 if stop.size else qrs_hi
+        qrs_off = max(start + int(stop[0]) - 1, qrs_peak_v) if stop.size else qrs_hi   # motion noise can be "slow"
         if not stop.size:
             break
         if not low_run[qrs_off + 1]:
             # Stopped moving, away from baseline: a brief lobe of motion after the pause is terminal
             # slurring (IVCD, bundle branch blocks) and belongs to the QRS; the ST-T wave moves on for longer.
-            lobe = _brief_lobe(slow, slow_run, qrs_off + 1, min(qrs_off + 1 + n(QRS_RESUME_MS), qrs_hi),
+            lobe = brief_lobe(slow, slow_run, qrs_off + 1, min(qrs_off + 1 + n(QRS_RESUME_MS), qrs_hi),
                                n(QRS_SLUR_MS))
             if lobe is None:
                 break
-            before_slur = qrs_off if before_slur is None else before_slur
-            start = lobe
+            if before_slur is not None:              # one slurred lobe: more is the ST-T wave moving on
+                break
+            before_slur, start = qrs_off, lobe
             continue
         # Back to baseline, but a fast, large lobe follows within QRS_RESUME_MS: a late activation
         # front (RBBB's R') belongs to the QRS; the T wave starts later and rises slowly.
@@ -245,47 +217,44 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
 
     # T wave: the largest magnitude after the QRS; its end is where magnitude falls below threshold,
     # or the trough before the next P wave where they merge (high rates).
-    t_lo, t_hi = qrs_off + n(40), min(qrs_on + max(rr - n(80), n(200)), len(mag) - 1)
-    t_end = None
+    # The search stops at the longest plausible QT for the rate: past it lies the next P wave, which a flat
+    # T wave would let pass for the T.
+    qt_max = n(QTC_MAX_MS * math.sqrt(max(meas.rr_ms, 1.0) / 1000.0))
+    t_lo, t_hi = qrs_off + n(40), min(qrs_on + max(rr - n(80), n(200)), qrs_on + qt_max, len(mag) - 1)
+    if meas.rhythm_regular:      # ... and before the next beat's P wave, one RR after this beat's
+        next_p, _, _ = _find_p(vcg, mag, beats, median, good, max(qrs_on - n(350), 0), qrs_on, threshold, n,
+                               Quality())
+        if next_p is not None and next_p + rr > qrs_off + n(150):
+            t_hi = min(t_hi, next_p + rr - n(10))
+    t_end, t_reason = None, "no room for a T wave after the QRS"
     if t_hi - t_lo > n(40):
         t_peak = t_lo + int(np.argmax(mag[t_lo:t_hi]))
-        if mag[t_peak] >= threshold:
+        t_reason = f"T wave too flat to place its end ({mag[t_peak]:.2f} mV)"
+        if mag[t_peak] >= max(T_MIN_MV, T_MIN_THRESHOLDS * threshold):
             # measured from the TP level where there is a TP segment: atrial repolarisation often
             # leaves the PR segment lower than the TP segment
             tp_lo, tp_hi, win_tp = t_peak + n(100), qrs_on + rr - n(200), n(40)
-            mag_t = mag
+            vcg_t, mag_t = vcg, mag
             if tp_hi - tp_lo > win_tp:
                 quiet_tp = np.convolve(velocity[tp_lo:tp_hi], np.ones(win_tp), mode="valid")
                 at = tp_lo + int(np.argmin(quiet_tp))
-                tp_level = vcg[:, at:at + win_tp].mean(axis=1, keepdims=True)   # (3, 1)
-                mag_t = np.linalg.norm(vcg - tp_level, axis=0)                   # (T,)
-            t_end = _trapezium_end(mag_t, t_peak, _wave_end(mag_t, t_peak, threshold, t_hi), n(8), n(TRAPEZIUM_REACH_MS))
+                vcg_t = vcg - vcg[:, at:at + win_tp].mean(axis=1, keepdims=True)   # from the TP level
+                mag_t = np.linalg.norm(vcg_t, axis=0)                               # (T,)
+            t_end = _t_end(vcg_t, mag_t, t_peak, threshold, t_hi, n)
+            if mag_t[t_end] > T_END_RETURN * mag_t[t_peak]:     # a level shift or wander, not a wave
+                t_end, t_reason = None, "T wave end not found (it does not return to the baseline)"
 
-    # P wave: the largest magnitude between the previous T end and the QRS onset.
-    p_on = p_off = None
-    p_hi = qrs_on - n(10)
-    # The search starts after the previous T even in the shortest cycles: in AF the previous beat's
-    # T wave lands at a different place in every beat and must not pass for a P wave.
+    # P wave: the largest magnitude between the previous T end and the QRS onset. The search starts after
+    # the previous T even in the shortest cycles: in AF the previous beat's T wave lands at a different
+    # place in every beat and must not pass for a P wave.
     p_lo = max(qrs_on - n(350), 0, (t_end - rr_short + n(10)) if t_end is not None else 0)
-    p_reason = None
-    if p_hi - p_lo > n(40):
-        p_peak = p_lo + int(np.argmax(mag[p_lo:p_hi]))
-        p_consistency = _consistency(beats, median, good, p_peak, n(40), qrs_on)
-        q.p_consistency = round(p_consistency, 2)
-        p_lag_ms = _p_lag(beats, median, good, p_peak, n(40), qrs_on, n(P_MAX_SHIFT_MS)) * ms
-        q.p_lag_ms = round(p_lag_ms, 1)
-        if (mag[p_peak] >= max(P_MIN_MV, threshold) and p_consistency >= P_MIN_CONSISTENCY
-                and p_lag_ms <= P_MAX_LAG_MS):
-            p_threshold = max(threshold, P_EDGE_FRACTION * mag[p_peak])
-            p_on = _p_onset(vcg, mag, p_peak, p_threshold, max(p_lo, p_peak - n(P_HALF_MAX_MS)), n)
-            p_off = _outward(mag, p_peak, p_threshold, +1, qrs_on)
-            if (p_off - p_on + 1) * ms < P_MIN_MS:
-                p_on = p_off = None
-                p_reason = "no P wave (a deflection too brief to be one)"
-        else:
-            p_reason = "no consistent P wave"
-    else:
-        p_reason = "no room for a P wave before the QRS"
+    p_on, p_off, p_reason = _find_p(vcg, mag, beats, median, good, p_lo, qrs_on, threshold, n, q)
+
+    if (t_end is not None and p_on is None and meas.rhythm_regular
+            and t_end > qrs_on + rr - n(T_NEXT_P_ZONE_MS)):
+        # A regular rhythm whose P wave was not found, and a "T wave" ending where the next beat's P wave
+        # would be: it may be that P wave (a flat T, or T and P fused at a high rate).
+        t_end, t_reason = None, "T wave end uncertain (it runs into where the next P wave would be)"
 
     meas.fiducials = {"r": r, "qrs_on": qrs_on, "qrs_off": qrs_off, "t_end": t_end,
                       "p_on": p_on, "p_off": p_off, "isoelectric": iso}
@@ -293,8 +262,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     # the axis of the QRS without its slurred end: over it, an ST shift (injury current) outweighs the slur
     meas.qrs_axis_deg = _axis(median, qrs_on, before_slur or qrs_off, good, q, "qrs_axis_deg")
     if t_end is None:
-        meas._not_measurable(("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "t_axis_deg"),
-                             "T wave end not found")
+        meas._not_measurable(("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "t_axis_deg"), t_reason)
     else:
         meas.qt_ms = (t_end - qrs_on + 1) * ms
         rr_s = meas.rr_ms / 1000.0
@@ -311,6 +279,34 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         meas.pr_ms = (qrs_on - p_on) * ms
         meas.p_ms = (p_off - p_on + 1) * ms
         meas.p_axis_deg = _axis(median, p_on, p_off, good, q, "p_axis_deg")
+
+
+def _find_p(vcg, mag, beats, median, good, p_lo: int, qrs_on: int, threshold: float, n, q: Quality
+            ) -> tuple[int | None, int | None, str | None]:
+    """(P onset, P offset, None), or (None, None, why not): the largest magnitude in [p_lo, QRS onset - 10 ms)
+    is a P wave if it is large enough, alike in every beat and at the same place before each QRS."""
+    p_hi = qrs_on - n(10)
+    if p_hi - p_lo <= n(40):
+        return None, None, "no room for a P wave before the QRS"
+    ms = n.ms
+    p_peak = p_lo + int(np.argmax(mag[p_lo:p_hi]))
+    p_consistency = _consistency(beats, median, good, p_peak, n(40), qrs_on)
+    q.p_consistency = round(p_consistency, 2)
+    p_lag_ms = _p_lag(beats, median, good, p_peak, n(40), qrs_on, n(P_MAX_SHIFT_MS)) * ms
+    q.p_lag_ms = round(p_lag_ms, 1)
+    if not (mag[p_peak] >= max(P_MIN_MV, threshold) and p_consistency >= P_MIN_CONSISTENCY
+            and p_lag_ms <= P_MAX_LAG_MS):
+        return None, None, "no consistent P wave"
+    p_threshold = max(threshold, P_EDGE_FRACTION * mag[p_peak])
+    p_on = _p_onset(vcg, mag, p_peak, p_threshold, max(p_lo, p_peak - n(P_HALF_MAX_MS)), n)
+    p_off = outward(mag, p_peak, p_threshold, +1, qrs_on)
+    if (p_off - p_on + 1) * ms < P_MIN_MS:
+        return None, None, "no P wave (a deflection too brief to be one)"
+    if (p_off - p_on + 1) * ms > P_MAX_MS:
+        return None, None, "P wave boundaries uncertain (it merges with the wave before it, e.g. a U wave)"
+    if p_on <= p_lo + 1:
+        return None, None, "P onset not found (the P wave does not leave the baseline inside its window)"
+    return p_on, p_off, None
 
 
 def _consistency(beats: np.ndarray, median: np.ndarray, good: list[int], center: int, half: int,

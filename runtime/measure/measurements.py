@@ -10,7 +10,7 @@ import numpy as np
 
 from ..constants import LEADS
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
-from .detection import bandpass, detect_r_peaks
+from .detection import bandpass, detect_r_peaks, notch_mains
 from .fiducials import measure_median
 from .fields import FIELDS, MEASUREMENT_KEYS
 from .quality import MIN_BEATS, RR_CV_REGULAR, Quality, good_leads, trim_zero_padding
@@ -99,7 +99,7 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
 def _measure_beats(meas: Measurements, x: np.ndarray, r_peaks: np.ndarray, good: list[int], fs: float):
     """Median beats, their fiducials, intervals and axes (fills meas in place)."""
     q = meas.quality
-    filtered = bandpass(x, fs, MEASURE_BAND_HZ)                             # (12, n)
+    filtered = bandpass(notch_mains(x, fs), fs, MEASURE_BAND_HZ)            # (12, n)
     beats, r_index, meas.r_peaks = aligned_beats(filtered, r_peaks, fs, good)   # (n_beats, 12, T)
     dominant = dominant_beats(beats, r_index, fs, good)
     q.n_excluded_beats = int((~dominant).sum())
