@@ -23,7 +23,11 @@ Pipeline:
    baseline when a fast lobe follows (RBBB's R'), and through a brief slow lobe after a pause (terminal
    slurring, IVCD); a P wave must look alike and sit at the same place in every beat (AF gives none),
    and its onset is measured from the level just before it;
-4. intervals from the fiducials, frontal axes from the net areas of I and aVF.
+   the median beats are taken after a 0.5-40 Hz band-pass and 50/60 Hz notches;
+4. a confidence check on each P and T edge: a T wave too flat, not returning to the baseline or running
+   into where an unfound P should be, a P onset not found or a P merged with the wave before it give
+   None with the reason;
+5. intervals from the fiducials, frontal axes from the net areas of I and aVF.
 
 A measurement that cannot be made is None with its reason in `quality.reasons`, never a guess. The picture
 of the median beats is drawn by `gem_runtime.render_median`.
