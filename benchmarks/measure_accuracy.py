@@ -168,7 +168,7 @@ the QRS; the QRS axis is taken without it. Each edge has a confidence check; bel
 reason (T too flat, no return to baseline, T running into where an unfound P should be; P onset not found, P
 merging with a U wave), never a guess. Against the simulator, whose truth is a 15 uV threshold on the
 noise-free dipole, starting where a wave leaves the baseline reads QRS a little longer than that truth
-(+4.0 -> +7.0 ms) and PR closer (-5.0 -> -0.7 ms); against the carts' own values on real ECGs it closed PR 144
+(+4.0 -> +7.0 ms) and PR closer (-5.0 -> -1.3 ms); against the carts' own values on real ECGs it closed PR 144
 vs 161, QRS 94 vs 135 and QT 390 vs 368 / 756 vs 476 (the table below)."""
 
 

@@ -61,14 +61,15 @@ def trapezium_end(mag: np.ndarray, peak: int, last: int, smooth: int, reach: int
     return int(xi[int(np.argmax(area))])
 
 
-def trapezium_start(mag: np.ndarray, onset: int, peak: int, stop: int, reach: int) -> int:
+def trapezium_start(mag: np.ndarray, onset: int, peak: int, stop: int, reach: int, smooth: int = 1) -> int:
     """The trapezium-area method mirrored for a wave's start: from the steepest point xm of the rise between
     the threshold `onset` and the `peak`, the wave starts at the xi before the onset that maximises the area of
     the trapezium (xr, y(xm)), (xr, y(xi)), (xi, y(xi)), (xm, y(xm)), xr `reach` samples before xm, not before
     `stop`: where the rise leaves the baseline, which a threshold above the noise floor reaches late."""
     if peak - onset < 2:
         return onset
-    xm = onset + int(np.argmax(np.gradient(mag[onset:peak + 1])))
+    kernel = np.ones(max(smooth, 1)) / max(smooth, 1)
+    xm = onset + int(np.argmax(np.convolve(np.gradient(mag[onset:peak + 1]), kernel, mode="same")))
     xr = max(xm - reach, stop)
     xi = np.arange(xr, onset + 1)
     if xi.size == 0:

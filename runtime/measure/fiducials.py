@@ -97,7 +97,7 @@ def _p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop
         return outward(mag, peak, threshold, -1, stop - 1)
     mag_on = np.linalg.norm(vcg - vcg[:, a:b].mean(axis=1, keepdims=True), axis=0)   # (T,)
     onset = wave_end(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), stop - 1, step=-1)
-    return trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS))
+    return trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS), n(8))
 
 
 def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: int) -> int:
@@ -183,7 +183,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     before = np.flatnonzero((low_run_back | slow_run_back)[qrs_lo:qrs_peak_v])
     qrs_on = qrs_lo + int(before[-1]) + 1 if before.size else qrs_lo
     qrs_on = trapezium_start(mag, qrs_on, min(qrs_on + n(QRS_ONSET_RISE_MS), qrs_peak_v), qrs_lo,
-                              n(QRS_TRAPEZIUM_REACH_MS))
+                             n(QRS_TRAPEZIUM_REACH_MS), n(4))
     start, before_slur = qrs_peak_v, None
     while True:
         stop = np.flatnonzero((low_run | slow_run)[start:qrs_hi])
