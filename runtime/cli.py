@@ -3,6 +3,8 @@
     gem-run ECG_FILE [--image PNG] [--bundle DIR] [--quant TYPE] [--backend auto|tensorrt|cuda|cpu]
             [--json] [--save-image OUT.png] [--max-new-tokens N]
     gem-run measure ECG_FILE [--json] [--fs HZ] [--save-image PNG]
+    gem-run serve [--bundle DIR] [--host 127.0.0.1] [--port 8717] [--queue N] [--token T] [--timeout S]
+    gem-run chat ECG_FILE [--bundle DIR]
 
 Every user mistake is one line on stderr and exit code 2 (cli_errors); nothing is half-written.
 """
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None):
         from .measure_cli import measure
 
         run_cli(measure, "gem-run measure", argv[1:], tool="gem-run")
+    elif argv and argv[0] in ("serve", "chat"):
+        from . import serve_cli
+
+        run_cli(getattr(serve_cli, argv[0]), f"gem-run {argv[0]}", argv[1:], tool="gem-run")
     else:
         run_cli(run, "gem-run", argv)
 

@@ -47,3 +47,18 @@ class ModelLoadError(LlmError, _PathError):
 
 class ContextOverflowError(LlmError):
     """A prompt or generation that does not fit the context window (n_ctx)."""
+
+
+class ConversationNotFound(GemEdgeError, KeyError):
+    """A follow-up for an ECG whose state is not kept (never seen, or evicted to bound memory)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "conversation not found"
+
+
+class GenerationStopped(GemEdgeError):
+    """Generation stopped on purpose: the caller went away or its time ran out (`reason`)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -10,8 +10,10 @@ each, every stage timed by one `Timings`. No torch: numpy, ONNX Runtime (or Tens
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,8 +22,9 @@ import numpy as np
 
 from . import constants as K
 from .bundle import Bundle, default_bundle
+from .conversation import Answer, Conversation, ConversationCache
 from .encoders import Encoder, load_encoders
-from .errors import BackendUnavailableError, BundleError
+from .errors import BackendUnavailableError, BundleError, ConfigError
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
 from .image import load_image, preprocess_image
 from .llm import LlamaLLM, LlmTimings, TextStream, has_gpu_offload
@@ -59,6 +62,7 @@ class Result:
     token_ids: list[int] = field(default_factory=list)     # the generated ids (parity checks)
     device: DeviceReport | None = None        # the cart's own measurements and statements, from the file
     device_comparison: list[DeviceComparison] = field(default_factory=list)   # ours against the cart's
+    ecg_id: str = ""                          # for follow-up questions: Interpreter.ask(result, question)
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -79,13 +83,17 @@ class _Prepared:
     signal: np.ndarray          # (12, 5000) mV at 500 Hz
     pixels: np.ndarray          # (3, S, S) CLIP-normalized
     warnings: list[str]
+    image: object = None        # the PIL image the pixels came from
 
 
 class Interpreter:
     """Sessions and the LLM context are created once; `interpret` can be called many times."""
 
-    def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int):
+    def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int,
+                 state_bytes: int = 0):
         self.bundle, self.quant, self.threads = bundle, quant, threads
+        self.conversations = ConversationCache(state_bytes)     # parked follow-up states (0: only the live one)
+        self._live: Conversation | None = None
         t0 = time.perf_counter()
         gguf = bundle.llm_path(quant)               # checked before any native loader runs
         self.encoders: dict[str, Encoder] = load_encoders(bundle, backend, threads)
@@ -100,7 +108,10 @@ class Interpreter:
 
     @classmethod
     def load(cls, bundle: str | Path | None = None, *, quant: str | None = None, backend: str = "auto",
-             threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None) -> "Interpreter":
+             threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
+             state_bytes: int = 0) -> "Interpreter":
+        """state_bytes: memory for the KV states of earlier ECGs, so a follow-up on any of them continues where
+        it stopped (0: follow-ups only on the ECG interpreted last)."""
         b = Bundle.open(Path(bundle) if bundle else default_bundle())
         quant = quant or b.default_quant()
         threads = threads or min(8, os.cpu_count() or 1)
@@ -110,7 +121,7 @@ class Interpreter:
             if backend in ("cuda", "tensorrt"):
                 raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
             n_gpu_layers = 0
-        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers)
+        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes)
 
     def close(self):
         self._close_encoders()
@@ -131,17 +142,22 @@ class Interpreter:
     def interpret(self, ecg: str | Path | EcgRecord, *, image: str | Path | None = None, fs: float | None = None,
                   question: str = K.DEFAULT_QUESTION, max_new_tokens: int = 256,
                   stream: Callable[[str], None] | None = None, save_image: str | Path | None = None,
-                  ignore_eos: bool = False, timings: Timings | None = None) -> Result:
-        """One ECG -> Result. `timings`: a Timings the caller already started (e.g. around its own read)."""
+                  ignore_eos: bool = False, timings: Timings | None = None, keep_image: bool = False) -> Result:
+        """One ECG -> Result. `timings`: a Timings the caller already started (e.g. around its own read).
+        `stream` may raise GenerationStopped to stop generating (a client gone, a deadline passed).
+        keep_image: keep the image the model saw (PNG) with the conversation, for a viewer."""
         t = timings or Timings()
         lt = LlmTimings()
         with t.request():
             record, img = self._read(ecg, image, fs, t)
             prep = self._prepare(record, img, save_image, t)
             rows = self._encode(prep, t)
-            pos = self._prefill(question, rows, lt, t)
+            self._park_live()
+            pos, prefix = self._prefill(question, rows, lt, t)
             out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos)
             meas = self._measure(prep.signal, save_image, t)
+        conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record.device,
+                                       _png(prep.image) if keep_image else None, question, text)
         if len(out) == max_new_tokens:
             prep.warnings.append(f"stopped at the limit of {max_new_tokens} new tokens before end of text")
         return Result(text=text, source=record.source, new_tokens=len(out), prompt_positions=lt.prefill_positions,
@@ -151,7 +167,56 @@ class Interpreter:
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
-                      device_comparison=compare_with_device(meas, record.device))
+                      device_comparison=compare_with_device(meas, record.device), ecg_id=conv.ecg_id)
+
+    def ask(self, ecg: "Result | str", question: str, *, max_new_tokens: int = 256,
+            stream: Callable[[str], None] | None = None) -> Answer:
+        """A follow-up question on an ECG already interpreted (its Result or ecg_id): only the new turn is
+        evaluated, after the conversation's KV state. Raises ConversationNotFound if its state is not kept."""
+        ecg_id = ecg.ecg_id if isinstance(ecg, Result) else str(ecg)
+        conv = self.conversations.get(ecg_id)
+        if not question.strip():
+            raise ConfigError("the question is empty")
+        t, lt = Timings(), LlmTimings()
+        try:
+            with t.request():
+                ids = conv.next_turn_ids(question, self.llm.tokenize)
+                with t.stage("prefill"):                 # the new turn only (after restoring a parked state)
+                    if conv is not self._live:
+                        self._park_live()
+                        self.llm.restore_state(conv.state, conv.prefix_ids)
+                        conv.state, self._live = None, conv
+                    pos = self.llm.eval_tokens(ids, conv.pos, "last")
+                out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos=False)
+        except BaseException:
+            self.conversations.drop(ecg_id)      # a turn cut short leaves the sequence half-written
+            self._live = None
+            raise
+        conv.pos, conv.pending = _after(pos, out, max_new_tokens, self.llm.n_ctx)
+        conv.turns.append((question, text))
+        return Answer(ecg_id=ecg_id, question=question, text=text, new_tokens=len(out),
+                      prompt_positions=len(ids), timings=t, token_ids=out,
+                      grounding=check_grounding(text, conv.measurements, conv.device))
+
+    # --- conversations ---
+    def _park_live(self) -> None:
+        """Before the context is used for another ECG: keep the live conversation's state, if memory allows."""
+        live, self._live = self._live, None
+        if live is None:
+            return
+        if self.conversations.max_bytes <= 0:
+            self.conversations.drop(live.ecg_id)
+            return
+        live.state = self.llm.save_state()
+        self.conversations.put(live)
+
+    def _open_conversation(self, pos, out, max_new_tokens, prefix, meas, device, image_png, question, text):
+        next_pos, pending = _after(pos, out, max_new_tokens, self.llm.n_ctx)
+        conv = Conversation(ecg_id=uuid.uuid4().hex, pos=next_pos, pending=pending, prefix_ids=prefix,
+                            measurements=meas, device=device, image_png=image_png, turns=[(question, text)])
+        self.conversations.put(conv)
+        self._live = conv
+        return conv
 
     # --- the stages ---
     def _read(self, ecg, image, fs, t: Timings):
@@ -170,7 +235,7 @@ class Interpreter:
             _save_atomic(img, Path(save_image))
         with t.stage("preprocess"):
             pixels = preprocess_image(img, self.image_size)           # (3, S, S)
-        return _Prepared(x, pixels, list(record.warnings) + warnings)
+        return _Prepared(x, pixels, list(record.warnings) + warnings, img)
 
     def _encode(self, prep: _Prepared, t: Timings) -> np.ndarray:
         with t.stage("ecg_encoder"):
@@ -183,12 +248,12 @@ class Interpreter:
                                                 f"manifest says {self.bundle.manifest.rows}")
         return rows
 
-    def _prefill(self, question: str, rows: np.ndarray, lt: LlmTimings, t: Timings) -> int:
-        """GEM's prompt with the encoder rows injected at the <image> sentinel."""
+    def _prefill(self, question: str, rows: np.ndarray, lt: LlmTimings, t: Timings) -> tuple[int, list[int]]:
+        """GEM's prompt with the encoder rows injected at the <image> sentinel: (next position, prefix ids)."""
         with t.stage("prefill"):
             ids = prompt_ids(build_prompt(question), self.llm.tokenize)
             s = ids.index(K.IMAGE_TOKEN_INDEX)
-            return self.llm.prefill(ids[:s], rows, ids[s + 1:], lt)
+            return self.llm.prefill(ids[:s], rows, ids[s + 1:], lt), ids[:s]
 
     def _decode(self, pos: int, max_new_tokens: int, lt: LlmTimings, t: Timings, stream, ignore_eos: bool):
         pieces: list[str] = []
@@ -217,6 +282,21 @@ class Interpreter:
 
             draw_median_beats(meas, median_beats_path(Path(save_image)))
         return meas
+
+
+def _after(pos: int, out: list[int], max_new_tokens: int, n_ctx: int) -> tuple[int, list[int]]:
+    """(next KV position, ids not yet in the KV) after generating `out` from `pos`: generation feeds every
+    token but the last when it stops at the token limit or the end of the context (not at EOS)."""
+    if not out:
+        return pos, []
+    stopped_early = len(out) == max_new_tokens or pos + len(out) >= n_ctx
+    return (pos + len(out) - 1, out[-1:]) if stopped_early else (pos + len(out), [])
+
+
+def _png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def median_beats_path(image_path: Path) -> Path:

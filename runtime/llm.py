@@ -229,6 +229,26 @@ class LlamaLLM:
         """Read in place: valid until the next decode call."""
         return np.ctypeslib.as_array(L.llama_get_logits_ith(self.context.ptr, i), shape=(self.n_vocab,))
 
+    # --- the sequence's state: a conversation parked while another ECG uses the context ---
+    def save_state(self) -> bytes:
+        """The KV state of the one sequence (all its positions), as llama.cpp serialises it."""
+        size = L.llama_state_seq_get_size(self.context.ptr, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = L.llama_state_seq_get_data(self.context.ptr, buf, size, 0)
+        if written != size:
+            raise LlmError(f"{self.path}: llama.cpp wrote {written} of {size} state bytes")
+        return bytes(buf)
+
+    def restore_state(self, state: bytes, prefix_ids: list[int]) -> None:
+        """Put a saved sequence back in place of the current one; `prefix_ids`: the prompt prefix it starts with
+        (so the next request still reuses the prefix's KV)."""
+        L.llama_memory_clear(self._mem, True)
+        self._prefix_ids = []
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if L.llama_state_seq_set_data(self.context.ptr, buf, len(state), 0) == 0:
+            raise LlmError(f"{self.path}: llama.cpp could not restore a saved sequence state")
+        self._prefix_ids = list(prefix_ids)
+
     # --- GEM's request ---
     def prefill(self, prefix: list[int], rows: np.ndarray, suffix: list[int], timings: LlmTimings,
                 all_logits: bool = False, reuse_prefix: bool = True) -> int:

@@ -26,30 +26,25 @@ from .errors import GemEdgeError
 def measure(ecg_file, as_json, fs, save_image):
     """Measure ECG_FILE: rate, PR, QRS, QT/QTc, axes and signal quality, with no model."""
     from .cli import comparison_lines, device_lines
-    from .grounding import compare_with_device
-    from .measure import FIELDS, measure_ecg
-    from .preprocess import preprocess_ecg
+    from .measure import FIELDS
+    from .measure_report import measurement_report
     from .readers import read_ecg
     from .render_median import draw_median_beats
 
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
     record = read_ecg(ecg_file, fs=fs)
-    signal, warnings = preprocess_ecg(record)                    # (12, 5000) mV at 500 Hz
-    meas = measure_ecg(signal, 500.0)
+    meas, comparisons, report = measurement_report(record, str(ecg_file))
     if save_image is not None:
         if meas.median_beats is None:
             reasons = meas.quality.reasons_text() or "no beats"
             raise GemEdgeError(f"{ecg_file}: no median beats to draw ({reasons})")
         draw_median_beats(meas, save_image)
-    comparisons = compare_with_device(meas, record.device)     # sets the device_disagrees flag where due
     result = meas.to_dict()
     if as_json:
-        device = None if record.device is None else record.device.to_dict()
-        click.echo(json.dumps({"file": str(ecg_file), **result, "warnings": list(record.warnings) + warnings,
-                               "device": device, "device_comparison": [c.to_dict() for c in comparisons]}))
+        click.echo(json.dumps(report))
         return
-    for w in list(record.warnings) + warnings:
+    for w in report["warnings"]:
         click.echo(f"warning: {w}")
     for f in FIELDS:
         value = result[f.key]

@@ -1,0 +1,113 @@
+"""Follow-up questions on an ECG already interpreted: its conversation, continued from the sequence's KV state.
+
+A follow-up never re-reads, re-renders, re-encodes or re-prefills the ECG: the conversation whose sequence is in
+the context (the live one) just gets the new turn of GEM's llava_v1 template appended; another one is first
+parked (its KV state saved with llama_state_seq_get_data) and the asked one restored (set_data). Parked states
+are kept newest-last and evicted oldest-first to stay under a byte budget.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .constants import EOS_ID, ROLES, SEP
+from .errors import ConversationNotFound
+from .grounding import GroundingItem
+from .measure import Measurements
+from .readers import DeviceReport
+from .timings import Timings
+
+_FORGOTTEN_IDS = 4096           # how many evicted ids are remembered, to say "evicted" rather than "unknown"
+
+
+@dataclass
+class Conversation:
+    """One ECG's conversation: where its sequence ends, and what answers are checked against."""
+
+    ecg_id: str
+    pos: int                            # the next KV position
+    pending: list[int]                  # generated ids not yet in the KV (the last one, stopped at a limit)
+    prefix_ids: list[int]               # the prompt's prefix (shared by every request: its KV is reused)
+    measurements: Measurements
+    device: DeviceReport | None
+    image_png: bytes | None = None      # the image the model saw, where the caller keeps it (a viewer)
+    turns: list[tuple[str, str]] = field(default_factory=list)   # (question, answer)
+    state: bytes | None = None          # the parked KV state; None while the sequence is live
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.state or b"") + len(self.image_png or b"")
+
+    def next_turn_ids(self, question: str, tokenize) -> list[int]:
+        """`</s>USER: <question> ASSISTANT:` after the last answer (and its unfed last token)."""
+        user, assistant = ROLES
+        return self.pending + [EOS_ID] + list(tokenize(f"{user}: {question.strip()}{SEP}{assistant}:"))[1:]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A follow-up's answer, its numbers checked as the first report's are."""
+
+    ecg_id: str
+    question: str
+    text: str
+    new_tokens: int
+    prompt_positions: int               # the new turn only: what was evaluated before the answer
+    timings: Timings
+    grounding: list[GroundingItem]
+    token_ids: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["timings_ms"] = self.timings.to_dict()
+        d["grounding"] = [g.to_dict() for g in self.grounding]
+        del d["timings"]
+        return d
+
+
+class ConversationCache:
+    """Conversations by ecg_id, least recently used first; parked states evicted to stay under `max_bytes`."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, Conversation] = OrderedDict()
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self._items.values())
+
+    def get(self, ecg_id: str) -> Conversation:
+        conv = self._items.get(ecg_id)
+        if conv is None:
+            why = ("was evicted to keep the cached states under the memory limit" if ecg_id in self._forgotten
+                   else "is not known to this service (interpret the ECG first)")
+            raise ConversationNotFound(f"ECG {ecg_id} {why}")
+        self._items.move_to_end(ecg_id)
+        return conv
+
+    def put(self, conv: Conversation) -> None:
+        self._items[conv.ecg_id] = conv
+        self._items.move_to_end(conv.ecg_id)
+        self._evict()
+
+    def drop(self, ecg_id: str) -> None:
+        if self._items.pop(ecg_id, None) is not None:
+            self._forget(ecg_id)
+
+    def _evict(self) -> None:
+        """Parked conversations, oldest first; the live one holds no state bytes and stays."""
+        while self.nbytes > self.max_bytes:
+            oldest = next((k for k, c in self._items.items() if c.state is not None), None)
+            if oldest is None:
+                break
+            self.drop(oldest)
+
+    def _forget(self, ecg_id: str) -> None:
+        self._forgotten[ecg_id] = None
+        while len(self._forgotten) > _FORGOTTEN_IDS:
+            self._forgotten.popitem(last=False)

@@ -1,0 +1,105 @@
+"""gem-run serve (the warm local service) and gem-run chat (follow-up questions in a terminal).
+
+    gem-run serve [--bundle B] [--host 127.0.0.1] [--port 8717] [--queue N] [--token T] [--timeout S]
+    gem-run chat ECG_FILE [--bundle B] [--max-new-tokens N]
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import GemEdgeError
+from .manifest import QUANTS
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+_SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[serve]' (starlette, uvicorn, ...)"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="bundle folder; default: the committed demo bundle")
+@click.option("--quant", type=click.Choice(QUANTS), default=None, help="LLM file; default: the bundle's default")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to bind; anything but this machine needs --token")
+@click.option("--port", type=click.IntRange(1, 65535), default=8717, show_default=True)
+@click.option("--queue", "queue_limit", type=click.IntRange(0, 10_000), default=8, show_default=True,
+              help="requests that may wait while one runs; more get 429")
+@click.option("--token", default=None, help="require 'Authorization: Bearer TOKEN' on every /v1 call and /metrics")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="seconds a request may take, queueing included; past it generation stops and it gets 504")
+@click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
+              help="largest upload (all files of one request)")
+@click.option("--state-mb", type=click.IntRange(0), default=512, show_default=True,
+              help="memory for the follow-up states of earlier ECGs (least recently used evicted first)")
+def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb):
+    """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
+    if host not in LOCAL_HOSTS and not token:
+        raise GemEdgeError(f"--host {host} would let other machines in: give --token too (or keep 127.0.0.1)")
+    try:
+        import uvicorn
+
+        from .serve import ServeOptions, build_app
+    except ImportError:
+        raise GemEdgeError(_SERVE_INSTALL) from None
+    from .bundle import Bundle, default_bundle
+
+    Bundle.open(bundle_dir or default_bundle())            # a bad bundle is one line before anything binds
+    options = ServeOptions(bundle=None if bundle_dir is None else str(bundle_dir), quant=quant, threads=threads,
+                           queue=queue_limit, token=token, timeout_s=timeout_s, max_bytes=max_bytes,
+                           state_mb=state_mb)
+    click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
+    config = uvicorn.Config(build_app(options), host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=None)
+    _graceful_server(uvicorn)(config).run()
+
+
+def _graceful_server(uvicorn):
+    class GracefulServer(uvicorn.Server):
+        """On SIGTERM: stop accepting, finish the requests in flight, shut the model down and exit 0 (plain
+        uvicorn re-raises the signal after its graceful shutdown, so the process would die of it)."""
+
+        def handle_exit(self, sig, frame):
+            if sig == signal.SIGTERM:
+                self.should_exit = True
+            else:
+                super().handle_exit(sig, frame)
+
+    return GracefulServer
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("ecg_file", type=click.Path(path_type=Path))
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="bundle folder; default: the committed demo bundle")
+@click.option("--quant", type=click.Choice(QUANTS), default=None)
+@click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.option("--fs", type=click.FloatRange(min=0, min_open=True), default=None, help="sampling rate (for .npy)")
+@click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
+def chat(ecg_file, bundle_dir, quant, threads, fs, max_new_tokens):
+    """Interpret ECG_FILE, then answer follow-up questions about it (an empty line or Ctrl-D ends)."""
+    from .interpreter import Interpreter
+    from .readers import read_ecg
+
+    record = read_ecg(ecg_file, fs=fs)                       # input errors before any model is loaded
+    write = lambda s: (sys.stdout.write(s), sys.stdout.flush())   # noqa: E731
+    with Interpreter.load(bundle_dir, quant=quant, threads=threads) as gem:
+        result = gem.interpret(record, max_new_tokens=max_new_tokens, stream=write)
+        click.echo("")
+        for g in result.grounding:
+            click.echo(f"  [{g.quantity} stated {g.stated:g}: {g.verdict}]")
+        while True:
+            try:
+                question = input("\nyou> ").strip()
+            except EOFError:
+                break
+            if not question:
+                break
+            sys.stdout.write("gem> ")
+            answer = gem.ask(result, question, max_new_tokens=max_new_tokens, stream=write)
+            click.echo("")
+            for g in answer.grounding:
+                click.echo(f"  [{g.quantity} stated {g.stated:g}: {g.verdict}]")
