@@ -6,11 +6,14 @@
     gem-bench extrapolate A/results.json B/results.json --to 32 --out DIR
     gem-bench make-gguf-7b --tokenizer tokenizer.model --out F.gguf   random 32-layer Q4_K_M GGUF (~4 GB)
     gem-bench roofline --gguf F [--threads 2] [--out DIR]
+    gem-bench soak --bundle B [--requests 1000] [--clients 4]   gem-run serve under load (statuses, RSS, latency)
+    gem-bench followup --bundle B --out DIR          a follow-up's time to first token against the first request's
 
 Every user mistake is one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -28,6 +31,36 @@ def _has_gpu() -> bool:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """Benchmarks of gem-edge on this machine."""
+
+
+@cli.command()
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--requests", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--clients", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=32, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results/soak"),
+              show_default=True)
+def soak(bundle, requests, clients, max_new_tokens, out):
+    """gem-run serve under load: REQUESTS from CLIENTS (10% malformed, 10% follow-ups); statuses, RSS, latency."""
+    from .serve_bench import soak as run, write
+
+    result = run(bundle, requests, clients, max_new_tokens, log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(dataclasses.asdict(result), indent=1))
+    click.echo(f"wrote {write(result, out, 'soak')}")
+
+
+@cli.command()
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--runs", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def followup(bundle, runs, threads, out):
+    """Time to first token of a follow-up question against the first request's, interleaved, one process."""
+    from .serve_bench import followup as run, write
+
+    result = run(bundle, runs, threads, log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(dataclasses.asdict(result), indent=1))
+    click.echo(f"wrote {write(result, out, 'followup')}")
 
 
 def main(argv: list[str] | None = None):

@@ -153,6 +153,13 @@ def test_a_wfdb_record_comes_as_its_header_and_signal_file(server, ptb):
     assert r.json()["file"] == "s0010_re.hea, s0010_re.dat, s0010_re.xyz" and r.json()["hr_bpm"] > 70
 
 
+def test_client_file_names_do_not_reach_outside_the_upload_folder(server, tmp_path):
+    with open(DICOM, "rb") as f:
+        r = httpx.post(f"{server}/v1/measure", files={"file": ("../../../../tmp/evil.dcm", f)}, timeout=60)
+    assert r.status_code == 200 and r.json()["file"] == "evil.dcm"
+    assert not Path("/tmp/evil.dcm").exists()
+
+
 def test_bad_input_is_a_4xx_with_one_line(server, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("I, II, V1\n0.1, 0.2, 0.3\n")
@@ -195,9 +202,13 @@ def test_limits_413_429_504_and_the_token(tiny_bundle):
         r = _interpret(base)
         assert r.status_code == 504 and "timeout" in r.json()["error"]
     with serving(tiny_bundle, "--token", "s3cret") as (base, _):
-        assert httpx.get(f"{base}/v1/health").status_code == 401
+        assert httpx.get(f"{base}/v1/health").status_code == 200             # a load balancer's probe
         assert httpx.get(f"{base}/metrics").status_code == 401
-        assert httpx.get(f"{base}/v1/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert _interpret(base).status_code == 401
+        with open(DICOM, "rb") as f:
+            r = httpx.post(f"{base}/v1/interpret", files={"file": ("e.dcm", f)}, data={"max_new_tokens": "4"},
+                           headers={"Authorization": "Bearer s3cret"}, timeout=120)
+        assert r.status_code == 200
 
 
 def test_binding_beyond_this_machine_needs_a_token(tiny_bundle):
@@ -249,3 +260,14 @@ def test_gem_run_chat_answers_follow_ups_in_a_terminal(tiny_bundle):
                        timeout=180, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("gem> ") == 2 and p.stdout.count("you> ") == 3
+
+
+def test_a_short_soak_answers_every_request_and_holds_its_memory(tiny_bundle):
+    from benchmarks.serve_bench import soak
+
+    result = soak(tiny_bundle, requests=60, clients=4, max_new_tokens=8, log=lambda m: None)
+    assert sum(result.statuses.values()) == 60 and result.server_exit_code == 0
+    assert set(result.statuses) <= {"200", "422"} and result.by_kind["malformed"] == {"422": sum(
+        result.by_kind["malformed"].values())}
+    assert result.by_kind["followup"].get("200", 0) >= 1 and result.tokens > 0
+    assert result.rss_growth < 0.25                         # 60 requests: the 1,000-request run is the benchmark

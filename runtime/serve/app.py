@@ -232,7 +232,8 @@ def build_app(options: ServeOptions, interpreter: Interpreter | None = None) -> 
                             status_code=500)
 
     def _check_token(request: Request) -> None:
-        if options.token and (request.url.path.startswith("/v1/") or request.url.path == "/metrics"):
+        if options.token and request.url.path != "/v1/health" and (request.url.path.startswith("/v1/")
+                                                                   or request.url.path == "/metrics"):
             if request.headers.get("authorization", "") != f"Bearer {options.token}":
                 raise HttpError(401, "missing or wrong token (send Authorization: Bearer <token>)", "unauthorized")
 
