@@ -1,12 +1,10 @@
 """GE MUSE XML through ecgdatakit: 8 stored leads, the 12SL measurements and statements, a converted real ECG
 that measures as its source, and broken exports refused in one line."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from clirun import run_main
+from clirun import run_main, run_without
 from malformed import assert_files_refused
 from gem_runtime.cli import main
 from gem_runtime.constants import LEADS
@@ -67,12 +65,5 @@ def test_broken_muse_exports_are_one_line(tmp_path, ptb_10s):
 
 
 def test_without_the_formats_extra_the_error_says_what_to_install(muse):
-    code = ("import sys\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'ecgdatakit': raise ImportError(name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from gem_runtime.cli import main\n"
-            f"main(['measure', {str(muse)!r}])\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    p = run_without("ecgdatakit", ["measure", muse])
     assert p.returncode == 2 and p.stderr.strip().endswith("pip install 'gem-edge[formats]' (ecgdatakit)"), p.stderr

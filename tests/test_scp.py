@@ -3,14 +3,12 @@ their sources in each sample encoding, the device's section 7 and 8 come through
 refused in one line."""
 import json
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from clirun import run_main
+from clirun import run_main, run_without
 from malformed import assert_files_refused
 from gem_runtime.cli import main
 from gem_runtime.constants import LEADS
@@ -135,13 +133,6 @@ def test_damaged_and_malformed_records_are_one_line(tmp_path, ptb_10s):
 def test_without_the_formats_extra_the_error_says_what_to_install(tmp_path, ptb_10s):
     path = tmp_path / "ptb.scp"
     path.write_bytes(scp_ecg(ptb_10s, 500))
-    code = ("import sys\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'ecgdatakit': raise ImportError(name)\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from gem_runtime.cli import main\n"
-            f"main(['measure', {str(path)!r}])\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    p = run_without("ecgdatakit", ["measure", path])
     assert p.returncode == 2 and p.stderr.strip().endswith("reading SCP-ECG needs the formats extra: "
                                                            "pip install 'gem-edge[formats]' (ecgdatakit)"), p.stderr

@@ -4,12 +4,12 @@ the real Philips file lead for lead, an uncompressed document, XLI payloads made
 import base64
 import re
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 
 import numpy as np
+
+from clirun import run_without
 import pytest
 
 from gem_runtime.readers import read_ecg
@@ -266,16 +266,9 @@ def test_a_chunk_that_would_decode_too_far_is_refused_before_it_does(real, monke
 # --- the runtime needs neither sierraecg nor a second parse; (e) the read time ----------------------------------
 
 def test_the_runtime_reads_philips_without_sierraecg_and_says_when_defusedxml_is_missing(philips):
-    block = ("import sys\n"
-             "class Block:\n"
-             "    def find_spec(self, name, path=None, target=None):\n"
-             "        if name.split('.')[0] == {!r}: raise ImportError(name)\n"
-             "sys.meta_path.insert(0, Block())\n"
-             "from gem_runtime.cli import main\n"
-             f"main(['measure', {str(philips)!r}])\n")
-    p = subprocess.run([sys.executable, "-c", block.format("sierraecg")], capture_output=True, text=True, timeout=60)
+    p = run_without("sierraecg", ["measure", philips])
     assert p.returncode == 0 and "device: Philips HeartstartMRx" in p.stdout, p.stderr
-    p = subprocess.run([sys.executable, "-c", block.format("defusedxml")], capture_output=True, text=True, timeout=60)
+    p = run_without("defusedxml", ["measure", philips])
     assert p.returncode == 2 and p.stderr.strip().endswith("needs defusedxml (pip install defusedxml)"), p.stderr
 
 
