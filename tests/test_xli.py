@@ -8,9 +8,9 @@ import time
 import warnings
 
 import numpy as np
+import pytest
 
 from clirun import run_without
-import pytest
 
 from gem_runtime.readers import read_ecg
 from gem_runtime.readers.xli import MAX_CODE, XliError, decode_waveforms, decode_xli, lzw_decode
