@@ -99,6 +99,18 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
                              "an EDF/EDF+/BDF file or a .npy array")
 
 
+def claimed_by_content(path: Path) -> bool:
+    """Whether read_ecg decides this file's format (by its first bytes or its suffix) before it looks for a
+    WFDB header beside it; an unreadable file counts as claimed (read_ecg gives the reason it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError:
+        return True
+    suffix = path.suffix.lower()
+    return any(fmt.has_magic(head) or suffix in fmt.suffixes for fmt in _BY_CONTENT)
+
+
 def _sniff(head: bytes) -> str:
     """A short guess at what a non-ECG file is, for the error message."""
     for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF"),

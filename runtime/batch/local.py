@@ -1,0 +1,166 @@
+"""The local engine of `gem-run batch`: one warm `Interpreter` in this process, records one at a time.
+
+A record whose result is already there (store.done) is skipped without loading anything; the model is
+loaded for the first record that needs it. A file read_ecg refuses (EcgReadError) goes to errors.jsonl and
+the run goes on; any other exception is a bug and propagates with its traceback (errors.jsonl is still
+rewritten first). SIGTERM or SIGINT (Ctrl-C) sets a flag: the record in hand is finished and written, the
+run stops there and says it was interrupted (`BatchSummary.interrupted`; gem-run batch exits 130). A
+second signal stops at once (KeyboardInterrupt), the record in hand unwritten.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..cli_errors import one_line
+from ..errors import BundleError, EcgReadError
+from .store import ResultStore
+from .walk import Record, Walk
+
+# on_record(rel, outcome, reason): after each file; outcome is "done", "skipped" or "refused" (with its reason)
+OnRecord = Callable[[str, str, "str | None"], None]
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    bundle: Path | None = None        # None: the demo bundle
+    quant: str | None = None          # None: the bundle's default
+    threads: int | None = None        # None: all cores, at most 8
+    max_new_tokens: int = 256
+    save_images: bool = False         # OUT_DIR/<rel>.png (and its median beats) beside each result
+    max_bytes: int = 200 * 2**20      # read_ecg's limit per record
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    done: int                         # interpreted and written by this run
+    skipped: int                      # results already there for the same input and settings
+    refused: int                      # listed in errors.jsonl
+    seconds: float                    # wall time of the run, model load included
+    hidden: int = 0                   # hidden files and folders, not walked
+    interrupted: str | None = None    # the signal's name ("SIGTERM") when one stopped the run
+
+    @property
+    def records_per_hour(self) -> float:
+        """Records interpreted per hour of this run (skips excluded: they cost nothing)."""
+        return self.done * 3600 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"done": self.done, "skipped": self.skipped, "refused": self.refused, "hidden": self.hidden,
+                "seconds": round(self.seconds, 2), "records_per_hour": round(self.records_per_hour, 1),
+                "interrupted": self.interrupted}
+
+
+def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
+              on_record: OnRecord = lambda rel, outcome, reason: None) -> BatchSummary:
+    """Interpret every record of `walk` not yet done into out_dir (see store.py for what is written)."""
+    from ..bundle import Bundle, default_bundle
+
+    t0 = time.perf_counter()
+    bundle = Bundle.open(options.bundle or default_bundle())
+    quant = options.quant or bundle.default_quant()
+    if quant not in bundle.manifest.llm:
+        raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
+    store = ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
+                                  "max_new_tokens": options.max_new_tokens}, options.save_images)
+    counts = {"done": 0, "skipped": 0, "refused": 0}
+    engine = _Engine(options, store)
+    with _StopOnSignals() as stop, ExitStack() as stack:
+        stack.callback(engine.close)
+        try:
+            for rel, reason in walk.refused:
+                store.refuse(rel, reason)
+                counts["refused"] += 1
+                on_record(rel, "refused", reason)
+            for record in walk.records:
+                if stop.signal_name:
+                    break
+                outcome, reason = engine.one(record)
+                counts[outcome] += 1
+                on_record(record.rel, outcome, reason)
+        finally:
+            store.finish({r.rel for r in walk.records} | {rel for rel, _ in walk.refused})
+    return BatchSummary(**counts, seconds=time.perf_counter() - t0, hidden=walk.hidden,
+                        interrupted=stop.signal_name)
+
+
+class _Engine:
+    """One Interpreter, loaded on the first record that needs it, closed by close()."""
+
+    def __init__(self, options: LocalOptions, store: ResultStore):
+        self.options, self.store, self.gem = options, store, None
+
+    def one(self, record: Record) -> tuple[str, str | None]:
+        from ..readers import read_ecg
+        from ..timings import Timings
+
+        try:
+            key = self.store.key(record)
+        except OSError as exc:
+            return self._refuse(record, f"could not read: {type(exc).__name__}: {one_line(exc)}")
+        if self.store.done(record, key):
+            return "skipped", None
+        image = self.store.image_path(record.rel) if self.options.save_images else None
+        timings = Timings()
+        try:
+            with timings.request(), timings.stage("read"):
+                ecg = read_ecg(record.path, max_bytes=self.options.max_bytes)
+            gem = self._interpreter()
+            if image is not None:
+                image.parent.mkdir(parents=True, exist_ok=True)
+            result = gem.interpret(ecg, max_new_tokens=self.options.max_new_tokens, save_image=image,
+                                   timings=timings)
+        except EcgReadError as exc:            # the file, not us: listed, and the run goes on
+            return self._refuse(record, one_line(exc.problem))
+        self.store.write(record, {**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, key)
+        return "done", None
+
+    def _refuse(self, record: Record, reason: str) -> tuple[str, str]:
+        self.store.refuse(record.rel, reason)
+        return "refused", reason
+
+    def _interpreter(self):
+        if self.gem is None:
+            from ..interpreter import Interpreter
+
+            o = self.options
+            self.gem = Interpreter.load(o.bundle, quant=self.store.settings["quant"], threads=o.threads)
+        return self.gem
+
+    def close(self) -> None:
+        if self.gem is not None:
+            self.gem.close()
+            self.gem = None
+
+
+class _StopOnSignals:
+    """SIGTERM / SIGINT: note it, let the record in hand finish; a second one stops at once. Handlers are
+    set only in the main thread (Python allows no other) and put back on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopOnSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        sys.stderr.write(f"\ngem-run batch: {self.signal_name}: finishing the record in hand, then stopping "
+                         "(again to stop now)\n")
