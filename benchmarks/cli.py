@@ -38,13 +38,17 @@ def cli():
 @click.option("--requests", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--clients", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=32, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="the server's model threads")
+@click.option("--state-mb", type=click.IntRange(0), default=64, show_default=True,
+              help="the server's follow-up state budget (full early, so RSS growth after it is leakage)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results/soak"),
               show_default=True)
-def soak(bundle, requests, clients, max_new_tokens, out):
+def soak(bundle, requests, clients, max_new_tokens, threads, state_mb, out):
     """gem-run serve under load: REQUESTS from CLIENTS (10% malformed, 10% follow-ups); statuses, RSS, latency."""
     from .serve_bench import soak as run, write
 
-    result = run(bundle, requests, clients, max_new_tokens, log=lambda m: click.echo(m, err=True))
+    result = run(bundle, requests, clients, max_new_tokens, threads=threads, state_mb=state_mb,
+                 log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(dataclasses.asdict(result), indent=1))
     click.echo(f"wrote {write(result, out, 'soak')}")
 

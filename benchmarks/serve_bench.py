@@ -63,6 +63,8 @@ class SoakResult:
     rss_mb_at_end: float
     rss_growth: float
     server_exit_code: int
+    threads: int = 2
+    state_mb: int = 64
     machine: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -99,9 +101,11 @@ def start_server(bundle: Path, *args: str, threads: int = 2) -> tuple[subprocess
 
 
 def soak(bundle: Path, requests: int = 1000, clients: int = 4, max_new_tokens: int = 32, seed: int = 0,
-         log=print) -> SoakResult:
+         threads: int = 2, state_mb: int = 64, log=print) -> SoakResult:
+    """state_mb: the follow-up state budget; small enough that the cache is full within the first tenth of the
+    requests, so the RSS growth after it is what leaks, not what the budget allows."""
     ecgs, bad = real_ecgs(), malformed_uploads()
-    proc, base = start_server(bundle, "--queue", str(2 * clients))
+    proc, base = start_server(bundle, "--queue", str(2 * clients), "--state-mb", str(state_mb), threads=threads)
     lock = threading.Lock()
     done, statuses, by_kind, latencies, tokens = [0], Counter(), {}, [], [0]
     rss_first: list[float] = []
@@ -145,9 +149,9 @@ def soak(bundle: Path, requests: int = 1000, clients: int = 4, max_new_tokens: i
                         log(f"[soak] {done[0]}/{requests} {dict(statuses)}")
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    [w.start() for w in workers]
+    [w.join() for w in workers]
     wall = time.perf_counter() - t0
     rss_end = _rss_mb(proc.pid)
     proc.terminate()
@@ -161,7 +165,7 @@ def soak(bundle: Path, requests: int = 1000, clients: int = 4, max_new_tokens: i
                                   "mean": round(statistics.fmean(lat), 1) if lat else float("nan")},
                       tokens=tokens[0], tokens_per_s=round(tokens[0] / wall, 1), rss_mb_after_first=round(first, 1),
                       rss_mb_at_end=round(rss_end, 1), rss_growth=round(rss_end / first - 1, 4),
-                      server_exit_code=code, machine=machine_line(machine_info()))
+                      server_exit_code=code, threads=threads, state_mb=state_mb, machine=machine_line(machine_info()))
 
 
 @dataclass
