@@ -188,6 +188,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     while True:
         stop = np.flatnonzero((low_run | slow_run)[start:qrs_hi])
         qrs_off = max(start + int(stop[0]) - 1, qrs_peak_v) if stop.size else qrs_hi   # motion noise can be "slow"
+        qrs_off_found = bool(stop.size)
         if not stop.size:
             break
         if not low_run[qrs_off + 1]:
@@ -279,6 +280,13 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         meas.pr_ms = (qrs_on - p_on) * ms
         meas.p_ms = (p_off - p_on + 1) * ms
         meas.p_axis_deg = _axis(median, p_on, p_off, good, q, "p_axis_deg")
+    # The QRS edges' own confidence: an onset with no quiet or still stretch before it, or an offset that never
+    # stopped, is the search window's edge, not the QRS's; what is measured from it is not given.
+    if not before.size:
+        meas._not_measurable(("qrs_ms", "pr_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms"),
+                             "QRS onset not found (no baseline before the QRS in the median beat)")
+    elif not qrs_off_found:
+        meas._not_measurable(("qrs_ms",), "QRS offset not found (the median beat never settles after the QRS)")
 
 
 def _find_p(vcg, mag, beats, median, good, p_lo: int, qrs_on: int, threshold: float, n, q: Quality
