@@ -6,6 +6,7 @@
     gem-run serve [--bundle DIR] [--host 127.0.0.1] [--port 8717] [--queue N] [--token T] [--timeout S]
     gem-run chat ECG_FILE [--bundle DIR]
     gem-run batch IN_DIR --out OUT_DIR [--bundle DIR] [--max-new-tokens N] [--save-images]
+    gem-run dicom-listen --port P --out DIR [--ae-title GEMEDGE] [--forward HOST:PORT:AE] [--hl7 HOST:PORT]
 
 Every user mistake is one line on stderr and exit code 2 (cli_errors); nothing is half-written.
 """
@@ -152,6 +153,10 @@ def main(argv: list[str] | None = None):
         from . import serve_cli
 
         run_cli(getattr(serve_cli, argv[0]), f"gem-run {argv[0]}", argv[1:], tool="gem-run")
+    elif argv and argv[0] == "dicom-listen":
+        from .hospital_cli import dicom_listen
+
+        run_cli(dicom_listen, "gem-run dicom-listen", argv[1:], tool="gem-run")
     elif argv and argv[0] == "batch":
         from .batch_cli import batch
 

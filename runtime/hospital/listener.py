@@ -1,0 +1,247 @@
+"""A DICOM Storage SCP for ECG waveforms (pynetdicom): store, then interpret, then report, losing nothing.
+
+    listener = EcgListener(ListenerOptions(out=Path("inbox"), port=11112), interpreter)
+    listener.start()            # C-ECHO and C-STORE of the ECG waveform SOP classes; other classes are refused
+
+Each received object is read (an unreadable or non-ECG object gets a failure status and one log line), written to
+OUT/<SOPInstanceUID>/ecg.dcm and fsync'ed before the success response. One worker thread interprets the stored
+ECGs in order on the one warm model and writes, beside each: result.json (as `gem-run --json`), report.sr.dcm (a
+Comprehensive SR) and report.hl7 (an ORU^R01), each atomically; with a forward address the SR is sent on by
+C-STORE, with an HL7 address the ORU over MLLP, both retried with back-off and marked done only when
+acknowledged. A listener started on a folder picks up whatever a previous one stored but did not finish.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from ..errors import EcgReadError, GemEdgeError
+from ..readers import read_ecg
+
+log = logging.getLogger("gem_runtime.hospital")
+
+# The ECG waveform storage SOP classes (PS3.4 B.5): 12-lead, General, Ambulatory
+ECG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storage",
+                   "1.2.840.10008.5.1.4.1.1.9.1.2": "General ECG Waveform Storage",
+                   "1.2.840.10008.5.1.4.1.1.9.1.3": "Ambulatory ECG Waveform Storage"}
+TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]   # explicit/implicit LE, BE
+COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+SUCCESS, CANNOT_UNDERSTAND, NOT_MY_CLASS, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA900, 0xA700
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+ECG_FILE, RESULT_FILE, SR_FILE, HL7_FILE = "ecg.dcm", "result.json", "report.sr.dcm", "report.hl7"
+FORWARDED, HL7_SENT = "sr.forwarded", "hl7.sent"        # markers: written once the peer acknowledged
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where reports go on: a DICOM AE (host, port, AE title) or an MLLP endpoint (host, port)."""
+
+    host: str
+    port: int
+    ae_title: str = ""
+
+
+@dataclass(frozen=True)
+class ListenerOptions:
+    out: Path
+    port: int = 11112
+    host: str = "127.0.0.1"
+    ae_title: str = "GEMEDGE"
+    allow_ae: tuple[str, ...] = ()                # calling AE titles allowed; empty: any
+    forward: Peer | None = None                   # the SR by C-STORE
+    hl7: Peer | None = None                       # the ORU over MLLP
+    max_new_tokens: int = 256
+    retries: int = 5
+    backoff_s: float = 2.0
+
+
+@dataclass
+class ListenerStats:
+    stored: int = 0
+    refused: int = 0
+    interpreted: int = 0
+    failed: int = 0
+    latency_ms: list[float] = field(default_factory=list)     # C-STORE received -> SR written
+
+
+class EcgListener:
+    def __init__(self, options: ListenerOptions, interpreter):
+        self.options, self.interpreter = options, interpreter
+        self.stats = ListenerStats()
+        self._work: queue.Queue[tuple[str, float] | None] = queue.Queue()
+        self._server = None
+        self._worker = threading.Thread(target=self._interpret_loop, name="gem-interpret", daemon=True)
+        options.out.mkdir(parents=True, exist_ok=True)
+
+    # --- running ---
+    def start(self) -> None:
+        """Pick up what a previous listener left, then answer associations (non-blocking)."""
+        for uid in self.unfinished():
+            self._work.put((uid, time.monotonic()))
+        self._worker.start()
+        ae = AE(ae_title=self.options.ae_title)
+        ae.add_supported_context(Verification)
+        for uid in ECG_SOP_CLASSES:
+            ae.add_supported_context(uid, TRANSFER_SYNTAXES)
+        if self.options.allow_ae:
+            ae.require_calling_aet = list(self.options.allow_ae)
+        self._server = ae.start_server((self.options.host, self.options.port), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo)])
+
+    def stop(self) -> None:
+        """Stop accepting, then finish every stored ECG already queued."""
+        if self._server is not None:
+            self._server.shutdown()
+        self._work.put(None)
+        if self._worker.is_alive():
+            self._worker.join()
+
+    def unfinished(self) -> list[str]:
+        """Stored ECGs whose reports are not all written, or whose forwarding or HL7 is not acknowledged."""
+        out = []
+        for folder in sorted(p for p in self.options.out.iterdir() if p.is_dir() and _UID.match(p.name)):
+            if (folder / ECG_FILE).exists() and not self._finished(folder):
+                out.append(folder.name)
+        return out
+
+    def _finished(self, folder: Path) -> bool:
+        done = all((folder / f).exists() for f in (RESULT_FILE, SR_FILE, HL7_FILE))
+        done &= self.options.forward is None or (folder / FORWARDED).exists()
+        return done and (self.options.hl7 is None or (folder / HL7_SENT).exists())
+
+    # --- DICOM events ---
+    def _on_echo(self, event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event) -> int:
+        """Checked, written and fsync'ed before the success status goes back; a refusal is one log line."""
+        received = time.monotonic()
+        who = f"{event.assoc.requestor.ae_title} {event.assoc.requestor.address}"
+        sop_class = str(event.request.AffectedSOPClassUID)
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if sop_class not in ECG_SOP_CLASSES:
+            return self._refuse(NOT_MY_CLASS, f"{who}: SOP class {sop_class} is not an ECG waveform", uid)
+        if not _UID.match(uid) or len(uid) > 64:
+            return self._refuse(CANNOT_UNDERSTAND, f"{who}: SOP Instance UID {uid[:80]!r} is not a UID", uid)
+        folder = self.options.out / uid
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{ECG_FILE}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(event.encoded_dataset(include_meta=True))
+                f.flush()
+                os.fsync(f.fileno())
+            read_ecg(tmp)                                         # an ECG we can interpret, or refused now
+            os.replace(tmp, folder / ECG_FILE)
+            _fsync_dir(folder)
+            _fsync_dir(self.options.out)
+        except EcgReadError as exc:
+            tmp.unlink(missing_ok=True)
+            _remove_if_empty(folder)
+            return self._refuse(CANNOT_UNDERSTAND, f"{who}: {uid}: {str(exc).split(': ', 1)[-1]}", uid)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            return self._refuse(OUT_OF_RESOURCES, f"{who}: {uid}: not stored: {exc}", uid)
+        self.stats.stored += 1
+        log.info("stored %s from %s", uid, who)
+        self._work.put((uid, received))
+        return SUCCESS
+
+    def _refuse(self, status: int, line: str, uid: str) -> int:
+        self.stats.refused += 1
+        log.warning("refused (0x%04X): %s", status, line)
+        return status
+
+    # --- interpretation and reports ---
+    def _interpret_loop(self) -> None:
+        while (item := self._work.get()) is not None:
+            uid, received = item
+            try:
+                self.process(uid)
+                self.stats.interpreted += 1
+                self.stats.latency_ms.append((time.monotonic() - received) * 1000)
+            except Exception:                                     # noqa: BLE001 - logged, the next ECG goes on
+                self.stats.failed += 1
+                log.exception("interpreting %s failed; it stays in %s for the next start", uid, self.options.out)
+
+    def process(self, uid: str) -> None:
+        """Reports for one stored ECG (each step skipped when already done), then the deliveries."""
+        from .hl7 import build_oru, send_mllp
+        from .sr import write_sr
+
+        folder = self.options.out / uid
+        source = dcmread(folder / ECG_FILE)
+        if not (folder / RESULT_FILE).exists():
+            result = self.interpreter.interpret(folder / ECG_FILE, max_new_tokens=self.options.max_new_tokens)
+            body = {**result.to_dict(), "sop_instance_uid": uid}
+            _write_atomic(folder / RESULT_FILE, json.dumps(body, indent=1).encode())
+        body = json.loads((folder / RESULT_FILE).read_text())
+        if not (folder / SR_FILE).exists():
+            write_sr(body, source, folder / SR_FILE)
+        if not (folder / HL7_FILE).exists():
+            _write_atomic(folder / HL7_FILE, build_oru(body, source).encode())
+        if self.options.forward is not None and not (folder / FORWARDED).exists():
+            self._forward(folder / SR_FILE)
+            _write_atomic(folder / FORWARDED, b"")
+        if self.options.hl7 is not None and not (folder / HL7_SENT).exists():
+            peer = self.options.hl7
+            send_mllp(peer.host, peer.port, (folder / HL7_FILE).read_text(), retries=self.options.retries,
+                      backoff_s=self.options.backoff_s, log=log.warning)
+            _write_atomic(folder / HL7_SENT, b"")
+
+    def _forward(self, sr_path: Path) -> None:
+        """The SR by C-STORE to the forward AE, retried with back-off; raises after the last try."""
+        peer, ds = self.options.forward, dcmread(sr_path)
+        ae = AE(ae_title=self.options.ae_title)
+        ae.add_requested_context(ds.SOPClassUID, [str(ds.file_meta.TransferSyntaxUID)])
+        for attempt in range(1, self.options.retries + 1):
+            assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+            status = None
+            if assoc.is_established:
+                reply = assoc.send_c_store(ds)
+                status = getattr(reply, "Status", None)
+                assoc.release()
+            if status == SUCCESS:
+                return
+            why = "association refused or peer unreachable" if status is None else f"status 0x{status:04X}"
+            log.warning("forwarding %s to %s@%s:%d: %s (try %d of %d)", sr_path.parent.name, peer.ae_title,
+                        peer.host, peer.port, why, attempt, self.options.retries)
+            if attempt < self.options.retries:
+                time.sleep(self.options.backoff_s * 2 ** (attempt - 1))
+        raise GemEdgeError(f"forwarding {sr_path} failed after {self.options.retries} tries; it stays for the next start")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

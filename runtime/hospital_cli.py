@@ -1,0 +1,71 @@
+"""gem-run dicom-listen: the DICOM Storage SCP for ECG waveforms, with SR and HL7 results (the hospital extra).
+
+    gem-run dicom-listen --port P --out DIR [--ae-title GEMEDGE] [--allow-ae AE ...] [--forward HOST:PORT:AE]
+                         [--hl7 HOST:PORT] [--bundle B] [--host 127.0.0.1]
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from .errors import GemEdgeError
+from .serve_cli import LOCAL_HOSTS
+
+_INSTALL = "gem-run dicom-listen needs the hospital extra: pip install 'gem-edge[hospital]' (pynetdicom, highdicom, hl7apy)"
+
+
+def _peer(text: str, parts: int, what: str):
+    from .hospital.listener import Peer
+
+    fields = text.rsplit(":", parts - 1)
+    if len(fields) != parts or not fields[1].isdigit() or not 0 < int(fields[1]) < 65536:
+        raise click.BadParameter(f"{text!r} is not {what}")
+    return Peer(fields[0], int(fields[1]), *(fields[2:] if parts == 3 else []))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--port", type=click.IntRange(1, 65535), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="where each ECG and its reports are kept: OUT/<SOPInstanceUID>/")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; others need --allow-ae")
+@click.option("--ae-title", default="GEMEDGE", show_default=True)
+@click.option("--allow-ae", multiple=True, help="a calling AE title to accept (repeat); default: any")
+@click.option("--forward", default=None, metavar="HOST:PORT:AE", help="send each SR on by C-STORE")
+@click.option("--hl7", default=None, metavar="HOST:PORT", help="send each ORU^R01 over MLLP")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None)
+@click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
+def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, max_new_tokens):
+    """Receive ECG waveforms by DICOM C-STORE; interpret each and write result.json, an SR and an HL7 ORU."""
+    if host not in LOCAL_HOSTS and not allow_ae:
+        raise GemEdgeError(f"--host {host} would accept any caller: give --allow-ae too (or keep 127.0.0.1)")
+    if len(ae_title) > 16 or not ae_title.strip():
+        raise GemEdgeError(f"--ae-title {ae_title!r}: an AE title is 1-16 characters")
+    try:
+        from .hospital.listener import EcgListener, ListenerOptions
+    except ImportError:
+        raise GemEdgeError(_INSTALL) from None
+    from .interpreter import Interpreter
+
+    options = ListenerOptions(out=out, port=port, host=host, ae_title=ae_title, allow_ae=tuple(allow_ae),
+                              forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,
+                              hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens)
+    logging.basicConfig(format="gem-run dicom-listen: %(message)s", level=logging.INFO)
+    logging.getLogger("pynetdicom").setLevel(logging.ERROR)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with Interpreter.load(bundle_dir, threads=threads) as gem:
+        listener = EcgListener(options, gem)
+        listener.start()
+        click.echo(f"gem-run dicom-listen: {ae_title} on {host}:{port}, storing into {out}", err=True)
+        stop.wait()
+        click.echo("gem-run dicom-listen: stopping (finishing what is stored)", err=True)
+        listener.stop()
+    s = listener.stats
+    click.echo(f"gem-run dicom-listen: stored {s.stored}, refused {s.refused}, interpreted {s.interpreted}, "
+               f"failed {s.failed}", err=True)
