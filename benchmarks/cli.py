@@ -8,6 +8,7 @@
     gem-bench roofline --gguf F [--threads 2] [--out DIR]
     gem-bench soak --bundle B [--requests 1000] [--clients 4]   gem-run serve under load (statuses, RSS, latency)
     gem-bench followup --bundle B --out DIR          a follow-up's time to first token against the first request's
+    gem-bench dicom --bundle B --out DIR             the DICOM listener: C-STORE received -> SR written
 
 Every user mistake is one line on stderr and exit code 2.
 """
@@ -65,6 +66,20 @@ def followup(bundle, runs, threads, out):
     result = run(bundle, runs, threads, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(dataclasses.asdict(result), indent=1))
     click.echo(f"wrote {write(result, out, 'followup')}")
+
+
+@cli.command("dicom")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--ecgs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def dicom(bundle, ecgs, threads, out):
+    """The DICOM listener's latency, C-STORE received -> SR written (dcmtk's storescu sends; needs dcmtk)."""
+    from .dicom_bench import dicom_latency, write
+
+    result = dicom_latency(bundle, ecgs, threads=threads)
+    click.echo(json.dumps(dataclasses.asdict(result), indent=1))
+    click.echo(f"wrote {write(result, out)}")
 
 
 def main(argv: list[str] | None = None):
