@@ -1,4 +1,5 @@
-"""Run a gem-edge command in process, as a shell would see it."""
+"""Run a gem-edge command in process, as a shell would see it; or as a server process for the tests' clients."""
+from contextlib import contextmanager
 
 
 def run_main(main, args, capsys) -> tuple[int, str, str]:
@@ -26,3 +27,40 @@ def run_without(package: str, args: list[str]):
             "from gem_runtime.cli import main\n"
             f"main({list(map(str, args))!r})\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(args: list[str], ready, what: str, wait_s: float = 60.0):
+    """`gem-run ARGS` as a server process: yields the process once `ready()` is true; SIGTERM (then a wait, then
+    a kill) at the end. A process that exits before it is ready fails with its stderr."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "gem_runtime.cli", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + wait_s
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"{what} exited {proc.returncode}: {proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} was not ready in {wait_s:g} s")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,15 +18,11 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from clirun import free_port, running
+
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))
 CT = Path(get_testdata_file("CT_small.dcm"))
 REPORTS = ("result.json", "report.sr.dcm", "report.hl7")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dcmtk(*args, timeout=60) -> subprocess.CompletedProcess:
@@ -36,27 +31,12 @@ def _dcmtk(*args, timeout=60) -> subprocess.CompletedProcess:
 
 @contextmanager
 def listening(bundle: Path, out: Path, *args: str):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gem_runtime.cli", "dicom-listen", "--port", str(port), "--out",
-                             str(out), "--bundle", str(bundle), "--threads", "1", "--max-new-tokens", "8", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"dicom-listen exited {proc.returncode}: {proc.stderr.read()}")
-            if _dcmtk("echoscu", "-aet", "CART", "-aec", "GEMEDGE", "127.0.0.1", str(port)).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("dicom-listen did not answer C-ECHO in 60 s")
+    """`gem-run dicom-listen` in a subprocess, ready once echoscu gets its C-ECHO answered: (port, process)."""
+    port = free_port()
+    ready = lambda: _dcmtk("echoscu", "-aet", "CART", "-aec", "GEMEDGE", "127.0.0.1", str(port)).returncode == 0  # noqa: E731
+    with running(["dicom-listen", "--port", port, "--out", out, "--bundle", bundle, "--threads", "1",
+                  "--max-new-tokens", "8", *args], ready, "gem-run dicom-listen") as proc:
         yield port, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def _store(port: int, *files: Path, aet: str = "CART") -> subprocess.CompletedProcess:
@@ -125,7 +105,7 @@ def test_a_broken_ecg_gets_a_failure_status_and_nothing_is_kept(tiny_bundle, tmp
 def test_three_senders_at_once_forward_and_hl7(tiny_bundle, tmp_path, converted):
     archive, out = tmp_path / "archive", tmp_path / "inbox"
     archive.mkdir()
-    archive_port, hl7_port = _free_port(), _free_port()
+    archive_port, hl7_port = free_port(), free_port()
     storescp = subprocess.Popen(["storescp", "-aet", "ARCHIVE", "-od", str(archive), str(archive_port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     messages: list[bytes] = []
@@ -184,6 +164,6 @@ def test_callers_not_allowed_and_a_public_bind_without_a_list_are_refused(tiny_b
         refused = _store(port, DICOM, aet="STRANGER")
         assert "Association Rejected" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
         assert not (tmp_path / "inbox" / pydicom.dcmread(DICOM, stop_before_pixels=True).SOPInstanceUID).exists()
-    p = subprocess.run([sys.executable, "-m", "gem_runtime.cli", "dicom-listen", "--port", str(_free_port()), "--out",
+    p = subprocess.run([sys.executable, "-m", "gem_runtime.cli", "dicom-listen", "--port", str(free_port()), "--out",
                         str(tmp_path / "x"), "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--allow-ae" in p.stderr and p.stderr.strip().count("\n") == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,43 +17,26 @@ import httpx
 import pytest
 from pydicom.data import get_testdata_file
 
+from clirun import free_port, running
+
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
 def serving(bundle: Path, *args: str):
     """`gem-run serve --bundle B ARGS` in a subprocess; yields (base url, process); SIGTERM at the end."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gem_runtime.cli", "serve", "--bundle", str(bundle),
-                             "--port", str(port), "--threads", "1", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {args[args.index('--token') + 1]}"} if "--token" in args else {}
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"gem-run serve exited {proc.returncode}: {proc.stderr.read()}")
-            try:
-                if httpx.get(f"{base}/v1/health", headers=headers, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gem-run serve did not answer in 60 s")
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/v1/health", headers=headers, timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    with running(["serve", "--bundle", bundle, "--port", port, "--threads", "1", *args], ready, "gem-run serve") as proc:
         yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 @pytest.fixture(scope="module")
