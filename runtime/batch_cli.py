@@ -9,10 +9,12 @@ OUT_DIR/errors.jsonl (one line per refused file); a rerun skips what is done. Ex
     0    every file was interpreted, now or by an earlier run
     3    some files were refused (each in errors.jsonl with its reason); the others are done
     2    a usage error, a bad bundle: one line on stderr, nothing run
-    130  stopped by SIGTERM or Ctrl-C after the record in hand: rerun the same command to resume
+    130  stopped by SIGTERM or Ctrl-C after the record in hand (ray: the records in flight are abandoned):
+         rerun the same command to resume
 
-Only the local engine is built (one warm model in this process); `--engine ray`, `--workers` and
-`--address` are refused as not built yet.
+--engine local (the default) keeps one warm model in this process; --engine ray (the scale extra) runs the
+records on a Ray actor pool, --workers warm models, on a local Ray or the cluster at --address (see
+gem_runtime.batch.ray_engine). Outputs, summary and exit codes are the same.
 """
 from __future__ import annotations
 
@@ -33,9 +35,11 @@ REFUSED = 3            # exit code: some files were refused (errors.jsonl)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="results folder: <relative path>.json per record, errors.jsonl")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: one warm model in this process (ray: not built yet)")
-@click.option("--workers", type=click.IntRange(1, 4096), default=None, help="ray only: model replicas")
-@click.option("--address", default=None, help="ray only: the cluster to join")
+              help="local: one warm model in this process; ray: a pool of them (the scale extra)")
+@click.option("--workers", type=click.IntRange(1, 4096), default=None,
+              help="ray only: warm models (actors); default: one per GPU, else the CPUs / --threads")
+@click.option("--address", default=None,
+              help="ray only: the cluster to join (HOST:PORT, auto); default: a local Ray on this machine")
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
               help="bundle folder; default: the committed demo bundle")
 @click.option("--quant", type=click.Choice(QUANTS), default=None, help="LLM file; default: the bundle's default")
@@ -53,11 +57,13 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
     from .batch import ERRORS_FILE, LocalOptions, run_local, walk_records
     from .bundle import Bundle, default_bundle
 
-    if engine == "ray":
-        raise click.UsageError("--engine ray is not built yet: use --engine local (the default)")
     for flag, value in (("--workers", workers), ("--address", address)):
-        if value is not None:
-            raise click.UsageError(f"{flag} applies to --engine ray only, which is not built yet")
+        if value is not None and engine != "ray":
+            raise click.UsageError(f"{flag} applies to --engine ray only")
+    if engine == "ray":
+        from .batch.ray_engine import require_ray
+
+        require_ray()                                     # a missing extra is one line before anything is written
     if out_dir.resolve() == in_dir.resolve():
         raise click.UsageError("--out must not be IN_DIR itself: give a folder of its own for the results")
     Bundle.open(bundle_dir or default_bundle())           # a bad bundle is one line before anything is written
@@ -79,7 +85,12 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
             bar.set_postfix(counts, refresh=False)
             bar.update(1)
 
-        summary = run_local(walk, out_dir, options, on_record)
+        if engine == "ray":
+            from .batch.ray_engine import RayOptions, run_ray
+
+            summary = run_ray(walk, out_dir, options, RayOptions(workers=workers, address=address), on_record)
+        else:
+            summary = run_local(walk, out_dir, options, on_record)
     click.echo(summary_line(summary, walk.count, out_dir / ERRORS_FILE))
     code = INTERRUPTED if summary.interrupted else REFUSED if summary.refused else 0
     if code:

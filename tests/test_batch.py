@@ -186,9 +186,8 @@ def test_the_walk_groups_wfdb_files_and_decides_links_hidden_files_and_the_resul
     assert walk.hidden == 1 and walk.count == 6
 
 
-def test_ray_and_its_options_are_a_usage_error_for_now(tmp_path, capsys):
-    for extra, says in ((["--engine", "ray"], "--engine ray is not built yet"),
-                        (["--workers", "4"], "--workers applies to --engine ray only"),
+def test_ray_options_without_the_ray_engine_are_a_usage_error(tmp_path, capsys):
+    for extra, says in ((["--workers", "4"], "--workers applies to --engine ray only"),
                         (["--address", "10.0.0.1:6379"], "--address applies to --engine ray only")):
         code, _, err = run_main(main, ["batch", str(tmp_path), "--out", str(tmp_path / "o"), *extra], capsys)
         assert code == 2 and err.count("\n") == 1 and says in err, err
