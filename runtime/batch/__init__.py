@@ -5,7 +5,8 @@
 
 `walk.py` decides what a record is (a WFDB header with its signal files; every other file), `store.py` how
 results and refusals are written (atomically; a rerun skips what is done), `local.py` runs them in this
-process. Only the local engine is built: Ray (records over many workers) and batched decoding are not.
+process, `ray_engine.py` on a Ray Data actor pool (the scale extra). Batched decoding of several ECGs at once
+is not built: its outputs are not identical to one-at-a-time (benchmarks/multiseq_probe.py).
 """
 from .local import BatchSummary, LocalOptions, run_local
 from .store import ERRORS_FILE, ResultStore, input_sha256
