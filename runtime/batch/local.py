@@ -57,18 +57,32 @@ class BatchSummary:
                 "interrupted": self.interrupted}
 
 
-def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
-              on_record: OnRecord = lambda rel, outcome, reason: None) -> BatchSummary:
-    """Interpret every record of `walk` not yet done into out_dir (see store.py for what is written)."""
+def open_store(out_dir: Path, options: LocalOptions) -> ResultStore:
+    """The bundle checked (its LLM type too) and the writer for out_dir, keyed on this run's settings: the same
+    for every engine."""
     from ..bundle import Bundle, default_bundle
 
-    t0 = time.perf_counter()
     bundle = Bundle.open(options.bundle or default_bundle())
     quant = options.quant or bundle.default_quant()
     if quant not in bundle.manifest.llm:
         raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
-    store = ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
-                                  "max_new_tokens": options.max_new_tokens}, options.save_images)
+    return ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
+                                 "max_new_tokens": options.max_new_tokens}, options.save_images)
+
+
+def record_key(store: ResultStore, record: Record) -> tuple[dict | None, str | None]:
+    """(the record's "batch" key, None), or (None, why its files cannot be read)."""
+    try:
+        return store.key(record), None
+    except OSError as exc:
+        return None, f"could not read: {type(exc).__name__}: {one_line(exc)}"
+
+
+def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
+              on_record: OnRecord = lambda rel, outcome, reason: None) -> BatchSummary:
+    """Interpret every record of `walk` not yet done into out_dir (see store.py for what is written)."""
+    t0 = time.perf_counter()
+    store = open_store(out_dir, options)
     counts = {"done": 0, "skipped": 0, "refused": 0}
     engine = _Engine(options, store)
     with _StopOnSignals() as stop, ExitStack() as stack:
@@ -100,10 +114,9 @@ class _Engine:
         from ..readers import read_ecg
         from ..timings import Timings
 
-        try:
-            key = self.store.key(record)
-        except OSError as exc:
-            return self._refuse(record, f"could not read: {type(exc).__name__}: {one_line(exc)}")
+        key, unreadable = record_key(self.store, record)
+        if unreadable:
+            return self._refuse(record, unreadable)
         if self.store.done(record, key):
             return "skipped", None
         image = self.store.image_path(record.rel) if self.options.save_images else None

@@ -32,8 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..cli_errors import one_line
-from ..errors import BundleError, EcgReadError, GemEdgeError
-from .local import BatchSummary, LocalOptions, OnRecord, _Engine, _StopOnSignals
+from ..errors import EcgReadError, GemEdgeError
+from .local import BatchSummary, LocalOptions, OnRecord, _Engine, _StopOnSignals, open_store, record_key
 from .store import ResultStore
 from .walk import Record, Walk
 
@@ -93,17 +93,10 @@ def plan(cpus: float, gpus: float, workers: int | None, threads: int | None) -> 
 def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOptions,
             on_record: OnRecord = lambda rel, outcome, reason: None) -> BatchSummary:
     """Interpret every record of `walk` not yet done into out_dir on a Ray actor pool (see the docstring)."""
-    from ..bundle import Bundle, default_bundle
-
     ray = require_ray()
     check_address(ray_options.address)
     t0 = time.perf_counter()
-    bundle = Bundle.open(options.bundle or default_bundle())
-    quant = options.quant or bundle.default_quant()
-    if quant not in bundle.manifest.llm:
-        raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
-    store = ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
-                                  "max_new_tokens": options.max_new_tokens}, options.save_images)
+    store = open_store(out_dir, options)
     counts = {"done": 0, "skipped": 0, "refused": 0}
 
     def count(rel: str, outcome: str, reason: str | None) -> None:
@@ -120,12 +113,10 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
             for record in walk.records:
                 if stop.signal_name:
                     break
-                try:
-                    key = store.key(record)
-                except OSError as exc:
-                    count(record.rel, "refused", f"could not read: {type(exc).__name__}: {one_line(exc)}")
-                    continue
-                if store.done(record, key):
+                key, unreadable = record_key(store, record)
+                if unreadable:
+                    count(record.rel, "refused", unreadable)
+                elif store.done(record, key):
                     count(record.rel, "skipped", None)
                 elif record.rel in store.earlier and (reason := _still_refused(record, options)):
                     count(record.rel, "refused", reason)  # read here: a rerun of refusals starts no Ray
@@ -133,7 +124,7 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
                     todo.append((record, key))
             if todo and not stop.signal_name:
                 with contextlib.redirect_stdout(sys.stderr):      # Ray prints its workers' deaths to stdout
-                    finished = _run_pool(ray, [r for r, _ in todo], out_dir, replace(options, quant=quant), store,
+                    finished = _run_pool(ray, [r for r, _ in todo], out_dir, replace(options, quant=store.settings["quant"]), store,
                                          ray_options, stop, count)
                 for record, key in todo:              # stopped: written by a worker, its row not yet back
                     if record.rel not in finished and store.done(record, key):
