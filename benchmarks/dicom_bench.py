@@ -9,9 +9,12 @@ each ECG as it is recorded). Reported: median and p90 of received -> result.json
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +24,17 @@ import pydicom
 from pydicom.data import get_testdata_file
 
 from .machine import machine_info, machine_line
+
+
+def dcmtk(name: str) -> str:
+    """The path of dcmtk's `name` (storescu, echoscu, storescp, dsrdump, ...). The virtual environment's own bin
+    folder is passed over: pynetdicom installs apps called storescu and echoscu there, which are not dcmtk."""
+    own = Path(sys.executable).parent
+    path = shutil.which(name, path=os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                                                  if p and Path(p) != own))
+    if path is None:
+        raise FileNotFoundError(f"dcmtk's {name} is not installed: apt-get install -y dcmtk (.ci/run does)")
+    return path
 
 
 @dataclass
@@ -52,7 +66,7 @@ def dicom_latency(bundle: Path, ecgs: int = 20, max_new_tokens: int = 256, threa
         listener.start()
         try:
             for path in sources:
-                subprocess.run(["storescu", "-aet", "CART", "-aec", "GEMEDGE", "127.0.0.1", str(port), str(path)],
+                subprocess.run([dcmtk("storescu"), "-aet", "CART", "-aec", "GEMEDGE", "127.0.0.1", str(port), str(path)],
                                check=True, capture_output=True, timeout=120)
                 while listener.stats.interpreted + listener.stats.failed < sources.index(path) + 1:
                     time.sleep(0.005)

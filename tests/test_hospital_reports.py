@@ -2,7 +2,6 @@
 MLLP sender against receivers that NACK, hang up or never answer."""
 
 import copy
-import shutil
 import socket
 import subprocess
 import threading
@@ -13,6 +12,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from benchmarks.dicom_bench import dcmtk
 from gem_runtime.constants import LEADS
 from gem_runtime.hospital import MEASUREMENT_CODES, MllpError, build_oru, send_mllp, write_ecg_dicom, write_sr
 from gem_runtime.hospital.ecg_dicom import PADDING, TWELVE_LEAD_ECG_STORAGE
@@ -26,13 +26,6 @@ pytest.importorskip("highdicom")
 pytest.importorskip("hl7apy")
 DICOM_ECG = get_testdata_file("waveform_ecg.dcm")       # a Mortara el250 cart's ECG, with its own findings
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} (dcmtk) is not installed: apt-get install -y dcmtk")
-    return path
 
 
 # --- ECGs as DICOM --------------------------------------------------------------------------------
@@ -76,7 +69,7 @@ def test_ptb_as_dicom_is_a_12_lead_ecg_object_that_dcmtk_parses(ptb_dicom):
         assert (a.CodeValue, a.CodingSchemeDesignator, a.CodingSchemeVersion, a.CodeMeaning) == \
                (b.CodeValue, b.CodingSchemeDesignator, b.CodingSchemeVersion, b.CodeMeaning)
         assert ours.ChannelSensitivityUnitsSequence[0].CodeValue == "uV"
-    done = subprocess.run([_tool("dcmdump"), str(path)], check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([dcmtk("dcmdump"), str(path)], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "E:" not in done.stderr + done.stdout, done.stderr
     assert "TwelveLeadECGWaveformStorage" in done.stdout
 
@@ -186,7 +179,7 @@ def test_sr_references_the_waveform_and_holds_every_value(readings, which, tmp_p
                 g["verdict"])
     ComprehensiveSR.from_dataset(sr)                              # highdicom reads its own document back
 
-    done = subprocess.run([_tool("dsrdump"), "+Pl", "+Pc", str(tmp_path / "sr.dcm")], check=False,
+    done = subprocess.run([dcmtk("dsrdump"), "+Pl", "+Pc", str(tmp_path / "sr.dcm")], check=False,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     hr = next(i for i in items if i.ConceptNameCodeSequence[0].CodeValue == "8867-4")

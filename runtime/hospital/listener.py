@@ -12,6 +12,7 @@ acknowledged. A listener started on a folder picks up whatever a previous one st
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from ..errors import EcgReadError, GemEdgeError
-from ..readers import read_ecg
+from ..readers import EcgRecord, read_ecg
 
 log = logging.getLogger("gem_runtime.hospital")
 
@@ -79,7 +80,7 @@ class EcgListener:
     def __init__(self, options: ListenerOptions, interpreter):
         self.options, self.interpreter = options, interpreter
         self.stats = ListenerStats()
-        self._work: queue.Queue[tuple[str, float] | None] = queue.Queue()
+        self._work: queue.Queue[tuple[str, float, EcgRecord | None] | None] = queue.Queue()   # uid, received, read
         self._server = None
         self._worker = threading.Thread(target=self._interpret_loop, name="gem-interpret", daemon=True)
         options.out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ class EcgListener:
     def start(self) -> None:
         """Pick up what a previous listener left, then answer associations (non-blocking)."""
         for uid in self.unfinished():
-            self._work.put((uid, time.monotonic()))
+            self._work.put((uid, time.monotonic(), None))
         self._worker.start()
         ae = AE(ae_title=self.options.ae_title)
         ae.add_supported_context(Verification)
@@ -131,9 +132,9 @@ class EcgListener:
         sop_class = str(event.request.AffectedSOPClassUID)
         uid = str(event.request.AffectedSOPInstanceUID)
         if sop_class not in ECG_SOP_CLASSES:
-            return self._refuse(NOT_MY_CLASS, f"{who}: SOP class {sop_class} is not an ECG waveform", uid)
+            return self._refuse(NOT_MY_CLASS, f"{who}: SOP class {sop_class} is not an ECG waveform")
         if not _UID.match(uid) or len(uid) > 64:
-            return self._refuse(CANNOT_UNDERSTAND, f"{who}: SOP Instance UID {uid[:80]!r} is not a UID", uid)
+            return self._refuse(CANNOT_UNDERSTAND, f"{who}: SOP Instance UID {uid[:80]!r} is not a UID")
         folder = self.options.out / uid
         folder.mkdir(exist_ok=True)
         tmp = folder / f".{ECG_FILE}.{threading.get_ident()}.tmp"
@@ -142,23 +143,24 @@ class EcgListener:
                 f.write(event.encoded_dataset(include_meta=True))
                 f.flush()
                 os.fsync(f.fileno())
-            read_ecg(tmp)                                         # an ECG we can interpret, or refused now
+            record = read_ecg(tmp)                                # an ECG we can interpret, or refused now
             os.replace(tmp, folder / ECG_FILE)
+            record = dataclasses.replace(record, source=str(folder / ECG_FILE))    # as it is kept, not the tmp
             _fsync_dir(folder)
             _fsync_dir(self.options.out)
         except EcgReadError as exc:
             tmp.unlink(missing_ok=True)
             _remove_if_empty(folder)
-            return self._refuse(CANNOT_UNDERSTAND, f"{who}: {uid}: {str(exc).split(': ', 1)[-1]}", uid)
+            return self._refuse(CANNOT_UNDERSTAND, f"{who}: {uid}: {str(exc).split(': ', 1)[-1]}")
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            return self._refuse(OUT_OF_RESOURCES, f"{who}: {uid}: not stored: {exc}", uid)
+            return self._refuse(OUT_OF_RESOURCES, f"{who}: {uid}: not stored: {exc}")
         self.stats.stored += 1
         log.info("stored %s from %s", uid, who)
-        self._work.put((uid, received))
+        self._work.put((uid, received, record))
         return SUCCESS
 
-    def _refuse(self, status: int, line: str, uid: str) -> int:
+    def _refuse(self, status: int, line: str) -> int:
         self.stats.refused += 1
         log.warning("refused (0x%04X): %s", status, line)
         return status
@@ -166,24 +168,26 @@ class EcgListener:
     # --- interpretation and reports ---
     def _interpret_loop(self) -> None:
         while (item := self._work.get()) is not None:
-            uid, received = item
+            uid, received, record = item
             try:
-                self.process(uid)
+                self.process(uid, record)
                 self.stats.interpreted += 1
                 self.stats.latency_ms.append((time.monotonic() - received) * 1000)
             except Exception:                                     # noqa: BLE001 - logged, the next ECG goes on
                 self.stats.failed += 1
                 log.exception("interpreting %s failed; it stays in %s for the next start", uid, self.options.out)
 
-    def process(self, uid: str) -> None:
-        """Reports for one stored ECG (each step skipped when already done), then the deliveries."""
+    def process(self, uid: str, record: EcgRecord | None = None) -> None:
+        """Reports for one stored ECG (each step skipped when already done), then the deliveries. `record`: the
+        ECG as read when it was stored (None: read it again, as after a restart)."""
         from .hl7 import build_oru, send_mllp
         from .sr import write_sr
 
         folder = self.options.out / uid
         source = dcmread(folder / ECG_FILE)
         if not (folder / RESULT_FILE).exists():
-            result = self.interpreter.interpret(folder / ECG_FILE, max_new_tokens=self.options.max_new_tokens)
+            ecg = folder / ECG_FILE if record is None else record
+            result = self.interpreter.interpret(ecg, max_new_tokens=self.options.max_new_tokens)
             body = {**result.to_dict(), "sop_instance_uid": uid}
             _write_atomic(folder / RESULT_FILE, json.dumps(body, indent=1).encode())
         body = json.loads((folder / RESULT_FILE).read_text())
