@@ -9,6 +9,7 @@
     gem-bench soak --bundle B [--requests 1000] [--clients 4]   gem-run serve under load (statuses, RSS, latency)
     gem-bench followup --bundle B --out DIR          a follow-up's time to first token against the first request's
     gem-bench dicom --bundle B --out DIR             the DICOM listener: C-STORE received -> SR written
+    gem-bench batch --bundle B --records N --out DIR  records/hour: local vs Ray vs batched decode, same outputs?
 
 Every user mistake is one line on stderr and exit code 2.
 """
@@ -66,6 +67,26 @@ def followup(bundle, runs, threads, out):
     result = run(bundle, runs, threads, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(dataclasses.asdict(result), indent=1))
     click.echo(f"wrote {write(result, out, 'followup')}")
+
+
+@cli.command("batch")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--records", type=click.IntRange(1), default=40, show_default=True)
+@click.option("--new-tokens", type=click.IntRange(1, 2048), default=64, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def batch(bundle, records, new_tokens, threads, out):
+    """Records/hour of gem-run batch: local vs Ray (2 workers) vs batched decode, same folder, same run."""
+    import tempfile
+
+    from .batch_bench import make_archive, markdown, run_engines, write
+
+    with tempfile.TemporaryDirectory(prefix="gem-bench-batch-") as tmp:
+        archive = make_archive(Path(tmp) / "in", records)
+        runs = run_engines(bundle, archive, Path(tmp), new_tokens, threads, log=lambda m: click.echo(m, err=True))
+    path = write(bundle, records, new_tokens, threads, runs, out)
+    click.echo(path.read_text())
+    click.echo(f"wrote {path}")
 
 
 @cli.command("dicom")

@@ -14,6 +14,7 @@ import io
 import os
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,7 @@ from . import constants as K
 from .bundle import Bundle, default_bundle
 from .conversation import Answer, Conversation, ConversationCache
 from .encoders import Encoder, load_encoders
-from .errors import BackendUnavailableError, BundleError, ConfigError
+from .errors import BackendUnavailableError, BundleError, ConfigError, EcgReadError
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
 from .image import load_image, preprocess_image
 from .llm import LlamaLLM, LlmTimings, TextStream, has_gpu_offload
@@ -90,7 +91,7 @@ class Interpreter:
     """Sessions and the LLM context are created once; `interpret` can be called many times."""
 
     def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int,
-                 state_bytes: int = 0):
+                 state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None):
         self.bundle, self.quant, self.threads = bundle, quant, threads
         self.conversations = ConversationCache(state_bytes)     # parked follow-up states (0: only the live one)
         self._live: Conversation | None = None
@@ -98,7 +99,8 @@ class Interpreter:
         gguf = bundle.llm_path(quant)               # checked before any native loader runs
         self.encoders: dict[str, Encoder] = load_encoders(bundle, backend, threads)
         try:
-            self.llm = LlamaLLM(gguf, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_gpu_layers=n_gpu_layers)
+            self.llm = LlamaLLM(gguf, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_gpu_layers=n_gpu_layers,
+                                n_seq=n_seq, flash_attn=flash_attn)
         except BaseException:
             self._close_encoders()
             raise
@@ -109,9 +111,11 @@ class Interpreter:
     @classmethod
     def load(cls, bundle: str | Path | None = None, *, quant: str | None = None, backend: str = "auto",
              threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
-             state_bytes: int = 0) -> "Interpreter":
+             state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None) -> "Interpreter":
         """state_bytes: memory for the KV states of earlier ECGs, so a follow-up on any of them continues where
-        it stopped (0: follow-ups only on the ECG interpreted last)."""
+        it stopped (0: follow-ups only on the ECG interpreted last). n_seq: ECGs `interpret_many` decodes
+        together. flash_attn: llama.cpp's flash attention (None: its choice); False gives the same text at any
+        thread count and n_seq (see LlamaLLM)."""
         b = Bundle.open(Path(bundle) if bundle else default_bundle())
         quant = quant or b.default_quant()
         threads = threads or min(8, os.cpu_count() or 1)
@@ -121,7 +125,7 @@ class Interpreter:
             if backend in ("cuda", "tensorrt"):
                 raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
             n_gpu_layers = 0
-        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes)
+        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn)
 
     def close(self):
         self._close_encoders()
@@ -158,6 +162,59 @@ class Interpreter:
             meas = self._measure(prep.signal, save_image, t)
         conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record.device,
                                        _png(prep.image) if keep_image else None, question, text)
+        return self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
+
+    def interpret_many(self, ecgs: list[str | Path | EcgRecord], *, question: str = K.DEFAULT_QUESTION,
+                       max_new_tokens: int = 256, save_images: list[str | Path | None] | None = None,
+                       timings: list[Timings] | None = None) -> list[Result | EcgReadError]:
+        """Up to n_seq ECGs, each read, rendered and encoded alone, then prefilled as sequences of one context
+        and decoded together (one llama_decode per step for all): per ECG its Result, or the EcgReadError that
+        refused it. No follow-ups on these. The text can differ from `interpret`'s: decoding several columns at once
+        sums in another order (measured: the demo model identical on all; random GEM-7B-shape weights, whose
+        logits are near ties, 3 of 4 identical over 48 tokens; benchmarks/README.md)."""
+        if len(ecgs) > self.llm.n_seq:
+            raise ConfigError(f"{len(ecgs)} ECGs at once, but this Interpreter was loaded with n_seq "
+                              f"{self.llm.n_seq}")
+        images = save_images or [None] * len(ecgs)
+        results: list = [None] * len(ecgs)
+        ready = []                                  # (index, record, prep, rows, Timings, LlmTimings)
+        for i, (ecg, image) in enumerate(zip(ecgs, images)):
+            t = timings[i] if timings else Timings()
+            try:
+                with t.request():
+                    record, img = self._read(ecg, None, None, t)
+                    prep = self._prepare(record, img, image, t)
+                    ready.append((i, record, prep, self._encode(prep, t), t, LlmTimings()))
+            except EcgReadError as exc:
+                results[i] = exc
+        if not ready:
+            return results
+        self._park_live()
+        ids = prompt_ids(build_prompt(question), self.llm.tokenize)
+        s = ids.index(K.IMAGE_TOKEN_INDEX)
+        lts = [r[5] for r in ready]
+        with ExitStack() as spans:                  # each record's wall clock includes the shared LLM loop
+            for r in ready:
+                spans.enter_context(r[4].request())
+            positions, first = self.llm.prefill_many(ids[:s], [r[3] for r in ready], ids[s + 1:], lts)
+            outs = self.llm.generate_many(positions, first, max_new_tokens, lts)
+        for (i, record, prep, _, t, lt), out in zip(ready, outs):
+            t.stages_ms["prefill"] += lt.prefill_ms
+            t.stages_ms["decode"] += lt.decode_ms
+            with t.request():
+                meas = self._measure(prep.signal, images[i], t)
+            results[i] = self._result(record, prep, out, self._text(out), max_new_tokens, lt, t, meas, "")
+        return results
+
+    def _text(self, out: list[int]) -> str:
+        pieces: list[str] = []
+        sink = TextStream(self.llm, pieces.append)
+        for tok in out:
+            sink(tok)
+        return "".join(pieces).strip()
+
+    def _result(self, record: EcgRecord, prep: "_Prepared", out: list[int], text: str, max_new_tokens: int,
+                lt: LlmTimings, t: Timings, meas: Measurements, ecg_id: str) -> Result:
         if len(out) == max_new_tokens:
             prep.warnings.append(f"stopped at the limit of {max_new_tokens} new tokens before end of text")
         return Result(text=text, source=record.source, new_tokens=len(out), prompt_positions=lt.prefill_positions,
@@ -167,7 +224,7 @@ class Interpreter:
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
-                      device_comparison=compare_with_device(meas, record.device), ecg_id=conv.ecg_id)
+                      device_comparison=compare_with_device(meas, record.device), ecg_id=ecg_id)
 
     def ask(self, ecg: "Result | str", question: str, *, max_new_tokens: int = 256,
             stream: Callable[[str], None] | None = None) -> Answer:

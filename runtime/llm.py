@@ -75,16 +75,20 @@ class _Model:
 
 
 class _Context:
-    def __init__(self, path: Path, model: _Model, n_ctx: int, n_batch: int, n_threads: int, exact: bool):
+    def __init__(self, path: Path, model: _Model, n_ctx: int, n_batch: int, n_threads: int, exact: bool,
+                 n_seq: int = 1, flash_attn: bool | None = None):
         cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx, n_batch, n_batch
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx * n_seq, n_batch, n_batch
         cp.n_threads = cp.n_threads_batch = n_threads
+        cp.n_seq_max, cp.kv_unified = n_seq, n_seq > 1
+        if flash_attn is not None:
+            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         if exact:
             cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
             cp.type_k = cp.type_v = L.GGML_TYPE_F32
         self.ptr = L.llama_init_from_model(model.ptr, cp)
         if not self.ptr:
-            raise ModelLoadError(path, f"llama.cpp could not create a context of {n_ctx} positions "
+            raise ModelLoadError(path, f"llama.cpp could not create a context of {n_seq} x {n_ctx} positions "
                                        "(out of memory?)")
 
     def close(self):
@@ -94,7 +98,7 @@ class _Context:
 
 
 class _Batch:
-    """A llama_batch of up to `capacity` tokens (n_embd == 0) or embedding rows, one sequence, reused."""
+    """A llama_batch of up to `capacity` tokens (n_embd == 0) or embedding rows, reused."""
 
     def __init__(self, capacity: int, n_embd: int = 0):
         self.capacity, self.n_embd = capacity, n_embd
@@ -102,11 +106,12 @@ class _Batch:
         for i in range(capacity):
             self.b.n_seq_id[i], self.b.seq_id[i][0] = 1, 0
 
-    def fill(self, pos0: int, n: int, logits: str) -> None:
+    def fill(self, pos0: int, n: int, logits: str, seq: int = 0) -> None:
+        """n rows of sequence `seq` at positions pos0..: logits "all", "last" or "none"."""
         b = self.b
         b.n_tokens = n
         for i in range(n):
-            b.pos[i] = pos0 + i
+            b.pos[i], b.seq_id[i][0] = pos0 + i, seq
             b.logits[i] = int(logits == "all" or (logits == "last" and i == n - 1))
 
     def close(self):
@@ -121,19 +126,25 @@ class LlamaLLM:
     """One model + one context; not thread-safe (one request at a time, as on a cart).
 
     eval_tokens / eval_embeddings feed a batch at positions pos.. and return the next position; `logits`
-    reads the last computed logits. prefill and generate are GEM's request built on them.
+    reads the last computed logits. prefill and generate are GEM's request built on them; prefill_many and
+    generate_many run several records as sequences of one context (n_seq > 1: gem-run batch).
     """
 
     def __init__(self, path: str | Path, *, n_ctx: int = 2048, n_batch: int = 512, n_threads: int = 2,
-                 n_gpu_layers: int = 0, exact: bool = False):
-        """exact: parity runs (flash attention off, f32 KV cache)."""
+                 n_gpu_layers: int = 0, exact: bool = False, n_seq: int = 1, flash_attn: bool | None = None):
+        """exact: parity runs (flash attention off, f32 KV cache). n_ctx: positions per sequence, n_seq of
+        them. flash_attn: None lets llama.cpp decide (on, on CPU); off makes the text the same at any thread
+        count and in generate_many as in generate (with it on, a one-token decode splits attention across
+        threads, and the sums round differently)."""
         self.path, self.n_ctx, self.n_batch, self.n_threads = Path(path), n_ctx, n_batch, n_threads
+        self.n_seq = n_seq
         self._handles: list = []
         self._prefix_ids: list[int] = []
         _init_backend()
         try:
             self.model = self._own(_Model(self.path, n_gpu_layers))
-            self.context = self._own(_Context(self.path, self.model, n_ctx, n_batch, n_threads, exact))
+            self.context = self._own(_Context(self.path, self.model, n_ctx, n_batch, n_threads, exact, n_seq,
+                                              flash_attn))
             self.vocab = L.llama_model_get_vocab(self.model.ptr)
             self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
             self.n_embd = L.llama_model_n_embd(self.model.ptr)
@@ -180,18 +191,18 @@ class LlamaLLM:
         return buf.raw[:n]
 
     # --- feeding batches ---
-    def eval_tokens(self, ids: list[int], pos: int, logits: str = "last") -> int:
+    def eval_tokens(self, ids: list[int], pos: int, logits: str = "last", seq: int = 0) -> int:
         """Token ids at positions pos..; logits "last", "all" or "none". Returns the next position."""
         for s in range(0, len(ids), self.n_batch):
             chunk = ids[s:s + self.n_batch]
             last = s + len(chunk) == len(ids)
-            self._tokens.fill(pos, len(chunk), logits if last or logits == "all" else "none")
+            self._tokens.fill(pos, len(chunk), logits if last or logits == "all" else "none", seq)
             for i, t in enumerate(chunk):
                 self._tokens.b.token[i] = t
             pos = self._decode(self._tokens, pos, len(chunk))
         return pos
 
-    def eval_embeddings(self, rows: np.ndarray, pos: int, logits: str = "none") -> int:
+    def eval_embeddings(self, rows: np.ndarray, pos: int, logits: str = "none", seq: int = 0) -> int:
         """Embedding rows (T, n_embd) at positions pos..: GEM's encoder rows. Returns the next position."""
         if rows.ndim != 2 or rows.shape[1] != self.n_embd:
             raise LlmError(f"{self.path}: encoder rows {rows.shape} do not match the LLM width {self.n_embd}")
@@ -199,7 +210,7 @@ class LlamaLLM:
         for s in range(0, rows.shape[0], self.n_batch):
             chunk = rows[s:s + self.n_batch]
             last = s + chunk.shape[0] == rows.shape[0]
-            self._rows.fill(pos, chunk.shape[0], logits if last or logits == "all" else "none")
+            self._rows.fill(pos, chunk.shape[0], logits if last or logits == "all" else "none", seq)
             ctypes.memmove(self._rows.b.embd, chunk.ctypes.data, chunk.nbytes)
             pos = self._decode(self._rows, pos, chunk.shape[0])
         return pos
@@ -207,13 +218,16 @@ class LlamaLLM:
     def _decode(self, batch: _Batch, pos: int, n: int) -> int:
         if pos + n > self.n_ctx:
             raise ContextOverflowError(f"{self.path}: position {pos + n} > n_ctx {self.n_ctx}")
+        self._run(batch, pos, n)
+        return pos + n
+
+    def _run(self, batch: _Batch, pos: int, n: int) -> None:
         rc = L.llama_decode(self.context.ptr, batch.b)
         if rc == 1:
             raise ContextOverflowError(f"{self.path}: no KV cache room for {n} positions at {pos} "
                                        f"(n_ctx {self.n_ctx})")
         if rc != 0:
             raise LlmError(f"{self.path}: llama_decode failed with code {rc} at position {pos}")
-        return pos + n
 
     def truncate(self, pos: int) -> None:
         """Forget every position from `pos` on (the KV cache keeps positions < pos)."""
@@ -259,6 +273,8 @@ class LlamaLLM:
                                        f">= n_ctx {self.n_ctx}")
         t0 = time.perf_counter()
         logits = "all" if all_logits else "none"
+        for seq in range(1, self.n_seq):                    # what a prefill_many left in the others
+            L.llama_memory_seq_rm(self._mem, seq, 0, -1)
         if reuse_prefix and prefix == self._prefix_ids and not all_logits:
             self.truncate(len(prefix))                      # keep the prefix, drop the last request
             timings.prefix_cached = True
@@ -296,6 +312,62 @@ class LlamaLLM:
             tok = int(np.argmax(self._logits_view()))
         timings.decode_ms = (time.perf_counter() - t0) * 1000
         timings.decode_tokens = len(out)
+        return out
+
+    # --- several records at once: sequence k of the context is record k ---
+    def prefill_many(self, prefix: list[int], rows: list[np.ndarray], suffix: list[int],
+                     timings: list[LlmTimings]) -> tuple[list[int], list[int]]:
+        """Record k's prompt as sequence k (the prefix's KV computed once, or kept from the last request, and
+        shared by every sequence): (each one's next position, each one's first token)."""
+        if not 0 < len(rows) <= self.n_seq:
+            raise LlmError(f"{self.path}: {len(rows)} records for a context of {self.n_seq} sequences")
+        first = LlmTimings()
+        self.prefill(prefix, rows[0], suffix, first)        # sequence 0, as a single request is
+        positions, tokens = [first.prefill_positions], [int(np.argmax(self._logits_view()))]
+        timings[0].prefill_ms, timings[0].prefill_positions = first.prefill_ms, first.prefill_positions
+        timings[0].prefix_cached = first.prefix_cached
+        for k in range(1, len(rows)):
+            t0 = time.perf_counter()
+            L.llama_memory_seq_cp(self._mem, 0, k, 0, len(prefix))
+            pos = self.eval_embeddings(rows[k], len(prefix), "none", seq=k)
+            positions.append(self.eval_tokens(suffix, pos, "last", seq=k))
+            tokens.append(int(np.argmax(self._logits_view())))
+            timings[k].prefill_ms = (time.perf_counter() - t0) * 1000
+            timings[k].prefill_positions, timings[k].prefix_cached = positions[-1], True
+        self._prefix_ids = list(prefix)
+        return positions, tokens
+
+    def generate_many(self, positions: list[int], first: list[int], max_new_tokens: int,
+                      timings: list[LlmTimings], ignore_eos: bool = False) -> list[list[int]]:
+        """Greedy decoding of the sequences prefill_many left, one token of each unfinished sequence per
+        llama_decode; each stops as `generate` would (EOS, the limit, the end of the context). Each record's
+        decode time is the whole loop's: it waits for the others."""
+        out: list[list[int]] = [[] for _ in positions]
+        pos, tok = list(positions), list(first)
+        step = self._tokens
+        t0 = time.perf_counter()
+        live = list(range(len(positions)))
+        while live:
+            going = []
+            for k in live:
+                if tok[k] == self.eos_id and not ignore_eos:
+                    continue
+                out[k].append(tok[k])
+                if pos[k] + 1 < self.n_ctx and len(out[k]) < max_new_tokens:
+                    going.append(k)
+            live = going
+            if not live:
+                break
+            step.b.n_tokens = len(live)
+            for i, k in enumerate(live):
+                step.b.token[i], step.b.pos[i], step.b.seq_id[i][0], step.b.logits[i] = tok[k], pos[k], k, 1
+                pos[k] += 1
+            self._run(step, min(pos), len(live))
+            for i, k in enumerate(live):
+                tok[k] = int(np.argmax(self._logits_view(i)))
+        ms = (time.perf_counter() - t0) * 1000
+        for t, ids in zip(timings, out):
+            t.decode_ms, t.decode_tokens = ms, len(ids)
         return out
 
 

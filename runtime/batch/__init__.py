@@ -5,8 +5,9 @@
 
 `walk.py` decides what a record is (a WFDB header with its signal files; every other file), `store.py` how
 results and refusals are written (atomically; a rerun skips what is done), `local.py` runs them in this
-process, `ray_engine.py` on a Ray Data actor pool (the scale extra). Batched decoding of several ECGs at once
-is not built: its outputs are not identical to one-at-a-time (benchmarks/multiseq_probe.py).
+process (--decode-batch N: N records decoded together in one llama.cpp context, Interpreter.interpret_many),
+`ray_engine.py` on a Ray Data actor pool (the scale extra). Flash attention is off in both engines, so a
+result does not depend on the threads, the workers or --decode-batch (measured: benchmarks/README.md).
 """
 from .local import BatchSummary, LocalOptions, run_local
 from .store import ERRORS_FILE, ResultStore, input_sha256

@@ -35,6 +35,7 @@ class LocalOptions:
     max_new_tokens: int = 256
     save_images: bool = False         # OUT_DIR/<rel>.png (and its median beats) beside each result
     max_bytes: int = 200 * 2**20      # read_ecg's limit per record
+    decode_batch: int = 1             # records decoded together as sequences of one llama.cpp context
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def open_store(out_dir: Path, options: LocalOptions) -> ResultStore:
     if quant not in bundle.manifest.llm:
         raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
     return ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
-                                 "max_new_tokens": options.max_new_tokens}, options.save_images)
+                                 "max_new_tokens": options.max_new_tokens, "flash_attn": False},
+                       options.save_images)
 
 
 def record_key(store: ResultStore, record: Record) -> tuple[dict | None, str | None]:
@@ -92,12 +94,13 @@ def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
                 store.refuse(rel, reason)
                 counts["refused"] += 1
                 on_record(rel, "refused", reason)
-            for record in walk.records:
+            n = options.decode_batch
+            for group in (walk.records[i:i + n] for i in range(0, len(walk.records), n)):
                 if stop.signal_name:
                     break
-                outcome, reason = engine.one(record)
-                counts[outcome] += 1
-                on_record(record.rel, outcome, reason)
+                for record, (outcome, reason) in zip(group, engine.run(group)):
+                    counts[outcome] += 1
+                    on_record(record.rel, outcome, reason)
         finally:
             store.finish({r.rel for r in walk.records} | {rel for rel, _ in walk.refused})
     return BatchSummary(**counts, seconds=time.perf_counter() - t0, hidden=walk.hidden,
@@ -105,34 +108,57 @@ def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
 
 
 class _Engine:
-    """One Interpreter, loaded on the first record that needs it, closed by close()."""
+    """One Interpreter, loaded on the first record that needs it, closed by close(). Flash attention is off:
+    a result is then the same whatever the threads, the Ray workers or --decode-batch (with it on, llama.cpp
+    splits a one-token decode's attention across threads and the text can change with their number)."""
 
     def __init__(self, options: LocalOptions, store: ResultStore):
         self.options, self.store, self.gem = options, store, None
 
-    def one(self, record: Record) -> tuple[str, str | None]:
+    def run(self, records: list[Record]) -> list[tuple[str, str | None]]:
+        """Each record's (outcome, reason): "skipped" (done before), "refused" (listed), or "done" (written);
+        the ones to interpret are decoded together when there are several."""
         from ..readers import read_ecg
         from ..timings import Timings
 
-        key, unreadable = record_key(self.store, record)
-        if unreadable:
-            return self._refuse(record, unreadable)
-        if self.store.done(record, key):
-            return "skipped", None
-        image = self.store.image_path(record.rel) if self.options.save_images else None
-        timings = Timings()
-        try:
-            with timings.request(), timings.stage("read"):
-                ecg = read_ecg(record.path, max_bytes=self.options.max_bytes)
-            gem = self._interpreter()
+        outcomes: list = [None] * len(records)
+        todo = []                                     # (index, record, key, ecg, timings, image path)
+        for i, record in enumerate(records):
+            key, unreadable = record_key(self.store, record)
+            if unreadable:
+                outcomes[i] = self._refuse(record, unreadable)
+                continue
+            if self.store.done(record, key):
+                outcomes[i] = ("skipped", None)
+                continue
+            timings = Timings()
+            try:
+                with timings.request(), timings.stage("read"):
+                    ecg = read_ecg(record.path, max_bytes=self.options.max_bytes)
+            except EcgReadError as exc:               # the file, not us: listed, and the run goes on
+                outcomes[i] = self._refuse(record, one_line(exc.problem))
+                continue
+            image = self.store.image_path(record.rel) if self.options.save_images else None
             if image is not None:
                 image.parent.mkdir(parents=True, exist_ok=True)
-            result = gem.interpret(ecg, max_new_tokens=self.options.max_new_tokens, save_image=image,
-                                   timings=timings)
-        except EcgReadError as exc:            # the file, not us: listed, and the run goes on
-            return self._refuse(record, one_line(exc.problem))
-        self.store.write(record, {**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, key)
-        return "done", None
+            todo.append((i, record, key, ecg, timings, image))
+        if todo:
+            gem = self._interpreter()
+            o = self.options
+            if len(todo) == 1:
+                _, _, _, ecg, timings, image = todo[0]
+                results = [_refusal(lambda: gem.interpret(ecg, max_new_tokens=o.max_new_tokens, save_image=image,
+                                                          timings=timings))]
+            else:
+                results = gem.interpret_many([t[3] for t in todo], max_new_tokens=o.max_new_tokens,
+                                             save_images=[t[5] for t in todo], timings=[t[4] for t in todo])
+            for (i, record, key, *_), result in zip(todo, results):
+                if isinstance(result, EcgReadError):
+                    outcomes[i] = self._refuse(record, one_line(result.problem))
+                else:
+                    self.store.write(record, {**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, key)
+                    outcomes[i] = ("done", None)
+        return outcomes
 
     def _refuse(self, record: Record, reason: str) -> tuple[str, str]:
         self.store.refuse(record.rel, reason)
@@ -143,13 +169,22 @@ class _Engine:
             from ..interpreter import Interpreter
 
             o = self.options
-            self.gem = Interpreter.load(o.bundle, quant=self.store.settings["quant"], threads=o.threads)
+            self.gem = Interpreter.load(o.bundle, quant=self.store.settings["quant"], threads=o.threads,
+                                        n_seq=o.decode_batch, flash_attn=False)
         return self.gem
 
     def close(self) -> None:
         if self.gem is not None:
             self.gem.close()
             self.gem = None
+
+
+def _refusal(interpret):
+    """interpret()'s Result, or the EcgReadError it raised (a record the reader took but the model cannot)."""
+    try:
+        return interpret()
+    except EcgReadError as exc:
+        return exc
 
 
 class _StopOnSignals:

@@ -184,7 +184,7 @@ def _run_pool(ray, todo: list[Record], out_dir: Path, options: LocalOptions, sto
             ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
                 RayWorker, fn_constructor_kwargs={"options": replace(options, threads=threads),
                                                   "out_dir": str(out_dir), "settings": store.settings},
-                batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
+                batch_size=options.decode_batch, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
                 num_gpus=num_gpus or None, max_restarts=-1, max_task_retries=MAX_TASK_RETRIES)
         ours = set(threading.enumerate())
         rows = iter(() if stop.signal_name else ds.iter_rows())
@@ -227,8 +227,8 @@ class RayWorker:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        done = [self.engine.one(Record(str(rel), Path(str(path)), tuple(Path(str(f)) for f in files)))
-                for rel, path, files in zip(batch["rel"], batch["path"], batch["files"])]
+        done = self.engine.run([Record(str(rel), Path(str(path)), tuple(Path(str(f)) for f in files))
+                                for rel, path, files in zip(batch["rel"], batch["path"], batch["files"])])
         return {"rel": np.asarray(batch["rel"], dtype=object),
                 "outcome": np.array([outcome for outcome, _ in done], dtype=object),
                 "reason": np.array([reason or "" for _, reason in done], dtype=object)}
