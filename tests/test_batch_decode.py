@@ -4,6 +4,7 @@ count. (With flash attention on, llama.cpp splits a one-token decode's attention
 these tests were written on, 2 of these 8 records changed text between 1 and 2 threads.)"""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -72,3 +73,11 @@ def test_batch_results_do_not_depend_on_threads_or_decode_batch(synthetic, tmp_p
     assert one == two == four == three
     key = json.loads(next((tmp_path / "b4").glob("*.json")).read_text())["batch"]
     assert key["flash_attn"] is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the scale extra")
+def test_ray_workers_with_decode_batch_write_what_the_local_engine_writes(synthetic, tmp_path):
+    local = _batch(synthetic, tmp_path / "local", "--threads", "2")
+    ray = _batch(synthetic, tmp_path / "ray", "--engine", "ray", "--workers", "2", "--threads", "1",
+                 "--decode-batch", "2")
+    assert ray == local
