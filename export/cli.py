@@ -40,13 +40,38 @@ def _quants(ctx, param, value: str) -> tuple[str, ...]:
               help="openai/clip-vit-large-patch14-336 folder when CLIP is not in the checkpoint")
 @click.option("--report-only-quant", is_flag=True,
               help="report quantized parity without failing on it (untrained models have near-tied logits)")
-def build(checkpoint, out, quant, trt, threads, ecg_tower_pt, clip_dir, report_only_quant):
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="also write int8 CPU encoders (gated by cosine vs PyTorch; one that fails is never used)")
+def build(checkpoint, out, quant, trt, threads, ecg_tower_pt, clip_dir, report_only_quant, int8):
     """Export encoders to ONNX (+TensorRT), the LLM to GGUF (+quantized), and check parity against PyTorch."""
     from .build import BuildOptions, build_bundle
 
-    opts = BuildOptions(quants=quant, trt=trt, threads=threads, quant_gate=not report_only_quant,
+    opts = BuildOptions(quants=quant, trt=trt, threads=threads, quant_gate=not report_only_quant, int8=int8,
                         log=lambda m: click.echo(m, err=True))
     build_bundle(checkpoint, out, opts, ecg_tower_pt=ecg_tower_pt, clip_dir=clip_dir)
+
+
+@cli.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="the checkpoint the bundle was built from (the gate compares with its PyTorch encoders)")
+@click.option("--min-cosine", type=click.FloatRange(0, 1), default=None,
+              help="the int8 gate (default: the build's, 0.998)")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
+def int8(bundle_dir, checkpoint, min_cosine, threads):
+    """Add int8 CPU encoders to a bundle, each with its parity against PyTorch (one that fails is never used)."""
+    from gem_runtime.bundle import Bundle
+    from gem_train.checkpoint import load_checkpoint
+
+    from .build import INT8_MIN_COSINE, BuildOptions, add_int8
+
+    Bundle.open(bundle_dir).verify_all()
+    opts = BuildOptions(threads=threads, int8_min_cosine=INT8_MIN_COSINE if min_cosine is None else min_cosine,
+                        log=lambda m: click.echo(m, err=True))
+    m = add_int8(bundle_dir, load_checkpoint(checkpoint), opts)
+    click.echo(f"bundle {bundle_dir} ({m.bundle_id}): int8 encoders "
+               + ", ".join(f"{n} {'passed' if m.parity.encoders[n + '.int8'].ok else 'FAILED (not used)'}"
+                           for n in m.encoders))
 
 
 @cli.command()
@@ -81,7 +106,8 @@ def inspect(bundle_dir, as_json):
         click.echo(f"  {name:32s} {e.bytes:>12,d} B  {e.sha256[:16]}")
     parity = m.parity or Parity()
     for name, r in parity.encoders.items():
-        click.echo(f"  parity {name}: cosine {r.cosine or 0:.7f} max|diff| {r.max_abs_diff or 0:.2e}")
+        click.echo(f"  parity {name}: cosine {r.cosine or 0:.7f} max|diff| {r.max_abs_diff or 0:.2e}"
+                   f"{'' if r.ok else f'  FAILED: {r.problem}'}")
     for q, r in parity.llm.items():
         extra = f"greedy {r.agree}/{r.greedy_tokens}" if q == "f16" else f"top-1 {r.top1_agreement or 0:.2f}"
         click.echo(f"  parity llm {q}: logits cosine {r.cosine:.6f}, {extra}")

@@ -119,6 +119,28 @@ def export_fp16(src: Path, dst: Path) -> dict:
     return {"file": dst.name}
 
 
+def export_int8(src: Path, dst: Path) -> dict:
+    """The int8 variant for CPUs: MatMul/Gemm weights int8 per output channel, activations quantized per batch
+    at run time (ONNX Runtime dynamic quantization: its VNNI / AMX kernels where the CPU has them). Inputs
+    and outputs stay fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import logging
+
+    tmp = dst.with_name(dst.name + ".tmp.onnx")
+    data = dst.name + ".data"
+    logging.getLogger().setLevel(logging.ERROR)     # its advice to run shape pre-processing, on every call
+    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=True)
+    # quantize_dynamic names the weights file after the temporary graph: rename it to the final one
+    written = tmp.with_name(tmp.name + ".data")
+    if written.exists():
+        written.replace(dst.with_name(data))
+        _rename_external_location(tmp, written.name, data)
+    tmp.replace(dst)
+    return {"file": dst.name}
+
+
 def _graph_bytes(prog) -> int:
     return sum(int(np.prod(v.shape)) * 4 for v in prog.model.graph.initializers.values() if v.shape is not None)
 

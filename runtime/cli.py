@@ -7,6 +7,7 @@
     gem-run chat ECG_FILE [--bundle DIR]
     gem-run batch IN_DIR --out OUT_DIR [--bundle DIR] [--max-new-tokens N] [--save-images]
     gem-run dicom-listen --port P --out DIR [--ae-title GEMEDGE] [--forward HOST:PORT:AE] [--hl7 HOST:PORT]
+    gem-run tune [--bundle DIR] [--threads N]   measure encoder precisions and LLM types here, keep the fastest
 
 Every user mistake is one line on stderr and exit code 2 (cli_errors); nothing is half-written.
 """
@@ -31,6 +32,8 @@ from .manifest import QUANTS
               help="bundle folder; default: the committed demo bundle")
 @click.option("--quant", type=click.Choice(QUANTS), default=None, help="LLM file; default: the bundle's default")
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--encoder-precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
+              help="CPU encoders; auto: what `gem-run tune` measured fastest here, else fp32")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
 @click.option("--fs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="sampling rate in Hz (needed for .npy)")
@@ -40,7 +43,8 @@ from .manifest import QUANTS
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
 @click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
               help="refuse ECG files (with their signal files) larger than this")
-def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_image, max_new_tokens, max_bytes):
+def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, fs, as_json, save_image,
+        max_new_tokens, max_bytes):
     """Interpret ECG_FILE (WFDB .hea, DICOM waveform, or .npy [12, N] with --fs) with GEM."""
     from .bundle import default_bundle
     from .interpreter import Interpreter
@@ -54,7 +58,8 @@ def run(ecg_file, image, bundle_dir, quant, backend, threads, fs, as_json, save_
         record = read_ecg(ecg_file, fs=fs, max_bytes=max_bytes)  # input errors before any model is loaded
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
-    with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads) as gem:
+    with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads,
+                          encoder_precision=encoder_precision) as gem:
         stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
         result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
                                save_image=save_image, timings=timings)
@@ -143,6 +148,36 @@ def timing_lines(result) -> list[str]:
     return lines
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
+              help="bundle folder; default: the committed demo bundle")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
+@click.option("--runs", type=click.IntRange(1, 50), default=3, show_default=True)
+def tune(bundle_dir, threads, runs):
+    """Time each encoder precision and LLM type on this machine; gem-run then uses the fastest that passed its
+    parity gate (written to <bundle>.tune.json)."""
+    import os
+
+    from .bundle import Bundle, default_bundle
+    from .tune import measure, write_tuning
+
+    bundle = Bundle.open(bundle_dir or default_bundle())
+    threads = threads or min(8, os.cpu_count() or 1)
+    tuning = measure(bundle, threads, runs, log=lambda m: click.echo(m, err=True))
+    click.echo(f"machine: {tuning.machine}, {threads} threads")
+    for name, variants in tuning.encoders_ms.items():
+        cells = [f"{v} {ms} ms" if isinstance(ms, float) else f"{v}: {ms}" for v, ms in variants.items()]
+        click.echo(f"  {name}: {'; '.join(cells)} -> {tuning.encoder_precision[name]}")
+    for q, t in tuning.llm.items():
+        click.echo(f"  llm {q}: prefill {t.prefill_ms} ms, {t.decode_ms_per_token} ms/token, request "
+                   f"{t.request_ms} ms; parity {t.parity}")
+    click.echo(f"  llm -> {tuning.quant}")
+    try:
+        click.echo(f"wrote {write_tuning(bundle, tuning)}")
+    except OSError as exc:
+        raise GemEdgeError(f"{bundle.root}: cannot write the tuning beside it ({exc.strerror or exc})") from None
+
+
 def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "measure":
@@ -157,6 +192,8 @@ def main(argv: list[str] | None = None):
         from .hospital_cli import dicom_listen
 
         run_cli(dicom_listen, "gem-run dicom-listen", argv[1:], tool="gem-run")
+    elif argv and argv[0] == "tune":
+        run_cli(tune, "gem-run tune", argv[1:], tool="gem-run")
     elif argv and argv[0] == "batch":
         from .batch_cli import batch
 

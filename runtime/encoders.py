@@ -19,7 +19,7 @@ BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
 
 class Encoder(Protocol):
     name: str
-    backend: str           # "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu"
+    backend: str           # "tensorrt", "onnxruntime-cuda", "onnxruntime-cpu", "onnxruntime-cpu-int8"
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """(B, ...) float32 -> (B, rows, H) float32: LLM-ready rows."""
@@ -98,8 +98,13 @@ class TrtBundleEncoder:
         self._engine.close()
 
 
-def load_encoders(bundle: Bundle, backend: str, threads: int) -> dict[str, Encoder]:
-    """Both encoders on one backend; on failure, those already loaded are closed again."""
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def load_encoders(bundle: Bundle, backend: str, threads: int, precision: dict[str, str] | None = None
+                  ) -> dict[str, Encoder]:
+    """Both encoders on one backend; on failure, those already loaded are closed again. precision: per encoder
+    "fp32" (default) or "int8" (CPU only; see encoder_precision)."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     have = available_backends(bundle)
@@ -114,7 +119,7 @@ def load_encoders(bundle: Bundle, backend: str, threads: int) -> dict[str, Encod
     loaded: dict[str, Encoder] = {}
     try:
         for name, io in ENCODERS.items():
-            loaded[name] = _load_one(bundle, io, backend, threads)
+            loaded[name] = _load_one(bundle, io, backend, threads, (precision or {}).get(name, "fp32"))
     except BaseException:
         for enc in loaded.values():
             enc.close()
@@ -122,17 +127,45 @@ def load_encoders(bundle: Bundle, backend: str, threads: int) -> dict[str, Encod
     return loaded
 
 
-def _load_one(bundle: Bundle, io: EncoderIO, backend: str, threads: int) -> Encoder:
+def encoder_precision(bundle: Bundle, backend: str, requested: str, threads: int) -> dict[str, str]:
+    """{encoder: "fp32" | "int8"}. "int8" is refused in one line where the bundle's int8 encoders are missing
+    or failed their gate, or the backend is not the CPU; "auto" takes `gem-run tune`'s measured choice for this
+    machine, else fp32."""
+    from .tune import int8_problem, read_tuning
+
+    if requested not in PRECISIONS:
+        raise BackendUnavailableError(f"unknown encoder precision {requested!r}; choose from {', '.join(PRECISIONS)}")
+    fp32 = dict.fromkeys(ENCODERS, "fp32")
+    on_cpu = backend == "cpu" or (backend == "auto" and available_backends(bundle)[0] == "cpu")
+    if requested == "int8":
+        if not on_cpu:
+            raise BackendUnavailableError("int8 encoders are for the CPU backend (GPUs run fp16)")
+        for name in ENCODERS:
+            if problem := int8_problem(bundle, name):
+                raise BackendUnavailableError(f"{bundle.root}: --encoder-precision int8: {problem}")
+        return dict.fromkeys(ENCODERS, "int8")
+    tuning = read_tuning(bundle, threads) if requested == "auto" and on_cpu else None
+    if tuning is None:
+        return fp32
+    return {name: p if p == "fp32" or int8_problem(bundle, name) is None else "fp32"
+            for name, p in tuning.encoder_precision.items() if name in ENCODERS}
+
+
+def _load_one(bundle: Bundle, io: EncoderIO, backend: str, threads: int, precision: str = "fp32") -> Encoder:
     if backend == "tensorrt":
         from .trt_engine import engine_file_for
 
         return TrtBundleEncoder(io, bundle.path(engine_file_for(bundle.root, io.name).name))
     entry = bundle.manifest.encoders[io.name]
     # GPUs run the fp16 graph (fp32 in and out); the CPU keeps fp32, which it computes faster and exactly.
-    path = bundle.path(entry.fp16_file if backend == "cuda" else entry.file)
+    int8 = backend == "cpu" and precision == "int8"
+    path = bundle.path(entry.fp16_file if backend == "cuda" else entry.int8_file if int8 else entry.file)
     data = path.with_suffix(".onnx.data")
     if data.name in bundle.manifest.files:
         bundle.path(data.name)                        # external weights are verified too
     elif data.exists():                               # ONNX Runtime would load it unchecked
         raise BundleError(data, f"external weights of {path.name} not listed in the manifest")
-    return OrtEncoder(io, path, backend, threads)
+    encoder = OrtEncoder(io, path, backend, threads)
+    if int8:
+        encoder.backend = "onnxruntime-cpu-int8"
+    return encoder

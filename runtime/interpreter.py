@@ -25,6 +25,7 @@ from . import constants as K
 from .bundle import Bundle, default_bundle
 from .conversation import Answer, Conversation, ConversationCache
 from .encoders import Encoder, load_encoders
+from .encoders import encoder_precision as resolve_precision
 from .errors import BackendUnavailableError, BundleError, ConfigError, EcgReadError
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
 from .image import load_image, preprocess_image
@@ -91,13 +92,14 @@ class Interpreter:
     """Sessions and the LLM context are created once; `interpret` can be called many times."""
 
     def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int,
-                 state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None):
+                 state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
+                 precision: dict[str, str] | None = None):
         self.bundle, self.quant, self.threads = bundle, quant, threads
         self.conversations = ConversationCache(state_bytes)     # parked follow-up states (0: only the live one)
         self._live: Conversation | None = None
         t0 = time.perf_counter()
         gguf = bundle.llm_path(quant)               # checked before any native loader runs
-        self.encoders: dict[str, Encoder] = load_encoders(bundle, backend, threads)
+        self.encoders: dict[str, Encoder] = load_encoders(bundle, backend, threads, precision)
         try:
             self.llm = LlamaLLM(gguf, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_gpu_layers=n_gpu_layers,
                                 n_seq=n_seq, flash_attn=flash_attn)
@@ -111,21 +113,29 @@ class Interpreter:
     @classmethod
     def load(cls, bundle: str | Path | None = None, *, quant: str | None = None, backend: str = "auto",
              threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
-             state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None) -> "Interpreter":
+             state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
+             encoder_precision: str | dict[str, str] = "auto") -> "Interpreter":
         """state_bytes: memory for the KV states of earlier ECGs, so a follow-up on any of them continues where
         it stopped (0: follow-ups only on the ECG interpreted last). n_seq: ECGs `interpret_many` decodes
         together. flash_attn: llama.cpp's flash attention (None: its choice); False gives the same text at any
-        thread count and n_seq (see LlamaLLM)."""
+        thread count and n_seq (see LlamaLLM). encoder_precision: "fp32", "int8" (CPU), or "auto": with quant
+        None, what `gem-run tune` measured fastest on this machine (gem_runtime.tune), else fp32 and the
+        bundle's default type."""
+        from .tune import read_tuning
+
         b = Bundle.open(Path(bundle) if bundle else default_bundle())
-        quant = quant or b.default_quant()
         threads = threads or min(8, os.cpu_count() or 1)
+        precision = encoder_precision if isinstance(encoder_precision, dict) else \
+            resolve_precision(b, backend, encoder_precision, threads)
         if n_gpu_layers is None:
             n_gpu_layers = 999 if backend in ("cuda", "tensorrt") else 0
         if n_gpu_layers and not has_gpu_offload():
             if backend in ("cuda", "tensorrt"):
                 raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
             n_gpu_layers = 0
-        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn)
+        tuning = read_tuning(b, threads) if quant is None and not n_gpu_layers else None   # tune times the CPU
+        quant = quant or (tuning.quant if tuning and tuning.quant in b.manifest.llm else b.default_quant())
+        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn, precision)
 
     def close(self):
         self._close_encoders()

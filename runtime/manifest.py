@@ -32,6 +32,10 @@ class EncoderIO:
     def onnx_file(self, fp16: bool = False) -> str:
         return f"{self.name}.fp16.onnx" if fp16 else f"{self.name}.onnx"
 
+    @property
+    def int8_file(self) -> str:
+        return f"{self.name}.int8.onnx"
+
 
 ECG_ENCODER = EncoderIO("ecg_encoder", "ecg", "ecg_embeds")                 # (B, 12, 5000) -> (B, 101, H)
 IMAGE_ENCODER = EncoderIO("image_encoder", "pixel_values", "image_embeds")  # (B, 3, S, S) -> (B, N, H)
@@ -104,6 +108,8 @@ class EncoderEntry:
     external_data: bool
     export_s: float
     tensorrt_check: dict           # export/trt.py static_check report (ops, problems), informational
+    int8_file: str | None = None   # int8 weights (ONNX Runtime dynamic quantization), for CPUs: used only
+                                   # where its parity entry "<name>.int8" passed and tuning found it faster
 
 
 @dataclass(frozen=True)

@@ -61,13 +61,21 @@ class BatchSummary:
 def open_store(out_dir: Path, options: LocalOptions) -> ResultStore:
     """The bundle checked (its LLM type too) and the writer for out_dir, keyed on this run's settings: the same
     for every engine."""
+    import os
+
     from ..bundle import Bundle, default_bundle
+    from ..encoders import encoder_precision
+    from ..tune import read_tuning
 
     bundle = Bundle.open(options.bundle or default_bundle())
-    quant = options.quant or bundle.default_quant()
+    threads = options.threads or min(8, os.cpu_count() or 1)
+    tuning = read_tuning(bundle, threads)            # gem-run tune's choice on this machine, as gem-run takes it
+    quant = options.quant or (tuning.quant if tuning and tuning.quant in bundle.manifest.llm
+                              else bundle.default_quant())
     if quant not in bundle.manifest.llm:
         raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
     return ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
+                                 "encoders": encoder_precision(bundle, "cpu", "auto", threads),
                                  "max_new_tokens": options.max_new_tokens, "flash_attn": False},
                        options.save_images)
 
@@ -170,7 +178,8 @@ class _Engine:
 
             o = self.options
             self.gem = Interpreter.load(o.bundle, quant=self.store.settings["quant"], threads=o.threads,
-                                        n_seq=o.decode_batch, flash_attn=False)
+                                        n_seq=o.decode_batch, flash_attn=False,
+                                        encoder_precision=self.store.settings["encoders"])
         return self.gem
 
     def close(self) -> None:

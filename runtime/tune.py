@@ -1,0 +1,174 @@
+"""`gem-run tune`: which encoder precision and which LLM type are fastest on this machine, measured here.
+
+    tuning = measure(bundle, threads)        # every usable variant, timed on this machine
+    write_tuning(bundle, tuning)             # <bundle>.tune.json, beside the bundle folder
+    read_tuning(bundle, threads)             # the choice, or None (no file, another machine, threads or bundle)
+
+Which type is fastest depends on the CPU (Q4_0 on an AMD EPYC, Q4_K_M on an Intel Xeon, measured), so it is
+never a constant. Only variants that passed their parity gate at export compete: an int8 encoder that failed
+its gate is listed as such and never chosen. `Interpreter.load(encoder_precision="auto", quant=None)` uses the
+choice when it was made on this machine with these threads for this bundle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .manifest import ENCODERS
+
+REQUEST_TOKENS = 128          # a request's cost: prefill + this many decode steps (GEM's reports run ~100-250)
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "neon")
+
+
+@dataclass(frozen=True)
+class LlmTiming:
+    prefill_ms: float             # the GEM prompt (rows + ids), no cached prefix
+    decode_ms_per_token: float
+    request_ms: float             # prefill + REQUEST_TOKENS decode steps
+    parity_ok: bool               # its export parity gate
+    parity: str                   # what the gate measured, for the table
+
+
+@dataclass(frozen=True)
+class Tuning:
+    machine: str
+    threads: int
+    bundle_id: str
+    encoders_ms: dict             # {encoder: {"fp32": ms, "int8": ms | "failed its parity gate: ..."}}
+    llm: dict                     # {type: LlmTiming}
+    encoder_precision: dict       # {encoder: "fp32" | "int8"}: the fastest that passed
+    quant: str                    # the LLM type with the least request_ms among those that passed
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "llm": {q: asdict(t) for q, t in self.llm.items()}}
+
+
+def machine_key() -> str:
+    """The CPU model and the SIMD it offers (what decides which kernels run), and its core count."""
+    name, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "unknown CPU":
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return f"{name} | {' '.join(f for f in SIMD_FLAGS if f in flags)} | {os.cpu_count()} cores"
+
+
+def tuning_path(bundle: Bundle) -> Path:
+    return bundle.root.with_name(bundle.root.name + ".tune.json")
+
+
+def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
+    """The measured choice for this bundle on this machine at these threads, else None."""
+    path = tuning_path(bundle)
+    try:
+        data = json.loads(path.read_text())
+        tuning = Tuning(**{**data, "llm": {q: LlmTiming(**t) for q, t in data["llm"].items()}})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None                     # absent or not ours: the bundle's defaults, as before tuning
+    if (tuning.machine, tuning.threads, tuning.bundle_id) != (machine_key(), threads, bundle.bundle_id):
+        return None
+    return tuning
+
+
+def write_tuning(bundle: Bundle, tuning: Tuning) -> Path:
+    path = tuning_path(bundle)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(tuning.to_dict(), indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def int8_problem(bundle: Bundle, name: str) -> str | None:
+    """Why the bundle's int8 `name` may not be used (None: it may)."""
+    entry = bundle.manifest.encoders[name]
+    if not entry.int8_file:
+        return f"the bundle has no int8 {name} (gem-export int8 adds one)"
+    parity = (bundle.manifest.parity.encoders if bundle.manifest.parity else {}).get(f"{name}.int8")
+    if parity is None or not parity.ok:
+        return f"its int8 {name} failed its parity gate ({parity.problem if parity else 'not checked'})"
+    return None
+
+
+def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
+    from .encoders import OrtEncoder
+    from .llm import LlamaLLM
+
+    rng = np.random.default_rng(0)
+    encoders_ms, precision = {}, {}
+    for name, io in ENCODERS.items():
+        entry = bundle.manifest.encoders[name]
+        shape = [1 if isinstance(d, str) else int(d) for d in entry.input[1]]
+        x = rng.standard_normal(shape).astype(np.float32)
+        encoders_ms[name] = {}
+        for variant, file in (("fp32", entry.file), ("int8", entry.int8_file)):
+            if variant == "int8" and (problem := int8_problem(bundle, name)):
+                encoders_ms[name][variant] = problem
+                continue
+            enc = OrtEncoder(io, bundle.path(file), "cpu", threads)
+            try:
+                enc.run(x)
+                encoders_ms[name][variant] = round(_median_ms(lambda: enc.run(x), runs), 2)
+            finally:
+                enc.close()
+            log(f"[tune] {name} {variant}: {encoders_ms[name][variant]} ms")
+        timed = {v: ms for v, ms in encoders_ms[name].items() if isinstance(ms, float)}
+        precision[name] = min(timed, key=timed.get)
+    llm = {q: _time_llm(bundle, q, threads, runs, rng, log) for q in bundle.manifest.llm}
+    passed = [q for q, t in llm.items() if t.parity_ok] or list(llm)
+    return Tuning(machine=machine_key(), threads=threads, bundle_id=bundle.bundle_id, encoders_ms=encoders_ms,
+                  llm=llm, encoder_precision=precision, quant=min(passed, key=lambda q: llm[q].request_ms))
+
+
+def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> "LlmTiming":
+    from . import constants as K
+    from .llm import LlamaLLM, LlmTimings
+    from .prompt import build_prompt, prompt_ids
+
+    parity = (bundle.manifest.parity.llm if bundle.manifest.parity else {}).get(quant)
+    with LlamaLLM(bundle.llm_path(quant), n_threads=threads) as llm:
+        ids = prompt_ids(build_prompt(K.DEFAULT_QUESTION), llm.tokenize)
+        s = ids.index(K.IMAGE_TOKEN_INDEX)
+        rows = (0.02 * rng.standard_normal((bundle.manifest.rows, llm.n_embd))).astype(np.float32)
+        prefill, decode = [], []
+        for _ in range(runs + 1):                    # the first is a warm-up
+            lt = LlmTimings()
+            pos = llm.prefill(ids[:s], rows, ids[s + 1:], lt, reuse_prefix=False)
+            llm.generate(pos, 32, lt, ignore_eos=True)
+            prefill.append(lt.prefill_ms)
+            decode.append(lt.decode_ms / max(1, lt.decode_tokens))
+    p, d = statistics.median(prefill[1:]), statistics.median(decode[1:])
+    timing = LlmTiming(prefill_ms=round(p, 2), decode_ms_per_token=round(d, 3),
+                       request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=bool(parity and parity.ok),
+                       parity=_parity_text(quant, parity))
+    log(f"[tune] llm {quant}: prefill {timing.prefill_ms} ms, {timing.decode_ms_per_token} ms/token, "
+        f"request {timing.request_ms} ms ({timing.parity})")
+    return timing
+
+
+def _parity_text(quant: str, parity) -> str:
+    if parity is None:
+        return "no parity entry"
+    if quant == "f16":
+        return f"greedy {parity.agree}/{parity.greedy_tokens} tokens as PyTorch" + ("" if parity.ok else ", FAILED")
+    return f"top-1 {parity.top1_agreement or 0:.2f}, logits cosine {parity.cosine:.4f}" + ("" if parity.ok else ", FAILED")
+
+
+def _median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)

@@ -1,0 +1,90 @@
+"""int8 CPU encoders and `gem-run tune` on a copy of the tiny bundle: an int8 encoder that fails its parity gate
+is kept in the bundle but never used (refused when asked for, passed over by tune and by auto); one that
+passes is measured beside fp32, and gem-run uses what tune found fastest on this machine."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from clirun import run_main
+from pydicom.data import get_testdata_file
+
+from gem_export.cli import main as export_main
+from gem_runtime import Interpreter
+from gem_runtime.bundle import Bundle
+from gem_runtime.cli import main
+from gem_runtime.errors import BackendUnavailableError
+from gem_runtime.tune import machine_key, read_tuning
+
+DICOM = get_testdata_file("waveform_ecg.dcm")
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    out = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, out)
+    return out
+
+
+def _add_int8(bundle, checkpoint, min_cosine: str, capsys):
+    code, out, err = run_main(export_main, ["int8", "--bundle", str(bundle), "--checkpoint", str(checkpoint),
+                                            "--min-cosine", min_cosine], capsys)
+    assert code == 0, err
+    return out
+
+
+def test_an_int8_encoder_that_fails_its_gate_is_never_selected(bundle_copy, tiny_gem7b_layout, capsys):
+    out = _add_int8(bundle_copy, tiny_gem7b_layout, "1.0", capsys)       # int8 cannot reach cosine 1.0
+    assert "ecg_encoder FAILED (not used)" in out and "image_encoder FAILED (not used)" in out
+    b = Bundle.open(bundle_copy)
+    assert b.verify_all() and not b.manifest.parity.encoders["ecg_encoder.int8"].ok
+    assert (bundle_copy / "ecg_encoder.int8.onnx").is_file()
+
+    code, _, err = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--encoder-precision", "int8",
+                                   "--max-new-tokens", "4"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "failed its parity gate (cosine" in err, err
+    with pytest.raises(BackendUnavailableError, match="failed its parity gate"):
+        Interpreter.load(bundle_copy, encoder_precision="int8", threads=1)
+
+    code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
+    assert code == 0, err
+    assert "int8: its int8 ecg_encoder failed its parity gate" in out and "-> fp32" in out
+    tuning = read_tuning(b, 1)
+    assert tuning is not None and tuning.machine == machine_key()
+    assert set(tuning.encoder_precision.values()) == {"fp32"}
+    with Interpreter.load(bundle_copy, threads=1) as gem:                 # auto: the tuning's choice
+        r = gem.interpret(DICOM, max_new_tokens=4)
+    assert r.backends.ecg_encoder == r.backends.image_encoder == "onnxruntime-cpu"
+
+
+def test_an_int8_encoder_that_passes_is_timed_and_gem_run_takes_the_tuned_choice(bundle_copy, tiny_gem7b_layout,
+                                                                                capsys):
+    _add_int8(bundle_copy, tiny_gem7b_layout, "0.9", capsys)
+    b = Bundle.open(bundle_copy)
+    assert b.manifest.parity.encoders["image_encoder.int8"].ok
+    assert b.manifest.parity.encoders["image_encoder.int8"].cosine > 0.99
+
+    code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "2"], capsys)
+    assert code == 0, err
+    tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
+    for name, variants in tuning["encoders_ms"].items():
+        assert isinstance(variants["fp32"], float) and isinstance(variants["int8"], float)
+        assert tuning["encoder_precision"][name] == min(variants, key=variants.get)
+    llm = tuning["llm"]
+    assert set(llm) == set(b.manifest.llm) and tuning["quant"] == min(
+        (q for q in llm if llm[q]["parity_ok"]), key=lambda q: llm[q]["request_ms"])
+
+    code, out, err = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--threads", "1", "--json",
+                                     "--max-new-tokens", "4"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    want = {"fp32": "onnxruntime-cpu", "int8": "onnxruntime-cpu-int8"}
+    assert result["backends"]["image_encoder"] == want[tuning["encoder_precision"]["image_encoder"]]
+    assert result["quant"] == tuning["quant"]
+    code, out, _ = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--threads", "2", "--json",
+                                   "--max-new-tokens", "4"], capsys)
+    assert code == 0 and json.loads(out)["backends"]["image_encoder"] == "onnxruntime-cpu"   # tuned at 1 thread
+    code, out, _ = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--threads", "2", "--json",
+                                   "--encoder-precision", "int8", "--max-new-tokens", "4"], capsys)
+    assert code == 0 and json.loads(out)["backends"]["ecg_encoder"] == "onnxruntime-cpu-int8"
