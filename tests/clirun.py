@@ -37,11 +37,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def terminate(proc, timeout: float = 60.0) -> bool:
+    """Stop a server process the way its users do: SIGTERM, up to `timeout` s for it to exit, then a kill.
+    True when it exited on SIGTERM (or had already exited)."""
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
 @contextmanager
 def running(args: list[str], ready, what: str, wait_s: float = 60.0):
     """`gem-run ARGS` as a server process: yields the process once `ready()` is true; SIGTERM (then a wait, then
     a kill) at the end. A process that exits before it is ready fails with its stderr."""
-    import signal
     import subprocess
     import sys
     import time
@@ -58,9 +75,4 @@ def running(args: list[str], ready, what: str, wait_s: float = 60.0):
             time.sleep(0.1)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        terminate(proc, 60)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import free_port, run_main, run_without
+from clirun import free_port, run_main, run_without, terminate
 from test_batch import DICOM, RUN_DEPENDENT, _archive, _batch, _errors, _snapshot, _stable
 
 from gem_runtime.batch.ray_engine import _remove_orphans, plan
@@ -167,11 +167,7 @@ def ray_head():
         assert head.poll() is None, "ray start --head exited"
         yield f"127.0.0.1:{port}", env
     finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
+        terminate(head, 60)
         shutil.rmtree(temp, ignore_errors=True)
 
 

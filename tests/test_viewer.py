@@ -9,7 +9,6 @@ a machine without them fails here rather than skips.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from clirun import terminate
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -88,12 +88,7 @@ def server(tiny_bundle, tmp_path_factory) -> str:
         _wait_healthy(base, proc, log)
         yield base
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if not terminate(proc, 30):
             pytest.fail(f"gem-run serve did not exit within 30 s of SIGTERM:\n{_tail(log)}")
 
 
