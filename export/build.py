@@ -19,7 +19,7 @@ from gem_runtime import constants as K
 from gem_runtime.bundle import Bundle, bundle_id_of, list_files, write_manifest
 from gem_runtime.errors import CheckpointError, GemEdgeError
 from gem_runtime.manifest import (ENCODERS, FORMAT, FORMAT_VERSION, LLM_TYPES, QUANTIZED, TOKENIZER_FILE,
-                                  EncoderEntry, LlmParity, Manifest, Parity, Preprocessing, Prompt,
+                                  EncoderEntry, EncoderParity, LlmParity, Manifest, Parity, Preprocessing, Prompt,
                                   in_progress_marker)
 from gem_runtime.prompt import build_prompt, prompt_ids
 from gem_train.checkpoint import load_checkpoint

@@ -156,13 +156,11 @@ def timing_lines(result) -> list[str]:
 def tune(bundle_dir, threads, runs):
     """Time each encoder precision and LLM type on this machine; gem-run then uses the fastest that passed its
     parity gate (written to <bundle>.tune.json)."""
-    import os
-
     from .bundle import Bundle, default_bundle
-    from .tune import measure, write_tuning
+    from .tune import default_threads, measure, write_tuning
 
     bundle = Bundle.open(bundle_dir or default_bundle())
-    threads = threads or min(8, os.cpu_count() or 1)
+    threads = threads or default_threads()
     tuning = measure(bundle, threads, runs, log=lambda m: click.echo(m, err=True))
     click.echo(f"machine: {tuning.machine}, {threads} threads")
     for name, variants in tuning.encoders_ms.items():

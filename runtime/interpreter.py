@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import time
 import uuid
 from contextlib import ExitStack
@@ -121,10 +120,10 @@ class Interpreter:
         thread count and n_seq (see LlamaLLM). encoder_precision: "fp32", "int8" (CPU), or "auto": with quant
         None, what `gem-run tune` measured fastest on this machine (gem_runtime.tune), else fp32 and the
         bundle's default type."""
-        from .tune import read_tuning
+        from .tune import default_threads, tuned_quant
 
         b = Bundle.open(Path(bundle) if bundle else default_bundle())
-        threads = threads or min(8, os.cpu_count() or 1)
+        threads = threads or default_threads()
         precision = encoder_precision if isinstance(encoder_precision, dict) else \
             resolve_precision(b, backend, encoder_precision, threads)
         if n_gpu_layers is None:
@@ -133,8 +132,7 @@ class Interpreter:
             if backend in ("cuda", "tensorrt"):
                 raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
             n_gpu_layers = 0
-        tuning = read_tuning(b, threads) if quant is None and not n_gpu_layers else None   # tune times the CPU
-        quant = quant or (tuning.quant if tuning and tuning.quant in b.manifest.llm else b.default_quant())
+        quant = quant or (b.default_quant() if n_gpu_layers else tuned_quant(b, threads))   # tune times the CPU
         return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn, precision)
 
     def close(self):
@@ -180,8 +178,8 @@ class Interpreter:
         """Up to n_seq ECGs, each read, rendered and encoded alone, then prefilled as sequences of one context
         and decoded together (one llama_decode per step for all): per ECG its Result, or the EcgReadError that
         refused it. No follow-ups on these. The text can differ from `interpret`'s: decoding several columns at once
-        sums in another order (measured: the demo model identical on all; random GEM-7B-shape weights, whose
-        logits are near ties, 3 of 4 identical over 48 tokens; benchmarks/README.md)."""
+        sums in another order (gem-bench batch, 64 tokens: 96/100 demo records identical; random GEM-7B-shape
+        weights, whose logits are near ties, 7/8; benchmarks/README.md)."""
         if len(ecgs) > self.llm.n_seq:
             raise ConfigError(f"{len(ecgs)} ECGs at once, but this Interpreter was loaded with n_seq "
                               f"{self.llm.n_seq}")

@@ -67,6 +67,18 @@ def machine_key() -> str:
     return f"{name} | {' '.join(f for f in SIMD_FLAGS if f in flags)} | {os.cpu_count()} cores"
 
 
+def default_threads() -> int:
+    """gem-run's threads when not given: all cores, at most 8."""
+    return min(8, os.cpu_count() or 1)
+
+
+def tuned_quant(bundle: Bundle, threads: int) -> str:
+    """The LLM type `gem-run tune` chose for this bundle on this machine at these threads, else the bundle's
+    default: what gem-run and gem-run batch load when --quant is not given."""
+    tuning = read_tuning(bundle, threads)
+    return tuning.quant if tuning and tuning.quant in bundle.manifest.llm else bundle.default_quant()
+
+
 def tuning_path(bundle: Bundle) -> Path:
     return bundle.root.with_name(bundle.root.name + ".tune.json")
 
@@ -105,7 +117,6 @@ def int8_problem(bundle: Bundle, name: str) -> str | None:
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
-    from .llm import LlamaLLM
 
     rng = np.random.default_rng(0)
     encoders_ms, precision = {}, {}
@@ -134,7 +145,7 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
                   llm=llm, encoder_precision=precision, quant=min(passed, key=lambda q: llm[q].request_ms))
 
 
-def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> "LlmTiming":
+def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> LlmTiming:
     from . import constants as K
     from .llm import LlamaLLM, LlmTimings
     from .prompt import build_prompt, prompt_ids
@@ -163,9 +174,10 @@ def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> 
 def _parity_text(quant: str, parity) -> str:
     if parity is None:
         return "no parity entry"
+    failed = "" if parity.ok else ", FAILED"
     if quant == "f16":
-        return f"greedy {parity.agree}/{parity.greedy_tokens} tokens as PyTorch" + ("" if parity.ok else ", FAILED")
-    return f"top-1 {parity.top1_agreement or 0:.2f}, logits cosine {parity.cosine:.4f}" + ("" if parity.ok else ", FAILED")
+        return f"greedy {parity.agree}/{parity.greedy_tokens} tokens as PyTorch{failed}"
+    return f"top-1 {parity.top1_agreement or 0:.2f}, logits cosine {parity.cosine:.4f}{failed}"
 
 
 def _median_ms(fn, runs: int) -> float:

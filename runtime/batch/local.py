@@ -61,17 +61,13 @@ class BatchSummary:
 def open_store(out_dir: Path, options: LocalOptions) -> ResultStore:
     """The bundle checked (its LLM type too) and the writer for out_dir, keyed on this run's settings: the same
     for every engine."""
-    import os
-
     from ..bundle import Bundle, default_bundle
     from ..encoders import encoder_precision
-    from ..tune import read_tuning
+    from ..tune import default_threads, tuned_quant
 
     bundle = Bundle.open(options.bundle or default_bundle())
-    threads = options.threads or min(8, os.cpu_count() or 1)
-    tuning = read_tuning(bundle, threads)            # gem-run tune's choice on this machine, as gem-run takes it
-    quant = options.quant or (tuning.quant if tuning and tuning.quant in bundle.manifest.llm
-                              else bundle.default_quant())
+    threads = options.threads or default_threads()
+    quant = options.quant or tuned_quant(bundle, threads)      # gem-run tune's choice here, as gem-run takes it
     if quant not in bundle.manifest.llm:
         raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
     return ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,

@@ -124,8 +124,9 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
                     todo.append((record, key))
             if todo and not stop.signal_name:
                 with contextlib.redirect_stdout(sys.stderr):      # Ray prints its workers' deaths to stdout
-                    finished = _run_pool(ray, [r for r, _ in todo], out_dir, replace(options, quant=store.settings["quant"]), store,
-                                         ray_options, stop, count)
+                    finished = _run_pool(ray, [r for r, _ in todo], out_dir,
+                                         replace(options, quant=store.settings["quant"]), store, ray_options,
+                                         stop, count)
                 for record, key in todo:              # stopped: written by a worker, its row not yet back
                     if record.rel not in finished and store.done(record, key):
                         finished.add(record.rel)
@@ -184,8 +185,8 @@ def _run_pool(ray, todo: list[Record], out_dir: Path, options: LocalOptions, sto
             ds = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
                 RayWorker, fn_constructor_kwargs={"options": replace(options, threads=threads),
                                                   "out_dir": str(out_dir), "settings": store.settings},
-                batch_size=options.decode_batch, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads,
-                num_gpus=num_gpus or None, max_restarts=-1, max_task_retries=MAX_TASK_RETRIES)
+                batch_size=options.decode_batch, compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=threads, num_gpus=num_gpus or None, max_restarts=-1, max_task_retries=MAX_TASK_RETRIES)
         ours = set(threading.enumerate())
         rows = iter(() if stop.signal_name else ds.iter_rows())
         for row in rows:
