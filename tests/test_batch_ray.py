@@ -146,28 +146,47 @@ def test_a_worker_killed_mid_batch_is_restarted_and_every_record_ends_once(tmp_p
     _assert_each_once(out, [f"ecg{i:02d}.dcm" for i in range(12)], single)
 
 
-@pytest.fixture
-def ray_head():
-    """A Ray cluster of 2 CPUs started as an operator would (`ray start --head --block`): its address, and the
-    environment a driver joining it needs. Stopped (SIGTERM, no drain) at the end."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+def _start_head(env: dict, temp: str) -> tuple[subprocess.Popen, int, list[str]]:
+    """`ray start --head --block` on fresh free ports: the process, its port and what it printed up to "will now
+    block" (all of it when it exited)."""
     port = free_port()
     ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port",
                                                     "dashboard-agent-grpc-port", "runtime-env-agent-port",
                                                     "metrics-export-port")]
-    temp = tempfile.mkdtemp(prefix="gemray-")        # its own, short (socket paths): /tmp/ray is left alone
     head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-                             f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                             f"--temp-dir={temp}", *ports], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+                             f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", *ports],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    printed = []
+    for line in head.stdout:                                    # ready once it says it will block
+        printed.append(line)
+        if "will now block" in line:
+            break
+    else:                                                       # its output ended: it exited, or will
+        head.wait(timeout=60)
+    return head, port, printed
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray cluster of 2 CPUs started as an operator would (`ray start --head --block`): its address, and the
+    environment a driver joining it needs. Stopped (SIGTERM, no drain) at the end. A start that fails is tried
+    again on other ports (a free port can be taken between our probe and Ray's bind); the last one's output
+    is the failure message."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    temp = tempfile.mkdtemp(prefix="gemray-")        # its own, short (socket paths): /tmp/ray is left alone
+    head = None
     try:
-        for line in head.stdout:                                # ready once it says it will block
-            if "will now block" in line:
+        for _ in range(3):
+            head, port, printed = _start_head(env, temp)
+            if head.poll() is None:
                 break
-        assert head.poll() is None, "ray start --head exited"
+            terminate(head, 60)
+        assert head.poll() is None, "ray start --head exited:\n" + "".join(printed[-40:])
         yield f"127.0.0.1:{port}", env
     finally:
-        terminate(head, 60)
+        if head is not None:
+            terminate(head, 60)
         shutil.rmtree(temp, ignore_errors=True)
 
 
