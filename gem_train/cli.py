@@ -53,6 +53,26 @@ def tokenizer(data_dir, vocab_size, out):
     click.echo(f"wrote {path}")
 
 
+@cli.command("pretrain-tower")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--max-steps", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--noise-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="share of records with wander, mains hum and muscle noise")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="continue from OUT/pretrain_state.pt")
+def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, seed, resume):
+    """Pretrain the ECG tower on simulated records: regress their measured truth, name their conditions."""
+    from .config import GemConfig
+    from .pretrain import PretrainArgs, pretrain_tower as run
+
+    args = PretrainArgs(max_steps=max_steps, batch_size=batch_size, lr=lr, noise_share=noise_share, seed=seed)
+    path = run(GemConfig.from_name(preset), out, args, resume=resume, log=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {path}")
+
+
 @cli.command()
 @click.option("--preset", type=click.Choice(PRESET_NAMES), required=True)
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
@@ -62,6 +82,10 @@ def tokenizer(data_dir, vocab_size, out):
 @click.option("--stage", type=click.Choice(["align", "instruct"]), default="instruct", show_default=True)
 @click.option("--init", "init_from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="start from this checkpoint (e.g. after --stage align)")
+@click.option("--init-tower", "init_tower", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="start the ECG tower from `gem-train pretrain-tower --out DIR`")
+@click.option("--tower-lr-scale", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="the ECG tower's learning rate as a share of --lr (a pretrained tower moves less)")
 @click.option("--max-steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True)
@@ -69,8 +93,8 @@ def tokenizer(data_dir, vocab_size, out):
 @click.option("--warmup", type=click.IntRange(0), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="continue from OUT/trainer_state.pt")
-def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, max_steps, batch_size, grad_accum, lr, warmup,
-        seed, resume):
+def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, tower_lr_scale, max_steps, batch_size,
+        grad_accum, lr, warmup, seed, resume):
     """Train GEM: stage `instruct` (GEM's recipe) or `align` (projectors only)."""
     from .config import GemConfig
     from .train import TrainArgs, fit as run_fit
@@ -81,9 +105,9 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, max_steps, batch
                            f"`gem-train tokenizer --data {data_dir}` or pass --tokenizer DIR")
 
     args = TrainArgs(stage=stage, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                     warmup_steps=warmup, seed=seed)
+                     warmup_steps=warmup, seed=seed, tower_lr_scale=tower_lr_scale)
     run_fit(GemConfig.from_name(preset), data_dir, tokenizer_dir, out, args,
-            init_from=init_from, resume=resume, log=lambda m: click.echo(m, err=True))
+            init_from=init_from, init_tower=init_tower, resume=resume, log=lambda m: click.echo(m, err=True))
 
 
 @cli.command("eval")

@@ -38,6 +38,7 @@ class TrainArgs:
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
+    tower_lr_scale: float = 1.0    # the ECG tower's lr as a share of lr (a pretrained tower moves less)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -114,26 +115,33 @@ def set_trainable(model: GemForCausalLM, stage: str) -> None:
 
 
 def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args: TrainArgs,
-        init_from: Path | None = None, resume: bool = False, log=print) -> Path:
+        init_from: Path | None = None, init_tower: Path | None = None, resume: bool = False, log=print) -> Path:
     torch.manual_seed(args.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = SpTokenizer(Path(tokenizer_dir) / "tokenizer.model")
     if tok.vocab_size != config.vocab_size:
         raise ConfigError(f"{tokenizer_dir}: tokenizer has {tok.vocab_size} pieces but preset {config.name!r} expects {config.vocab_size}")
-    data = GroundedDataset(data_dir, config, tok)
     if init_from is not None:
         from .checkpoint import load_checkpoint
 
         model = load_checkpoint(init_from)
     else:
         model = GemForCausalLM(config)
+    if init_tower is not None:
+        from .pretrain import load_tower
+
+        load_tower(model, init_tower)
+    data = GroundedDataset(data_dir, config, tok)          # after the inputs that fail fast are checked
     set_trainable(model, args.stage)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    groups = []
+    for in_tower, scale in ((False, 1.0), (True, args.tower_lr_scale)):
+        mine = [p for n, p in named if (".ecg_tower." in n) == in_tower]
+        groups += [{"params": [p for p in mine if p.ndim >= 2], "weight_decay": args.weight_decay, "lr_scale": scale},
+                   {"params": [p for p in mine if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr, betas=(0.9, 0.95))
     step, state_file = 0, out / "trainer_state.pt"
     if resume and state_file.exists():
         st = torch.load(state_file, map_location="cpu", weights_only=True)
@@ -149,7 +157,7 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
     t0, losses = time.time(), []
     while step < args.max_steps:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args)
+            g["lr"] = lr_at(step, args) * g["lr_scale"]
         for _ in range(args.grad_accum):
             idx = rng.sample(range(len(data)), args.batch_size)
             loss = model(*data.batch(idx)) / args.grad_accum
