@@ -112,25 +112,48 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, towe
 
 @cli.command("eval")
 @click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
-@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="a corpus of held-out synthetic records (`gem-train data` with a seed training never used)")
 @click.option("--n", "n", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--real", "real", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="a real ECG file (any format gem-run reads); repeatable")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write JSON here")
-def evaluate(checkpoint, data_dir, n, max_new_tokens, out):
-    """Greedy generation with the PyTorch model, then ECG-Bench-style scores from the text."""
-    from .evaluate import evaluate_checkpoint
+def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out):
+    """Greedy generation with the PyTorch model: ECG-Bench-style scores from the text on synthetic records, and
+    on real ECGs what the model says beside what their cart says."""
+    from .evaluate import evaluate_checkpoint, evaluate_real
 
+    if data_dir is None and not real:
+        raise click.UsageError("give --data DIR, --real FILE or both")
     t0 = time.time()
-    res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens)
+    res = {}
+    if data_dir is not None:
+        res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens)
+        _echo_scores(res["scores"])
+    if real:
+        readings = evaluate_real(checkpoint, list(real), max_new_tokens)
+        res["real"] = [r.to_dict() for r in readings]
+        for r in readings:
+            device = "no device statement" if not r.device_statements else \
+                f"{r.device}: {'; '.join(r.device_statements)}, {r.device_hr_bpm} bpm"
+            click.echo(f"{r.file}: model says {r.rhythm} at {r.stated_hr_bpm} bpm (measured {r.measured_hr_bpm:.1f}); "
+                       f"{device}")
     if out:
         out.write_text(json.dumps(res, indent=2))
-    s = res["scores"]
+    click.echo(f"({time.time() - t0:.0f} s)")
+
+
+def _echo_scores(s: dict) -> None:
     mae = "-" if s["hr_mae_bpm"] is None else f"{s['hr_mae_bpm']:.1f}"
     click.echo(f"n={s['n']}  rhythm accuracy {s['rhythm_accuracy']:.3f}  diagnosis macro-F1 "
-               f"{s['diagnosis_macro_f1']:.3f}  HR within 10% {s['hr_within_10pct']:.3f}  mean |HR error| {mae} bpm  "
-               f"({time.time() - t0:.0f} s)")
+               f"{s['diagnosis_macro_f1']:.3f}  HR within 10% {s['hr_within_10pct']:.3f}  mean |HR error| {mae} bpm")
     for name, f1 in s["diagnosis_f1"].items():
         click.echo(f"  F1 {name:32s} {f1 if f1 is None else round(f1, 3)}")
+    for quantity, e in s["stated_numbers"].items():
+        mae = "-" if e["mean_abs_error"] is None else f"{e['mean_abs_error']:.1f}"
+        click.echo(f"  stated {quantity:14s} in {e['stated']:.2f} of texts, mean |error| {mae}, "
+                   f"within tolerance {e['within_tolerance']:.3f}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from gem_runtime.grounding import AGREE, check_grounding
+from gem_runtime.measure import Measurements
 from gem_train.simulate import AF, CONDITIONS, NSR, RHYTHMS, SB, STACH
 
 IMPRESSION = "Impression:"
@@ -96,4 +98,37 @@ def score(predictions: list[str], truths: list[dict]) -> dict:
         "hr_within_10pct": hr_hits / n,
         "hr_mae_bpm": sum(hr_errors) / len(hr_errors) if hr_errors else None,
         "hr_parsed": len(hr_errors) / n,
+        "stated_numbers": stated_number_errors(predictions, truths),
     }
+
+
+_TRUTH_KEYS = ("hr_bpm", "rr_ms", "pr_ms", "p_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms",
+               "p_axis_deg", "qrs_axis_deg", "t_axis_deg")
+
+
+def stated_number_errors(predictions: list[str], truths: list[dict]) -> dict[str, dict]:
+    """For every quantity the texts state (rate, PR, QRS, QT, QTc, axes), read as the runtime's grounding check
+    reads them: the share of texts that state it, the mean absolute error against the simulator's truth, and
+    the share within the grounding check's tolerance (rate 10% or 5 bpm, PR/QRS 20 ms, QT/QTc 30 ms, axis 20
+    degrees). A quantity stated where the truth has none (a PR in AF) counts as stated and not within tolerance."""
+    errors: dict[str, list[tuple[float | None, bool]]] = {}
+    for text, truth in zip(predictions, truths):
+        meas = Measurements(**{k: truth.get(k) for k in _TRUTH_KEYS})
+        seen = set()
+        for item in check_grounding(text, meas):
+            if item.quantity in seen:                       # the first statement of each quantity
+                continue
+            seen.add(item.quantity)
+            error = None
+            if item.measured is not None:
+                error = abs(item.stated - item.measured)
+                if item.quantity.endswith("_deg"):
+                    error = abs((item.stated - item.measured + 180.0) % 360.0 - 180.0)
+            errors.setdefault(item.quantity, []).append((error, item.verdict == AGREE))
+    out = {}
+    for quantity, pairs in sorted(errors.items()):
+        known = [e for e, _ in pairs if e is not None]
+        out[quantity] = {"stated": len(pairs) / len(truths),
+                         "mean_abs_error": sum(known) / len(known) if known else None,
+                         "within_tolerance": sum(ok for _, ok in pairs) / len(pairs)}
+    return out

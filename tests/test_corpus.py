@@ -88,6 +88,23 @@ def test_score_is_perfect_on_truth_and_worse_when_shuffled(records):
         score(["a", "b"], truths[:1])
 
 
+def test_stated_numbers_are_scored_against_the_truth(records):
+    """Every text states rate, QRS, QT, QTc and axis (PR unless AF), each read back within tolerance; numbers
+    from another record's text are mostly not."""
+    texts = [answer(r) for _, r in records]
+    truths = [r["machine_measurements"] for _, r in records]
+    stated = score(texts, truths)["stated_numbers"]
+    for quantity in ("hr_bpm", "qrs_ms", "qt_ms", "qtc_ms", "qrs_axis_deg"):
+        assert stated[quantity]["stated"] == 1.0 and stated[quantity]["within_tolerance"] == 1.0, quantity
+        assert stated[quantity]["mean_abs_error"] <= 0.5, quantity
+    n_af = sum(t["rhythm"] == AF for t in truths)
+    assert stated["pr_ms"]["stated"] == pytest.approx(1 - n_af / len(truths))
+    assert stated["pr_ms"]["within_tolerance"] == 1.0
+    shuffled = score(list(np.random.default_rng(0).permutation(texts)), truths)["stated_numbers"]
+    assert shuffled["qrs_axis_deg"]["within_tolerance"] < 0.5 and shuffled["qrs_axis_deg"]["mean_abs_error"] > 20
+    assert shuffled["pr_ms"]["within_tolerance"] < 1.0   # a PR stated for an AF record has no truth to meet
+
+
 def test_parsers_without_impression():
     assert parse_diagnoses("Sinus rhythm with left axis deviation.") == {"left axis deviation"}
     assert parse_diagnoses("normal sinus rhythm ... Impression: sinus bradycardia.") == {SB}
