@@ -61,6 +61,7 @@ class BuildOptions:
     quant_gate: bool = True           # False: report the quantized numbers without failing on them
     int8: bool = True                 # int8 CPU encoders beside the fp32 ones (gated; never fail the bundle)
     int8_min_cosine: float = INT8_MIN_COSINE
+    ngram_corpus: Path | None = None  # a training corpus: its reports become speculation's draft table
     log: Callable[[str], None] = print
     extra_files: dict = field(default_factory=dict)
 
@@ -114,6 +115,7 @@ def build_bundle(checkpoint: Path, out: Path, opts: BuildOptions = BuildOptions(
     state = model.state_dict()
     write_gguf(((k, v.float().numpy()) for k, v in state.items()), c, out / TOKENIZER_FILE, f16, name=c.name)
     llm = {"f16": f16.name}
+    ngram_file = _ngrams(out, opts.ngram_corpus, log) if opts.ngram_corpus else None
     for q in opts.quants:
         t0 = time.time()
         dst = quantize(f16, out / LLM_TYPES[q].file, q, opts.threads)
@@ -131,7 +133,7 @@ def build_bundle(checkpoint: Path, out: Path, opts: BuildOptions = BuildOptions(
         format=FORMAT, format_version=FORMAT_VERSION, complete=False, model=c.to_hf_dict(),
         preprocessing=_preprocessing(c), prompt=_prompt(c), tools=_tools(), llm=llm, encoders=encoders,
         files=files, parity=Parity(encoders=enc_parity, llm=llm_parity), tensorrt=tensorrt,
-        bundle_id=bundle_id_of(files), build_seconds=round(time.time() - t_start, 1))
+        bundle_id=bundle_id_of(files), build_seconds=round(time.time() - t_start, 1), ngram_file=ngram_file)
     if failures:
         write_manifest(out, replace(manifest, gate_failures=failures))
         raise ExportGateError(f"{out}: parity gate failed: {'; '.join(failures)} (bundle left marked incomplete)")
@@ -227,6 +229,31 @@ def add_int8(out: Path, model: GemForCausalLM, opts: BuildOptions = BuildOptions
     files = list_files(out)
     manifest = replace(manifest, encoders=encoders, parity=replace(manifest.parity, encoders=parity), files=files,
                        bundle_id=bundle_id_of(files))
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _ngrams(out: Path, corpus: Path, log) -> str:
+    """The draft table of speculative decoding: n-grams of the corpus's reports in the bundle's own tokens."""
+    import sentencepiece as spm
+
+    from gem_runtime.speculate import NGRAM_FILE, NgramTable
+    from gem_train.corpus import read_records
+
+    sp = spm.SentencePieceProcessor(model_file=str(out / TOKENIZER_FILE))
+    reports = [turn["value"] for r in read_records(corpus) for turn in r["conversations"] if turn["from"] == "gpt"]
+    table = NgramTable.build(sp.encode(text) + [sp.eos_id()] for text in reports)
+    table.save(out / NGRAM_FILE)
+    log(f"[export] {NGRAM_FILE}: {len(table)} n-grams from {len(reports)} reports of {corpus}")
+    return NGRAM_FILE
+
+
+def add_ngrams(out: Path, corpus: Path, log=print) -> Manifest:
+    """`gem-export ngrams`: speculation's draft table added to (or replaced in) an existing, complete bundle."""
+    manifest = Bundle.open(out).manifest
+    file = _ngrams(out, corpus, log)
+    files = list_files(out)
+    manifest = replace(manifest, ngram_file=file, files=files, bundle_id=bundle_id_of(files))
     write_manifest(out, manifest)
     return manifest
 

@@ -42,12 +42,14 @@ def _quants(ctx, param, value: str) -> tuple[str, ...]:
               help="report quantized parity without failing on it (untrained models have near-tied logits)")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="also write int8 CPU encoders (gated by cosine vs PyTorch; one that fails is never used)")
-def build(checkpoint, out, quant, trt, threads, ecg_tower_pt, clip_dir, report_only_quant, int8):
+@click.option("--ngram-corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="the training corpus (records.json folder): its reports become speculative decoding's drafts")
+def build(checkpoint, out, quant, trt, threads, ecg_tower_pt, clip_dir, report_only_quant, int8, ngram_corpus):
     """Export encoders to ONNX (+TensorRT), the LLM to GGUF (+quantized), and check parity against PyTorch."""
     from .build import BuildOptions, build_bundle
 
     opts = BuildOptions(quants=quant, trt=trt, threads=threads, quant_gate=not report_only_quant, int8=int8,
-                        log=lambda m: click.echo(m, err=True))
+                        ngram_corpus=ngram_corpus, log=lambda m: click.echo(m, err=True))
     build_bundle(checkpoint, out, opts, ecg_tower_pt=ecg_tower_pt, clip_dir=clip_dir)
 
 
@@ -72,6 +74,21 @@ def int8(bundle_dir, checkpoint, min_cosine, threads):
     click.echo(f"bundle {bundle_dir} ({m.bundle_id}): int8 encoders "
                + ", ".join(f"{n} {'passed' if m.parity.encoders[n + '.int8'].ok else 'FAILED (not used)'}"
                            for n in m.encoders))
+
+
+@cli.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="the training corpus (a folder with records.json)")
+def ngrams(bundle_dir, corpus):
+    """Add speculative decoding's draft table (n-grams of the corpus's reports) to a bundle."""
+    from gem_runtime.bundle import Bundle
+
+    from .build import add_ngrams
+
+    Bundle.open(bundle_dir).verify_all()
+    m = add_ngrams(bundle_dir, corpus, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"bundle {bundle_dir} ({m.bundle_id}): {m.ngram_file}")
 
 
 @cli.command()

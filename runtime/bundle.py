@@ -121,6 +121,14 @@ class Bundle:
             raise BundleError(self.root, f"no {quant} LLM in this bundle (has {', '.join(self.llm_quants())})")
         return self.path(self.manifest.llm[quant])
 
+    def ngram_table(self):
+        """Speculative decoding's draft table (speculate.NgramTable), None when the bundle has none."""
+        if not self.manifest.ngram_file:
+            return None
+        from .speculate import NgramTable
+
+        return NgramTable.load(self.path(self.manifest.ngram_file))
+
     def default_quant(self) -> str:
         have = self.llm_quants()
         return self.manifest.default_quant or ("q4_k_m" if "q4_k_m" in have else have[0])

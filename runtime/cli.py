@@ -35,6 +35,9 @@ from .manifest import QUANTS
 @click.option("--encoder-precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
               help="CPU encoders; auto: what `gem-run tune` measured fastest here, else fp32")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="default: all cores, at most 8")
+@click.option("--draft-len", type=click.IntRange(0, 16), default=None,
+              help="speculative decoding: tokens drafted per step, the same text (0: plain; default: what "
+                   "`gem-run tune` measured fastest here, else 0)")
 @click.option("--fs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="sampling rate in Hz (needed for .npy)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of streamed text")
@@ -43,7 +46,7 @@ from .manifest import QUANTS
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
 @click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
               help="refuse ECG files (with their signal files) larger than this")
-def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, fs, as_json, save_image,
+def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len, fs, as_json, save_image,
         max_new_tokens, max_bytes):
     """Interpret ECG_FILE (WFDB .hea, DICOM waveform, or .npy [12, N] with --fs) with GEM."""
     from .bundle import default_bundle
@@ -59,7 +62,7 @@ def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads,
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
     with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads,
-                          encoder_precision=encoder_precision) as gem:
+                          encoder_precision=encoder_precision, draft_len=draft_len) as gem:
         stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
         result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
                                save_image=save_image, timings=timings)
@@ -140,7 +143,9 @@ def timing_lines(result) -> list[str]:
             ("image encoder", t["image_encoder"], b.image_encoder),
             ("prefill / TTFT", t["prefill"], f"{result.prompt_positions} positions"
                                              f"{', prefix KV reused' if result.prefix_cached else ''}"),
-            ("decode", t["decode"], f"{result.new_tokens} tokens, {result.decode_tok_s:.1f} tok/s"),
+            ("decode", t["decode"], f"{result.new_tokens} tokens, {result.decode_tok_s:.1f} tok/s" + (
+                f", drafts of {result.speculation.draft_len}: {result.speculation.acceptance:.0%} kept"
+                if result.speculation else "")),
             ("measure", t["measure"], "for the grounding check"),
             ("total", t.total_ms, "")]
     lines = [f"bundle {result.bundle_id} | LLM {result.quant} on {b.llm} | threads {result.threads}"]
@@ -170,6 +175,9 @@ def tune(bundle_dir, threads, runs):
         click.echo(f"  llm {q}: prefill {t.prefill_ms} ms, {t.decode_ms_per_token} ms/token, request "
                    f"{t.request_ms} ms; parity {t.parity}")
     click.echo(f"  llm -> {tuning.quant}")
+    cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.decode_ms_per_token.items()]
+    click.echo(f"  {tuning.quant} decode per token by draft length: {'; '.join(cells)} -> "
+               f"{tuning.draft_len or 'plain decoding'}")
     try:
         click.echo(f"wrote {write_tuning(bundle, tuning)}")
     except OSError as exc:

@@ -34,6 +34,7 @@ from .preprocess import preprocess_ecg
 from .prompt import build_prompt, prompt_ids
 from .readers import DeviceReport, EcgRecord, read_ecg
 from .render import render_ecg_image
+from .speculate import Drafter, SpeculationStats, generate_speculative
 from .timings import Timings
 
 
@@ -64,6 +65,7 @@ class Result:
     device: DeviceReport | None = None        # the cart's own measurements and statements, from the file
     device_comparison: list[DeviceComparison] = field(default_factory=list)   # ours against the cart's
     ecg_id: str = ""                          # for follow-up questions: Interpreter.ask(result, question)
+    speculation: SpeculationStats | None = None   # drafted and kept tokens, when decoding speculated
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -75,7 +77,8 @@ class Result:
                 "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
                 "grounding": [g.to_dict() for g in self.grounding],
                 "device": None if self.device is None else self.device.to_dict(),
-                "device_comparison": [c.to_dict() for c in self.device_comparison]}
+                "device_comparison": [c.to_dict() for c in self.device_comparison],
+                **({"speculation": self.speculation.to_dict()} if self.speculation else {})}
 
 
 @dataclass
@@ -92,8 +95,12 @@ class Interpreter:
 
     def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int,
                  state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
-                 precision: dict[str, str] | None = None):
+                 precision: dict[str, str] | None = None, draft_len: int = 0):
         self.bundle, self.quant, self.threads = bundle, quant, threads
+        self.draft_len = draft_len
+        self.drafter = Drafter(bundle.ngram_table()) if draft_len else None
+        if draft_len:
+            flash_attn = False          # a k-token verify computes as k one-token decodes only with it off
         self.conversations = ConversationCache(state_bytes)     # parked follow-up states (0: only the live one)
         self._live: Conversation | None = None
         t0 = time.perf_counter()
@@ -113,14 +120,15 @@ class Interpreter:
     def load(cls, bundle: str | Path | None = None, *, quant: str | None = None, backend: str = "auto",
              threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
              state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
-             encoder_precision: str | dict[str, str] = "auto") -> "Interpreter":
+             encoder_precision: str | dict[str, str] = "auto", draft_len: int | None = None) -> "Interpreter":
         """state_bytes: memory for the KV states of earlier ECGs, so a follow-up on any of them continues where
         it stopped (0: follow-ups only on the ECG interpreted last). n_seq: ECGs `interpret_many` decodes
         together. flash_attn: llama.cpp's flash attention (None: its choice); False gives the same text at any
         thread count and n_seq (see LlamaLLM). encoder_precision: "fp32", "int8" (CPU), or "auto": with quant
         None, what `gem-run tune` measured fastest on this machine (gem_runtime.tune), else fp32 and the
-        bundle's default type."""
-        from .tune import default_threads, tuned_quant
+        bundle's default type. draft_len: tokens drafted per decode step (speculate.py; 0: plain decoding; None:
+        what tune measured fastest here, else 0); speculating turns flash attention off."""
+        from .tune import default_threads, tuned_draft_len, tuned_quant
 
         b = Bundle.open(Path(bundle) if bundle else default_bundle())
         threads = threads or default_threads()
@@ -133,7 +141,10 @@ class Interpreter:
                 raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
             n_gpu_layers = 0
         quant = quant or (b.default_quant() if n_gpu_layers else tuned_quant(b, threads))   # tune times the CPU
-        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn, precision)
+        if draft_len is None:
+            draft_len = tuned_draft_len(b, threads, quant) if n_seq == 1 and not n_gpu_layers else 0
+        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn, precision,
+                   draft_len)
 
     def close(self):
         self._close_encoders()
@@ -165,8 +176,8 @@ class Interpreter:
             prep = self._prepare(record, img, save_image, t)
             rows = self._encode(prep, t)
             self._park_live()
-            pos, prefix = self._prefill(question, rows, lt, t)
-            out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos)
+            pos, prefix, suffix = self._prefill(question, rows, lt, t)
+            out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos, suffix)
             meas = self._measure(prep.signal, save_image, t)
         conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record.device,
                                        _png(prep.image) if keep_image else None, question, text)
@@ -232,7 +243,8 @@ class Interpreter:
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
-                      device_comparison=compare_with_device(meas, record.device), ecg_id=ecg_id)
+                      device_comparison=compare_with_device(meas, record.device), ecg_id=ecg_id,
+                      speculation=lt.speculation)
 
     def ask(self, ecg: "Result | str", question: str, *, max_new_tokens: int = 256,
             stream: Callable[[str], None] | None = None) -> Answer:
@@ -252,7 +264,7 @@ class Interpreter:
                         self.llm.restore_state(conv.state, conv.prefix_ids)
                         conv.state, self._live = None, conv
                     pos = self.llm.eval_tokens(ids, conv.pos, "last")
-                out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos=False)
+                out, text = self._decode(pos, max_new_tokens, lt, t, stream, False, ids)
         except BaseException:
             self.conversations.drop(ecg_id)      # a turn cut short leaves the sequence half-written
             self._live = None
@@ -313,14 +325,18 @@ class Interpreter:
                                                 f"manifest says {self.bundle.manifest.rows}")
         return rows
 
-    def _prefill(self, question: str, rows: np.ndarray, lt: LlmTimings, t: Timings) -> tuple[int, list[int]]:
-        """GEM's prompt with the encoder rows injected at the <image> sentinel: (next position, prefix ids)."""
+    def _prefill(self, question: str, rows: np.ndarray, lt: LlmTimings, t: Timings
+                 ) -> tuple[int, list[int], list[int]]:
+        """GEM's prompt with the encoder rows injected at the <image> sentinel: (next position, the ids before
+        the rows, the ids after them)."""
         with t.stage("prefill"):
             ids = prompt_ids(build_prompt(question), self.llm.tokenize)
             s = ids.index(K.IMAGE_TOKEN_INDEX)
-            return self.llm.prefill(ids[:s], rows, ids[s + 1:], lt), ids[:s]
+            return self.llm.prefill(ids[:s], rows, ids[s + 1:], lt), ids[:s], ids[s + 1:]
 
-    def _decode(self, pos: int, max_new_tokens: int, lt: LlmTimings, t: Timings, stream, ignore_eos: bool):
+    def _decode(self, pos: int, max_new_tokens: int, lt: LlmTimings, t: Timings, stream, ignore_eos: bool,
+                history: list[int]):
+        """Greedy decoding, speculative where draft_len > 0 (the same tokens); history: the prompt's last ids."""
         pieces: list[str] = []
 
         def on_text(s: str):
@@ -335,7 +351,12 @@ class Interpreter:
             sink(tok)
 
         with t.stage("decode"):
-            out = self.llm.generate(pos, max_new_tokens, lt, ignore_eos=ignore_eos, on_token=on_token)
+            if self.draft_len:
+                lt.speculation = SpeculationStats(draft_len=self.draft_len)
+                out = generate_speculative(self.llm, pos, history, max_new_tokens, self.drafter, lt, lt.speculation,
+                                           ignore_eos=ignore_eos, on_token=on_token)
+            else:
+                out = self.llm.generate(pos, max_new_tokens, lt, ignore_eos=ignore_eos, on_token=on_token)
         return out, "".join(pieces).strip()
 
     def _measure(self, x: np.ndarray, save_image, t: Timings) -> Measurements:

@@ -51,6 +51,7 @@ class LlmTimings:
     prefix_cached: bool = False
     decode_ms: float = 0.0
     decode_tokens: int = 0
+    speculation: object = None      # speculate.SpeculationStats when the decode speculated
 
     @property
     def decode_tok_s(self) -> float:
@@ -228,6 +229,12 @@ class LlamaLLM:
                                        f"(n_ctx {self.n_ctx})")
         if rc != 0:
             raise LlmError(f"{self.path}: llama_decode failed with code {rc} at position {pos}")
+
+    def verify(self, ids: list[int], pos: int) -> list[int]:
+        """Feed ids at positions pos.. in one llama_decode; the greedy next token after each (speculation's
+        check: a drafted token is right where it equals the prediction after the one before it)."""
+        self.eval_tokens(ids, pos, "all")
+        return [int(np.argmax(self._logits_view(i))) for i in range(len(ids))]
 
     def truncate(self, pos: int) -> None:
         """Forget every position from `pos` on (the KV cache keeps positions < pos)."""

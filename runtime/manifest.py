@@ -162,6 +162,7 @@ class Manifest:
     default_quant: str | None = None
     gate_failures: list[str] | None = None
     note: str | None = None        # why a bundle is usable although a gate failed (gem-bench: timing only)
+    ngram_file: str | None = None  # speculative decoding's draft table of the training reports (speculate.py)
 
     def __post_init__(self):
         for key in ("num_hidden_layers", "hidden_size", "vocab_size"):

@@ -8,6 +8,11 @@ Which type is fastest depends on the CPU (Q4_0 on an AMD EPYC, Q4_K_M on an Inte
 never a constant. Only variants that passed their parity gate at export compete: an int8 encoder that failed
 its gate is listed as such and never chosen. `Interpreter.load(encoder_precision="auto", quant=None)` uses the
 choice when it was made on this machine with these threads for this bundle.
+
+Speculative decoding's draft length is measured the same way: the chosen type decodes a real ECG's report
+(pydicom's ECG) plainly and with each draft length, and the fastest wins, plain decoding unless a draft length is
+at least SPECULATION_MIN_SPEEDUP faster (a k-token decode costs more than one token, so whether drafts pay depends
+on the machine and the model's depth).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,8 @@ from .manifest import ENCODERS
 INT8_MIN_SPEEDUP = 1.2        # int8 encoders approximate: taken only where they are clearly faster (the demo's
                               # tiny encoders gain 1.2-1.4x on 5 ms, and its text changed on 15 of 40 ECGs)
 REQUEST_TOKENS = 128          # a request's cost: prefill + this many decode steps (GEM's reports run ~100-250)
+DRAFT_LENGTHS = (0, 1, 2, 3, 4, 6, 8)    # 0: plain decoding
+SPECULATION_MIN_SPEEDUP = 1.05
 SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "neon")
 
 
@@ -47,6 +54,8 @@ class Tuning:
     llm: dict                     # {type: LlmTiming}
     encoder_precision: dict       # {encoder: "fp32" | "int8"}: int8 where it passed and is INT8_MIN_SPEEDUP faster
     quant: str                    # the LLM type with the least request_ms among those that passed
+    decode_ms_per_token: dict = field(default_factory=dict)   # {draft length: ms per token of `quant`, real ECG}
+    draft_len: int = 0            # speculation's draft length for `quant` (0: plain decoding)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "llm": {q: asdict(t) for q, t in self.llm.items()}}
@@ -79,6 +88,12 @@ def tuned_quant(bundle: Bundle, threads: int) -> str:
     return tuning.quant if tuning and tuning.quant in bundle.manifest.llm else bundle.default_quant()
 
 
+def tuned_draft_len(bundle: Bundle, threads: int, quant: str) -> int:
+    """The draft length `gem-run tune` measured fastest for this type here, else 0 (plain decoding)."""
+    tuning = read_tuning(bundle, threads)
+    return tuning.draft_len if tuning and tuning.quant == quant else 0
+
+
 def tuning_path(bundle: Bundle) -> Path:
     return bundle.root.with_name(bundle.root.name + ".tune.json")
 
@@ -88,7 +103,8 @@ def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
     path = tuning_path(bundle)
     try:
         data = json.loads(path.read_text())
-        tuning = Tuning(**{**data, "llm": {q: LlmTiming(**t) for q, t in data["llm"].items()}})
+        tuning = Tuning(**{**data, "llm": {q: LlmTiming(**t) for q, t in data["llm"].items()},
+                           "decode_ms_per_token": {int(k): v for k, v in data.get("decode_ms_per_token", {}).items()}})
     except (OSError, ValueError, TypeError, KeyError):
         return None                     # absent or not ours: the bundle's defaults, as before tuning
     if (tuning.machine, tuning.threads, tuning.bundle_id) != (machine_key(), threads, bundle.bundle_id):
@@ -141,8 +157,34 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
         precision[name] = "int8" if faster else "fp32"
     llm = {q: _time_llm(bundle, q, threads, runs, rng, log) for q in bundle.manifest.llm}
     passed = [q for q, t in llm.items() if t.parity_ok] or list(llm)
-    return Tuning(machine=machine_key(), threads=threads, bundle_id=bundle.bundle_id, encoders_ms=encoders_ms,
-                  llm=llm, encoder_precision=precision, quant=min(passed, key=lambda q: llm[q].request_ms))
+    tuning = Tuning(machine=machine_key(), threads=threads, bundle_id=bundle.bundle_id, encoders_ms=encoders_ms,
+                    llm=llm, encoder_precision=precision, quant=min(passed, key=lambda q: llm[q].request_ms))
+    return measure_speculation(bundle, tuning, runs, log)
+
+
+def measure_speculation(bundle: Bundle, tuning: Tuning, runs: int, log=print) -> Tuning:
+    """ms per decoded token of tuning.quant for each of DRAFT_LENGTHS, on pydicom's ECG with flash attention off
+    (as speculation runs), and the draft length to use."""
+    from pydicom.data import get_testdata_file
+
+    from .interpreter import Interpreter
+
+    ecg = get_testdata_file("waveform_ecg.dcm")
+    ms: dict[int, float] = {}
+    with Interpreter.load(bundle.root, quant=tuning.quant, threads=tuning.threads, draft_len=max(DRAFT_LENGTHS),
+                          encoder_precision=tuning.encoder_precision) as gem:
+        for k in DRAFT_LENGTHS:
+            gem.draft_len = k
+            per_token = []
+            for _ in range(runs + 1):                # the first is a warm-up
+                r = gem.interpret(ecg, max_new_tokens=REQUEST_TOKENS)
+                per_token.append(r.timings.stages_ms["decode"] / max(1, r.new_tokens))
+            ms[k] = round(statistics.median(per_token[1:]), 3)
+            kept = f", {r.speculation.acceptance:.2f} of drafts kept" if r.speculation else ""
+            log(f"[tune] llm {tuning.quant} draft length {k}: {ms[k]} ms/token{kept}")
+    best = min(ms, key=ms.get)
+    draft_len = best if best and ms[0] >= SPECULATION_MIN_SPEEDUP * ms[best] else 0
+    return replace(tuning, decode_ms_per_token=ms, draft_len=draft_len)
 
 
 def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> LlmTiming:
