@@ -89,6 +89,30 @@ def batch(bundle, records, new_tokens, threads, out):
     click.echo(f"wrote {path}")
 
 
+@cli.command("speculation")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--records", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--new-tokens", type=click.IntRange(1, 2048), default=128, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="a training corpus to draft from when the bundle has no n-gram table")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def speculation(bundle, records, new_tokens, threads, corpus, out):
+    """Decode tokens/s: plain vs speculative per draft length, acceptance, text identity, the k-token cost curve."""
+    import tempfile
+
+    from .batch_bench import make_archive
+    from .speculation import run, table_from_corpus, write
+
+    table = table_from_corpus(bundle, corpus) if corpus else None
+    with tempfile.TemporaryDirectory(prefix="gem-bench-spec-") as tmp:
+        files = sorted(make_archive(Path(tmp) / "in", records).glob("*.hea"))
+        runs, curve = run(bundle, files, new_tokens, threads, table, log=lambda m: click.echo(m, err=True))
+    path = write(bundle, records, new_tokens, threads, runs, curve, out)
+    click.echo(path.read_text())
+    click.echo(f"wrote {path}")
+
+
 @cli.command("dicom")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--ecgs", type=click.IntRange(1), default=20, show_default=True)

@@ -233,18 +233,25 @@ def add_int8(out: Path, model: GemForCausalLM, opts: BuildOptions = BuildOptions
     return manifest
 
 
-def _ngrams(out: Path, corpus: Path, log) -> str:
-    """The draft table of speculative decoding: n-grams of the corpus's reports in the bundle's own tokens."""
+def corpus_ngrams(tokenizer: Path, corpus: Path):
+    """Speculation's draft table (gem_runtime.speculate.NgramTable) of a training corpus's reports, in the tokens
+    of `tokenizer` (the bundle's SentencePiece model), each report ending in EOS; and how many reports."""
     import sentencepiece as spm
 
-    from gem_runtime.speculate import NGRAM_FILE, NgramTable
+    from gem_runtime.speculate import NgramTable
     from gem_train.corpus import read_records
 
-    sp = spm.SentencePieceProcessor(model_file=str(out / TOKENIZER_FILE))
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
     reports = [turn["value"] for r in read_records(corpus) for turn in r["conversations"] if turn["from"] == "gpt"]
-    table = NgramTable.build(sp.encode(text) + [sp.eos_id()] for text in reports)
+    return NgramTable.build(sp.encode(text) + [sp.eos_id()] for text in reports), len(reports)
+
+
+def _ngrams(out: Path, corpus: Path, log) -> str:
+    from gem_runtime.speculate import NGRAM_FILE
+
+    table, n = corpus_ngrams(out / TOKENIZER_FILE, corpus)
     table.save(out / NGRAM_FILE)
-    log(f"[export] {NGRAM_FILE}: {len(table)} n-grams from {len(reports)} reports of {corpus}")
+    log(f"[export] {NGRAM_FILE}: {len(table)} n-grams from {n} reports of {corpus}")
     return NGRAM_FILE
 
 
