@@ -78,6 +78,28 @@ def int8(bundle_dir, checkpoint, min_cosine, threads):
 
 @cli.command()
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="the checkpoint the bundle was built from (PyTorch writes the reference reports)")
+@click.option("--n", "n", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--seed", type=int, default=777, show_default=True, help="the simulator seed of the fresh ECGs")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
+def findings(bundle_dir, checkpoint, n, seed, threads):
+    """Compare each LLM type's reports with PyTorch's by findings (conditions, numbers) on N fresh ECGs; the
+    default type becomes the smallest whose findings match on >= 98%."""
+    from gem_runtime.bundle import Bundle
+
+    from .findings import findings_parity
+
+    Bundle.open(bundle_dir).verify_all()
+    m = findings_parity(checkpoint, bundle_dir, n, seed, threads, log=lambda msg: click.echo(msg, err=True))
+    for q, p in m.parity.llm.items():
+        f = p.findings
+        click.echo(f"  {q}: findings match {f.findings_match}/{f.n}, tokens identical {f.tokens_identical}/{f.n}")
+    click.echo(f"bundle {bundle_dir}: default LLM type {m.default_quant}")
+
+
+@cli.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="the training corpus (a folder with records.json)")
 def ngrams(bundle_dir, corpus):

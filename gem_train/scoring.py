@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from gem_runtime.grounding import AGREE, check_grounding
+from gem_runtime.grounding import AGREE, agrees, check_grounding
 from gem_runtime.measure import Measurements
 from gem_train.simulate import AF, CONDITIONS, NSR, RHYTHMS, SB, STACH
 
@@ -131,4 +131,20 @@ def stated_number_errors(predictions: list[str], truths: list[dict]) -> dict[str
         out[quantity] = {"stated": len(pairs) / len(truths),
                          "mean_abs_error": sum(known) / len(known) if known else None,
                          "within_tolerance": sum(ok for _, ok in pairs) / len(pairs)}
+    return out
+
+
+def findings_agree(reference: str, text: str) -> tuple[bool, bool]:
+    """(same conditions named, every number the reference states also stated within the grounding check's
+    tolerance of the reference's value): whether a runtime's report says what PyTorch's says."""
+    stated = _first_numbers(text)
+    numbers = all(q in stated and agrees(q, stated[q], v) for q, v in _first_numbers(reference).items())
+    return parse_diagnoses(reference) == parse_diagnoses(text), numbers
+
+
+def _first_numbers(text: str) -> dict[str, float]:
+    """The first value the text states for each quantity, as the grounding check reads it."""
+    out: dict[str, float] = {}
+    for item in check_grounding(text, Measurements()):
+        out.setdefault(item.quantity, item.stated)
     return out

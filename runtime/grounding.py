@@ -128,6 +128,12 @@ def _against_device(item: GroundingItem, device: DeviceReport) -> GroundingItem:
     return dataclasses.replace(item, device=value, device_verdict=verdict)
 
 
+def agrees(quantity: str, stated: float, reference: float) -> bool:
+    """Is `stated` within the check's tolerance of `reference` (a measurement, a device's or another report's
+    value)? The rule check_grounding applies; quantity "qtc_ms" as there."""
+    return _diff(quantity, stated, reference) <= _tolerance(quantity, reference)
+
+
 def _diff(quantity: str, a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0) if quantity.endswith("_deg") else abs(a - b)
 

@@ -122,6 +122,27 @@ class EncoderParity:
     problem: str | None = None
 
 
+FINDINGS_MIN_SHARE = 0.98       # an LLM type is a default only where its findings match PyTorch's this often
+
+
+@dataclass(frozen=True)
+class FindingsParity:
+    """An LLM type's reports against PyTorch's on fresh synthetic ECGs (`gem-export findings`): token identity is
+    too strict for a quantized model, so also whether the findings are the same: the conditions named, and every
+    number PyTorch states stated too, within the grounding check's tolerance of PyTorch's value."""
+
+    n: int
+    seed: int
+    tokens_identical: int
+    findings_match: int          # conditions and numbers both
+    conditions_match: int
+    numbers_match: int
+
+    @property
+    def share(self) -> float:
+        return self.findings_match / self.n if self.n else 0.0
+
+
 @dataclass(frozen=True)
 class LlmParity:
     """f16: greedy text vs torch (greedy_tokens, identical_prefix, agree); quantized: teacher-forced top-1."""
@@ -135,6 +156,7 @@ class LlmParity:
     top1_agreement: float | None = None
     min_cosine: float | None = None
     min_top1: float | None = None
+    findings: FindingsParity | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Bundle
-from .manifest import ENCODERS
+from .manifest import ENCODERS, FINDINGS_MIN_SHARE
 
 INT8_MIN_SPEEDUP = 1.2        # int8 encoders approximate: taken only where they are clearly faster (the demo's
                               # tiny encoders gain 1.2-1.4x on 5 ms, and its text changed on 15 of 40 ECGs)
@@ -206,20 +206,29 @@ def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> 
             decode.append(lt.decode_ms / max(1, lt.decode_tokens))
     p, d = statistics.median(prefill[1:]), statistics.median(decode[1:])
     timing = LlmTiming(prefill_ms=round(p, 2), decode_ms_per_token=round(d, 3),
-                       request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=bool(parity and parity.ok),
+                       request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=_usable(parity),
                        parity=_parity_text(quant, parity))
     log(f"[tune] llm {quant}: prefill {timing.prefill_ms} ms, {timing.decode_ms_per_token} ms/token, "
         f"request {timing.request_ms} ms ({timing.parity})")
     return timing
 
 
+def _usable(parity) -> bool:
+    """Its export gate passed, and where findings were compared (gem-export findings), they matched often enough."""
+    findings = parity.findings if parity else None
+    return bool(parity and parity.ok and (findings is None or findings.share >= FINDINGS_MIN_SHARE))
+
+
 def _parity_text(quant: str, parity) -> str:
     if parity is None:
         return "no parity entry"
     failed = "" if parity.ok else ", FAILED"
+    f = parity.findings
+    findings = "" if f is None else f"; findings as PyTorch's on {f.findings_match}/{f.n} ECGs" + (
+        "" if f.share >= FINDINGS_MIN_SHARE else f" (< {FINDINGS_MIN_SHARE:.0%}: not used)")
     if quant == "f16":
-        return f"greedy {parity.agree}/{parity.greedy_tokens} tokens as PyTorch{failed}"
-    return f"top-1 {parity.top1_agreement or 0:.2f}, logits cosine {parity.cosine:.4f}{failed}"
+        return f"greedy {parity.agree}/{parity.greedy_tokens} tokens as PyTorch{failed}{findings}"
+    return f"top-1 {parity.top1_agreement or 0:.2f}, logits cosine {parity.cosine:.4f}{failed}{findings}"
 
 
 def _median_ms(fn, runs: int) -> float:

@@ -15,7 +15,10 @@ from gem_runtime import Interpreter
 from gem_runtime.bundle import Bundle
 from gem_runtime.cli import main
 from gem_runtime.errors import BackendUnavailableError
-from gem_runtime.tune import INT8_MIN_SPEEDUP, machine_key, read_tuning
+from gem_runtime.manifest import FINDINGS_MIN_SHARE
+from gem_runtime.tune import (
+    DRAFT_LENGTHS, INT8_MIN_SPEEDUP, SPECULATION_MIN_SPEEDUP, machine_key, read_tuning,
+)
 
 DICOM = get_testdata_file("waveform_ecg.dcm")
 
@@ -89,3 +92,28 @@ def test_an_int8_encoder_that_passes_is_timed_and_gem_run_takes_the_tuned_choice
     code, out, _ = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--threads", "2", "--json",
                                    "--encoder-precision", "int8", "--max-new-tokens", "4"], capsys)
     assert code == 0 and json.loads(out)["backends"]["ecg_encoder"] == "onnxruntime-cpu-int8"
+
+
+def test_findings_parity_decides_the_default_and_tune_passes_over_types_that_miss_it(bundle_copy, tiny_gem7b_layout,
+                                                                                     capsys):
+    code, out, err = run_main(export_main, ["findings", "--bundle", str(bundle_copy), "--checkpoint",
+                                            str(tiny_gem7b_layout), "--n", "3", "--seed", "11"], capsys)
+    assert code == 0, err
+    m = Bundle.open(bundle_copy).manifest
+    findings = {q: p.findings for q, p in m.parity.llm.items()}
+    assert set(findings) == set(m.llm) and all(f.n == 3 and f.seed == 11 for f in findings.values())
+    assert all(0 <= f.findings_match <= min(f.conditions_match, f.numbers_match) for f in findings.values())
+    matching = [q for q, f in findings.items() if f.share >= FINDINGS_MIN_SHARE and m.parity.llm[q].ok]
+    assert m.default_quant == (min(matching, key=lambda q: m.files[m.llm[q]].bytes) if matching else "f16")
+    assert f"default LLM type {m.default_quant}" in out
+
+    code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
+    assert code == 0, err
+    tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
+    assert all(tuning["llm"][q]["parity_ok"] == (q in matching) for q in m.llm)   # findings missed: not usable
+    assert tuning["quant"] in (matching or list(m.llm))
+    ms = {int(k): v for k, v in tuning["decode_ms_per_token"].items()}
+    assert set(ms) == set(DRAFT_LENGTHS)
+    best = min(ms, key=ms.get)
+    assert tuning["draft_len"] == (best if best and ms[0] >= SPECULATION_MIN_SPEEDUP * ms[best] else 0)
+    assert "decode per token by draft length" in out
