@@ -45,7 +45,7 @@ class QuantGate:
 
 # One gate per quantized type gem-export writes: a type without one is refused up front, never defaulted.
 QUANT_GATE = {"q8_0": QuantGate(0.995, 0.95), "q6_k": QuantGate(0.99, 0.90), "q5_k_m": QuantGate(0.98, 0.85),
-              "q4_k_m": QuantGate(0.95, 0.80), "q4_0": QuantGate(0.95, 0.80)}
+              "q4_k_m": QuantGate(0.95, 0.80), "iq4_nl": QuantGate(0.95, 0.80), "q4_0": QuantGate(0.95, 0.80)}
 assert set(QUANT_GATE) == set(QUANTIZED), "every quantized LLM type needs its parity gate"
 
 

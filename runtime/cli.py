@@ -175,9 +175,9 @@ def tune(bundle_dir, threads, runs):
         click.echo(f"  llm {q}: prefill {t.prefill_ms} ms, {t.decode_ms_per_token} ms/token, request "
                    f"{t.request_ms} ms; parity {t.parity}")
     click.echo(f"  llm -> {tuning.quant}")
-    cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.decode_ms_per_token.items()]
-    click.echo(f"  {tuning.quant} decode per token by draft length: {'; '.join(cells)} -> "
-               f"{tuning.draft_len or 'plain decoding'}")
+    cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.request_ms_by_draft_len.items()]
+    click.echo(f"  {tuning.quant} request by draft length: {'; '.join(cells)} -> "
+               f"{f'drafts of {tuning.draft_len}' if tuning.draft_len else 'plain decoding'}")
     try:
         click.echo(f"wrote {write_tuning(bundle, tuning)}")
     except OSError as exc:

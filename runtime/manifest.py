@@ -57,7 +57,7 @@ class LlmType:
 # f16 is written by the converter; the others by llama.cpp's quantizer from it. Smallest last.
 LLM_TYPES = {t.name: t for t in (
     LlmType("f16", 1), LlmType("q8_0", 7), LlmType("q6_k", 18), LlmType("q5_k_m", 17),
-    LlmType("q4_k_m", 15), LlmType("q4_0", 2))}
+    LlmType("q4_k_m", 15), LlmType("iq4_nl", 25), LlmType("q4_0", 2))}
 QUANTS = tuple(LLM_TYPES)                         # every type gem-export writes and gem-run loads
 QUANTIZED = tuple(q for q in QUANTS if q != "f16")
 

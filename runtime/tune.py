@@ -9,10 +9,11 @@ never a constant. Only variants that passed their parity gate at export compete:
 its gate is listed as such and never chosen. `Interpreter.load(encoder_precision="auto", quant=None)` uses the
 choice when it was made on this machine with these threads for this bundle.
 
-Speculative decoding's draft length is measured the same way: the chosen type decodes a real ECG's report
-(pydicom's ECG) plainly and with each draft length, and the fastest wins, plain decoding unless a draft length is
-at least SPECULATION_MIN_SPEEDUP faster (a k-token decode costs more than one token, so whether drafts pay depends
-on the machine and the model's depth).
+Speculative decoding's draft length is measured the same way: the chosen type interprets a real ECG (pydicom's)
+plainly, as gem-run does, and with each draft length (flash attention off, as speculation needs, so its prefill
+is timed too); plain decoding stays unless a draft length makes the request (prefill + REQUEST_TOKENS decode
+steps) at least SPECULATION_MIN_SPEEDUP faster: a k-token decode costs more than one token, so whether drafts
+pay depends on the machine and the model's depth.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class Tuning:
     llm: dict                     # {type: LlmTiming}
     encoder_precision: dict       # {encoder: "fp32" | "int8"}: int8 where it passed and is INT8_MIN_SPEEDUP faster
     quant: str                    # the LLM type with the least request_ms among those that passed
-    decode_ms_per_token: dict = field(default_factory=dict)   # {draft length: ms per token of `quant`, real ECG}
+    request_ms_by_draft_len: dict = field(default_factory=dict)   # {draft length: request ms of `quant`}
     draft_len: int = 0            # speculation's draft length for `quant` (0: plain decoding)
 
     def to_dict(self) -> dict:
@@ -104,7 +105,8 @@ def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
     try:
         data = json.loads(path.read_text())
         tuning = Tuning(**{**data, "llm": {q: LlmTiming(**t) for q, t in data["llm"].items()},
-                           "decode_ms_per_token": {int(k): v for k, v in data.get("decode_ms_per_token", {}).items()}})
+                           "request_ms_by_draft_len": {int(k): v for k, v in
+                                                       data.get("request_ms_by_draft_len", {}).items()}})
     except (OSError, ValueError, TypeError, KeyError):
         return None                     # absent or not ours: the bundle's defaults, as before tuning
     if (tuning.machine, tuning.threads, tuning.bundle_id) != (machine_key(), threads, bundle.bundle_id):
@@ -163,28 +165,32 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
 
 
 def measure_speculation(bundle: Bundle, tuning: Tuning, runs: int, log=print) -> Tuning:
-    """ms per decoded token of tuning.quant for each of DRAFT_LENGTHS, on pydicom's ECG with flash attention off
-    (as speculation runs), and the draft length to use."""
+    """A request's cost with tuning.quant for each of DRAFT_LENGTHS on pydicom's ECG: prefill + REQUEST_TOKENS
+    decode steps at the measured ms per token. Draft length 0 is plain decoding as gem-run runs it (llama.cpp's
+    own flash attention choice); the others run with flash attention off, as speculation must, so the prefill
+    that costs is counted too. The draft length to use: the cheapest, where it beats plain by the margin."""
     from pydicom.data import get_testdata_file
 
     from .interpreter import Interpreter
 
     ecg = get_testdata_file("waveform_ecg.dcm")
     ms: dict[int, float] = {}
-    with Interpreter.load(bundle.root, quant=tuning.quant, threads=tuning.threads, draft_len=max(DRAFT_LENGTHS),
-                          encoder_precision=tuning.encoder_precision) as gem:
-        for k in DRAFT_LENGTHS:
-            gem.draft_len = k
-            per_token = []
-            for _ in range(runs + 1):                # the first is a warm-up
-                r = gem.interpret(ecg, max_new_tokens=REQUEST_TOKENS)
-                per_token.append(r.timings.stages_ms["decode"] / max(1, r.new_tokens))
-            ms[k] = round(statistics.median(per_token[1:]), 3)
-            kept = f", {r.speculation.acceptance:.2f} of drafts kept" if r.speculation else ""
-            log(f"[tune] llm {tuning.quant} draft length {k}: {ms[k]} ms/token{kept}")
+    for lengths in ((0,), DRAFT_LENGTHS[1:]):
+        with Interpreter.load(bundle.root, quant=tuning.quant, threads=tuning.threads, draft_len=max(lengths),
+                              encoder_precision=tuning.encoder_precision) as gem:
+            for k in lengths:
+                gem.draft_len = k
+                costs = []
+                for _ in range(runs + 1):                # the first is a warm-up
+                    r = gem.interpret(ecg, max_new_tokens=REQUEST_TOKENS)
+                    per_token = r.timings["decode"] / max(1, r.new_tokens)
+                    costs.append(r.timings["prefill"] + REQUEST_TOKENS * per_token)
+                ms[k] = round(statistics.median(costs[1:]), 2)
+                kept = f", {r.speculation.acceptance:.2f} of drafts kept" if r.speculation else ""
+                log(f"[tune] llm {tuning.quant} draft length {k}: request {ms[k]} ms{kept}")
     best = min(ms, key=ms.get)
     draft_len = best if best and ms[0] >= SPECULATION_MIN_SPEEDUP * ms[best] else 0
-    return replace(tuning, decode_ms_per_token=ms, draft_len=draft_len)
+    return replace(tuning, request_ms_by_draft_len=ms, draft_len=draft_len)
 
 
 def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> LlmTiming:

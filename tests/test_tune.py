@@ -112,8 +112,8 @@ def test_findings_parity_decides_the_default_and_tune_passes_over_types_that_mis
     tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
     assert all(tuning["llm"][q]["parity_ok"] == (q in matching) for q in m.llm)   # findings missed: not usable
     assert tuning["quant"] in (matching or list(m.llm))
-    ms = {int(k): v for k, v in tuning["decode_ms_per_token"].items()}
+    ms = {int(k): v for k, v in tuning["request_ms_by_draft_len"].items()}
     assert set(ms) == set(DRAFT_LENGTHS)
     best = min(ms, key=ms.get)
     assert tuning["draft_len"] == (best if best and ms[0] >= SPECULATION_MIN_SPEEDUP * ms[best] else 0)
-    assert "decode per token by draft length" in out
+    assert "request by draft length" in out
