@@ -149,7 +149,11 @@ def inspect(bundle_dir, as_json):
                    f"{'' if r.ok else f'  FAILED: {r.problem}'}")
     for q, r in parity.llm.items():
         extra = f"greedy {r.agree}/{r.greedy_tokens}" if q == "f16" else f"top-1 {r.top1_agreement or 0:.2f}"
-        click.echo(f"  parity llm {q}: logits cosine {r.cosine:.6f}, {extra}")
+        f = r.findings
+        findings = "" if f is None else (f", findings as PyTorch's on {f.findings_match}/{f.n} fresh ECGs "
+                                         f"(tokens identical {f.tokens_identical}/{f.n})")
+        click.echo(f"  parity llm {q}: logits cosine {r.cosine:.6f}, {extra}{findings}")
+    click.echo(f"  speculation drafts: {m.ngram_file or 'none (gem-export ngrams adds a table)'}")
     click.echo(f"  tensorrt: {(m.tensorrt or {}).get('status')}")
 
 
