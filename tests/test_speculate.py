@@ -133,3 +133,23 @@ def test_gem_run_speculates_to_the_text_of_plain_decoding(demo_with_table, share
     result = json.loads(out)
     assert result["token_ids"] == runs[3][0].token_ids and result["speculation"]["draft_len"] == 3
     assert 0 < result["speculation"]["acceptance"] <= 1
+
+
+def test_gem_export_ngrams_adds_the_table_and_a_folder_without_a_corpus_is_one_line(tiny_bundle, tiny_corpus,
+                                                                                    tmp_path, capsys):
+    from gem_export.cli import main as export_main
+    from gem_runtime.bundle import Bundle
+
+    bundle = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, bundle)
+    code, out, err = run_main(export_main, ["ngrams", "--bundle", str(bundle), "--corpus", str(tiny_corpus)], capsys)
+    assert code == 0, err
+    b = Bundle.open(bundle)
+    assert b.manifest.ngram_file == NGRAM_FILE and NGRAM_FILE in b.verify_all() and len(b.ngram_table()) > 0
+    assert b.bundle_id != Bundle.open(tiny_bundle).bundle_id and f"({b.bundle_id}): {NGRAM_FILE}" in out
+    code, out, _ = run_main(export_main, ["inspect", str(bundle)], capsys)
+    assert code == 0 and f"speculation drafts: {NGRAM_FILE}" in out
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_main(export_main, ["ngrams", "--bundle", str(bundle), "--corpus", str(tmp_path / "empty")],
+                            capsys)
+    assert code == 2 and err.count("\n") == 1 and "records.json: not found" in err, err
