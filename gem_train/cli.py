@@ -61,15 +61,21 @@ def tokenizer(data_dir, vocab_size, out):
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--noise-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="share of records with wander, mains hum and muscle noise")
+@click.option("--beat-weight", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="weight of the per-patch timing targets (P onset, QRS onset, R peak); 0: global targets only")
+@click.option("--init-tower", "init_tower", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="start from the tower of an earlier `pretrain-tower --out DIR`")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="continue from OUT/pretrain_state.pt")
-def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, seed, resume):
+def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, beat_weight, init_tower, seed, resume):
     """Pretrain the ECG tower on simulated records: regress their measured truth, name their conditions."""
     from .config import GemConfig
     from .pretrain import PretrainArgs, pretrain_tower as run
 
-    args = PretrainArgs(max_steps=max_steps, batch_size=batch_size, lr=lr, noise_share=noise_share, seed=seed)
-    path = run(GemConfig.from_name(preset), out, args, resume=resume, log=lambda m: click.echo(m, err=True))
+    args = PretrainArgs(max_steps=max_steps, batch_size=batch_size, lr=lr, noise_share=noise_share, seed=seed,
+                        beat_weight=beat_weight)
+    path = run(GemConfig.from_name(preset), out, args, resume=resume, init_tower=init_tower,
+               log=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {path}")
 
 

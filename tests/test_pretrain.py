@@ -16,7 +16,8 @@ from gem_train.cli import main
 from gem_train.config import GemConfig
 from gem_train.model import GemForCausalLM
 from gem_train.pretrain import (
-    SCALAR_TARGETS, TOWER_FILE, PretrainArgs, load_tower, pretrain_tower, simulate_batch, truth_targets,
+    SCALAR_TARGETS, TOWER_FILE, PretrainArgs, beat_targets, load_tower, pretrain_tower, simulate_batch,
+    truth_targets,
 )
 from gem_train.simulate import AF, CONDITIONS, NSR, simulate_ecg
 
@@ -36,6 +37,14 @@ def test_targets_are_the_truth_and_af_has_no_pr():
     assert mask[2] == 0 and values[2] == 0                 # no PR in AF: masked, not a made-up number
     axis = len(SCALAR_TARGETS) + 2                         # the QRS axis as (cos, sin)
     assert math.degrees(math.atan2(values[axis + 1], values[axis])) == pytest.approx(af.qrs_axis_deg, abs=1e-3)
+
+    beats = beat_targets(sinus, 50, 100)                   # where each beat's P, QRS and R fall, patch by patch
+    assert beats[:, 4].sum() == len(sinus.r_peaks)
+    r = sinus.r_peaks[1]
+    assert beats[r // 50, 4] == 1 and beats[r // 50, 5] == pytest.approx((r % 50) / 50)
+    p_onset = sinus.qrs_onsets[1] - round(sinus.pr_ms / 2)      # 2 ms per sample
+    assert beats[p_onset // 50, 0] == 1 and beats[p_onset // 50, 1] == pytest.approx((p_onset % 50) / 50)
+    assert beat_targets(af, 50, 100)[:, 0].sum() == 0      # AF: no P waves to place
 
 
 def test_a_run_is_fixed_by_its_seed_and_noise_changes_the_signal_only():
