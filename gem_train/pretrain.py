@@ -36,6 +36,7 @@ from .checkpoint import ECG_PREFIX
 from .config import GemConfig
 from .corpus import ADC_GAIN, record_rng
 from .model import EcgTransformer
+from .train import load_state, lr_at, save_state
 from .simulate import CONDITIONS, EcgTruth, Stress, simulate_ecg
 
 TOWER_FILE = "ecg_tower.safetensors"
@@ -169,13 +170,6 @@ def validate(model: TowerWithHeads, batch) -> dict[str, float]:
             "exact_conditions": float(((logits > 0).float() == labels).all(1).float().mean())}
 
 
-def lr_at(step: int, a: PretrainArgs) -> float:
-    if step < a.warmup_steps:
-        return a.lr * (step + 1) / a.warmup_steps
-    progress = min(1.0, (step - a.warmup_steps) / max(1, a.max_steps - a.warmup_steps))
-    return a.lr * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def pretrain_tower(config: GemConfig, out: Path, args: PretrainArgs, resume: bool = False,
                    init_tower: Path | None = None, log=print) -> Path:
     """Train the tower (resumable from OUT/pretrain_state.pt; from init_tower's weights when starting); write
@@ -189,11 +183,7 @@ def pretrain_tower(config: GemConfig, out: Path, args: PretrainArgs, resume: boo
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, state_file = 0, out / STATE_FILE
     if resume and state_file.exists():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        log(f"resumed from {state_file} at step {step}")
+        step = load_state(model, opt, state_file, log)
     patch = config.ecg_patch_size
     held_out = simulate_batch(args.seed + VALIDATION_SEED_OFFSET, 0, args.validation_size, args.noise_share, patch)
     log(f"pretraining the ECG tower of {config.name}: {sum(p.numel() for p in model.tower.parameters()) / 1e6:.2f}M "
@@ -219,9 +209,7 @@ def pretrain_tower(config: GemConfig, out: Path, args: PretrainArgs, resume: boo
                 f"{(time.time() - t0) / args.log_every * 1000:.0f} ms/step")
             losses, t0 = [], time.time()
         if step % args.save_every == 0 or step == args.max_steps:
-            tmp = Path(str(state_file) + ".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, str(tmp))
-            tmp.replace(state_file)
+            save_state(model, opt, step, state_file)
     return save_tower(model.tower, out / TOWER_FILE)
 
 

@@ -94,11 +94,28 @@ class GroundedDataset:
 
 
 # ------------------------------------------------------------------------------------------ schedule
-def lr_at(step: int, a: TrainArgs) -> float:
+def lr_at(step: int, a) -> float:
+    """Linear warmup, then cosine to min_lr_ratio * lr at max_steps (a: TrainArgs or pretrain.PretrainArgs)."""
     if step < a.warmup_steps:
         return a.lr * (step + 1) / a.warmup_steps
     progress = min(1.0, (step - a.warmup_steps) / max(1, a.max_steps - a.warmup_steps))
     return a.lr * (a.min_lr_ratio + (1 - a.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def load_state(model, opt, state_file: Path, log) -> int:
+    """Weights, optimizer and step of a stopped run (read with weights_only=True): the step to continue from."""
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    log(f"resumed from {state_file} at step {int(state['step'])}")
+    return int(state["step"])
+
+
+def save_state(model, opt, step: int, state_file: Path) -> None:
+    """What load_state reads, written whole or not at all (tmp + rename)."""
+    tmp = Path(str(state_file) + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, str(tmp))
+    tmp.replace(state_file)
 
 
 def set_trainable(model: GemForCausalLM, stage: str) -> None:
@@ -144,11 +161,7 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr, betas=(0.9, 0.95))
     step, state_file = 0, out / "trainer_state.pt"
     if resume and state_file.exists():
-        st = torch.load(state_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        step = int(st["step"])
-        log(f"resumed from {state_file} at step {step}")
+        step = load_state(model, opt, state_file, log)
     rng = random.Random(args.seed * 1000003 + step)
     n_train = sum(p.numel() for p in params)
     log(f"training {config.name}: {n_train / 1e6:.2f}M trainable params, {len(data)} records, stage {args.stage}, "
@@ -173,9 +186,7 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
                 f"{dt * 1000:.0f} ms/step")
             losses, t0 = [], time.time()
         if step % args.save_every == 0 or step == args.max_steps:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step},
-                       str(state_file) + ".tmp")
-            Path(str(state_file) + ".tmp").replace(state_file)
+            save_state(model, opt, step, state_file)
     model.eval()
     save_checkpoint(model, out, tokenizer_dir)
     log(f"saved {out}")
