@@ -10,6 +10,7 @@
     gem-bench followup --bundle B --out DIR          a follow-up's time to first token against the first request's
     gem-bench dicom --bundle B --out DIR             the DICOM listener: C-STORE received -> SR written
     gem-bench batch --bundle B --records N --out DIR  records/hour: local vs Ray vs batched decode, same outputs?
+    gem-bench speculation --bundle B --records N --out DIR   decode tok/s: plain vs each draft length, same text?
 
 Every user mistake is one line on stderr and exit code 2.
 """

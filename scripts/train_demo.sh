@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${WORK:-work/demo}
 STEPS_TOWER=${STEPS_TOWER:-3000}
-STEPS=${STEPS:-5000}
+STEPS=${STEPS:-4200}
 start=$(date +%s)
 [ -f $W/data/records.json ] || gem-train data --n 8000 --out $W/data --seed 1 --workers 2
 [ -f $W/data/tokenizer/tokenizer.model ] || gem-train tokenizer --data $W/data --vocab-size 1024
