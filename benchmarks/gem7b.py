@@ -95,8 +95,9 @@ def make_7b(layers: int, out: Path, threads: int = 2, seed: int = 0, tokenizer_d
     ckpt = save_checkpoint(model, out / "checkpoint", tok_dir, dtype=torch.float16)
     bundle = out / "bundle"
     try:
-        build_bundle(ckpt, bundle, BuildOptions(quants=("q4_k_m", "iq4_nl", "q4_0"), trt="off", threads=threads, quant_gate=False,
-                                                log=log), model=model)
+        opts = BuildOptions(quants=("q4_k_m", "iq4_nl", "q4_0"), trt="off", threads=threads, quant_gate=False,
+                            log=log)
+        build_bundle(ckpt, bundle, opts, model=model)
     except ExportGateError as e:
         _accept_for_timing(bundle, str(e), log)
     return {"checkpoint": ckpt, "bundle": bundle, "tokenizer": tok_dir / "tokenizer.model", "layers": layers}
