@@ -3,6 +3,8 @@
 # evaluation -> committed checkpoint and bundle. Resumable: every step is skipped when its output exists, and the
 # two training steps continue from their last saved state (every 100 / 200 steps), so re-running after a stop
 # picks up where it was. Run it in the background: nohup bash scripts/train_demo.sh > train.log 2>&1 &
+# On a 2-vCPU AMD EPYC: corpus 3 min, tower 25 min (3000 x ~0.5 s), instruct 63 min (4200 x ~0.9 s), evaluation,
+# bundle and findings 3 min: about 95 min. INSTALL=1 then copies the model and bundle into the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${WORK:-work/demo}
