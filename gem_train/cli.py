@@ -92,6 +92,8 @@ def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, beat_wei
               default=None, help="start the ECG tower from `gem-train pretrain-tower --out DIR`")
 @click.option("--tower-lr-scale", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="the ECG tower's learning rate as a share of --lr (a pretrained tower moves less)")
+@click.option("--oversample", multiple=True, metavar="CONDITION:SHARE",
+              help="draw this share of each batch from records with the condition (repeatable)")
 @click.option("--max-steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True)
@@ -99,8 +101,8 @@ def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, beat_wei
 @click.option("--warmup", type=click.IntRange(0), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="continue from OUT/trainer_state.pt")
-def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, tower_lr_scale, max_steps, batch_size,
-        grad_accum, lr, warmup, seed, resume):
+def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, tower_lr_scale, oversample, max_steps,
+        batch_size, grad_accum, lr, warmup, seed, resume):
     """Train GEM: stage `instruct` (GEM's recipe) or `align` (projectors only)."""
     from .config import GemConfig
     from .train import TrainArgs, fit as run_fit
@@ -110,8 +112,21 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, towe
         raise GemEdgeError(f"{tokenizer_dir / 'tokenizer.model'}: no tokenizer; make one with "
                            f"`gem-train tokenizer --data {data_dir}` or pass --tokenizer DIR")
 
+    from .simulate import CONDITIONS
+
+    pools = []
+    for item in oversample:
+        name, _, share = item.rpartition(":")
+        try:
+            pools.append((name, float(share)))
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected CONDITION:SHARE, e.g. 'first-degree AV block:0.3'",
+                                     param_hint="--oversample") from None
+        if name not in CONDITIONS or not 0 < pools[-1][1] < 1:
+            raise click.BadParameter(f"{item!r}: the condition must be one of {', '.join(CONDITIONS)} and the "
+                                     "share between 0 and 1", param_hint="--oversample")
     args = TrainArgs(stage=stage, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                     warmup_steps=warmup, seed=seed, tower_lr_scale=tower_lr_scale)
+                     warmup_steps=warmup, seed=seed, tower_lr_scale=tower_lr_scale, oversample=tuple(pools))
     run_fit(GemConfig.from_name(preset), data_dir, tokenizer_dir, out, args,
             init_from=init_from, init_tower=init_tower, resume=resume, log=lambda m: click.echo(m, err=True))
 

@@ -39,6 +39,7 @@ class TrainArgs:
     log_every: int = 10
     save_every: int = 200
     tower_lr_scale: float = 1.0    # the ECG tower's lr as a share of lr (a pretrained tower moves less)
+    oversample: tuple = ()         # ((condition, share of each batch drawn from records with it), ...)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -118,6 +119,17 @@ def save_state(model, opt, step: int, state_file: Path) -> None:
     tmp.replace(state_file)
 
 
+def _draw(rng: random.Random, n: int, k: int, pools: list) -> list[int]:
+    """k record indices: each slot from an oversampled condition's records with that share, else from all."""
+    idx = rng.sample(range(n), k)
+    for j in range(k):
+        for members, share in pools:
+            if members and rng.random() < share:
+                idx[j] = rng.choice(members)
+                break
+    return idx
+
+
 def set_trainable(model: GemForCausalLM, stage: str) -> None:
     """align: projectors only (LLM and towers frozen). instruct: GEM's recipe, LLM + projectors, towers frozen
     for gem-7b; the small presets train their towers too (they start from random weights)."""
@@ -163,6 +175,8 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
     if resume and state_file.exists():
         step = load_state(model, opt, state_file, log)
     rng = random.Random(args.seed * 1000003 + step)
+    pools = [([i for i, r in enumerate(data.records) if name in r["machine_measurements"]["conditions"]], share)
+             for name, share in args.oversample]
     n_train = sum(p.numel() for p in params)
     log(f"training {config.name}: {n_train / 1e6:.2f}M trainable params, {len(data)} records, stage {args.stage}, "
         f"batch {args.batch_size}x{args.grad_accum}, {args.max_steps} steps, threads {torch.get_num_threads()}")
@@ -172,7 +186,7 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args) * g["lr_scale"]
         for _ in range(args.grad_accum):
-            idx = rng.sample(range(len(data)), args.batch_size)
+            idx = _draw(rng, len(data), args.batch_size, pools)
             loss = model(*data.batch(idx)) / args.grad_accum
             loss.backward()
             losses.append(loss.item() * args.grad_accum)

@@ -90,3 +90,19 @@ def test_a_tower_of_another_preset_is_one_line(tmp_path, tiny_corpus, capsys):
     assert code == 2 and err.count("\n") == 1, err
     assert TOWER_FILE in err and "not a tower of this preset" in err
     assert not (tmp_path / "ckpt" / "model.safetensors").exists()
+
+
+def test_oversampling_draws_the_condition_and_a_bad_one_is_one_line(tiny_corpus, tmp_path, capsys):
+    import random
+
+    from gem_train.train import _draw
+
+    members = [3, 7, 11]
+    rng = random.Random(0)
+    idx = [i for _ in range(200) for i in _draw(rng, 24, 8, [(members, 0.9)])]
+    assert 0.8 < sum(i in members for i in idx) / len(idx) < 0.97          # 0.9 + 0.1 * 3/24 expected
+    for bad in ("left bundle:0.3", "first-degree AV block:1.5", "first-degree AV block"):
+        code, _, err = run_main(main, ["fit", "--preset", "tiny", "--data", str(tiny_corpus), "--out",
+                                       str(tmp_path / "o"), "--oversample", bad, "--max-steps", "1"], capsys)
+        assert code == 2 and "--oversample" in err, err
+    assert not (tmp_path / "o").exists()
