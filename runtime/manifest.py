@@ -158,6 +158,12 @@ class LlmParity:
     min_top1: float | None = None
     findings: FindingsParity | None = None
 
+    @property
+    def usable(self) -> bool:
+        """Its export gate passed and, where findings were compared (gem-export findings), they matched on at
+        least FINDINGS_MIN_SHARE of the ECGs: what may be a default, by export or by tune."""
+        return self.ok and (self.findings is None or self.findings.share >= FINDINGS_MIN_SHARE)
+
 
 @dataclass(frozen=True)
 class Parity:

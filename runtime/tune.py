@@ -212,17 +212,11 @@ def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> 
             decode.append(lt.decode_ms / max(1, lt.decode_tokens))
     p, d = statistics.median(prefill[1:]), statistics.median(decode[1:])
     timing = LlmTiming(prefill_ms=round(p, 2), decode_ms_per_token=round(d, 3),
-                       request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=_usable(parity),
+                       request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=bool(parity and parity.usable),
                        parity=_parity_text(quant, parity))
     log(f"[tune] llm {quant}: prefill {timing.prefill_ms} ms, {timing.decode_ms_per_token} ms/token, "
         f"request {timing.request_ms} ms ({timing.parity})")
     return timing
-
-
-def _usable(parity) -> bool:
-    """Its export gate passed, and where findings were compared (gem-export findings), they matched often enough."""
-    findings = parity.findings if parity else None
-    return bool(parity and parity.ok and (findings is None or findings.share >= FINDINGS_MIN_SHARE))
 
 
 def _parity_text(quant: str, parity) -> str:
