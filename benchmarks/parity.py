@@ -27,17 +27,14 @@ import numpy as np
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/parity.md"))
 def main(bundle, checkpoint, n, seed, max_new_tokens, out):
     import torch
-    from gem_runtime.constants import DEFAULT_QUESTION
-    from gem_runtime.image import preprocess_image
+
     from gem_runtime.interpreter import Interpreter
     from gem_runtime.llm import LlamaLLM
     from gem_runtime.preprocess import preprocess_ecg
-    from gem_runtime.prompt import build_prompt, prompt_ids
     from gem_runtime.readers import read_ecg
-    from gem_runtime.render import render_ecg_image
-
     from gem_train.checkpoint import load_checkpoint
     from gem_train.corpus import write_corpus
+    from gem_train.evaluate import reference_ids
     from gem_train.scoring import findings_agree
     from gem_train.tokenizer import SpTokenizer
 
@@ -47,12 +44,7 @@ def main(bundle, checkpoint, n, seed, max_new_tokens, out):
     paths = [work / (r["ecg"] + ".hea") for r in records]
     model = load_checkpoint(checkpoint)
     tok = SpTokenizer(checkpoint / "tokenizer.model")
-    ids = prompt_ids(build_prompt(DEFAULT_QUESTION), tok)
-    refs = []
-    for p in paths:
-        x, _ = preprocess_ecg(read_ecg(p))
-        pix = preprocess_image(render_ecg_image(x), model.config.vision_image_size)
-        refs.append(model.generate(ids, torch.from_numpy(x), torch.from_numpy(pix), max_new_tokens, eos_id=tok.eos_id))
+    refs = [reference_ids(model, tok, preprocess_ecg(read_ecg(p))[0], max_new_tokens) for p in paths]
     def compare(gem) -> tuple[int, float, int]:
         same, prefix_share, findings = 0, [], 0
         for p, ref in zip(paths, refs):

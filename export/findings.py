@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from gem_runtime.bundle import Bundle, write_manifest
-from gem_runtime.manifest import FINDINGS_MIN_SHARE, FindingsParity, Manifest
+from gem_runtime.manifest import FindingsParity, Manifest
 
 
 def findings_parity(checkpoint: Path, bundle_dir: Path, n: int, seed: int, threads: int = 2,
@@ -24,15 +24,12 @@ def findings_parity(checkpoint: Path, bundle_dir: Path, n: int, seed: int, threa
     """PyTorch's greedy report and each LLM type's (as gem-run runs it) on n ECGs simulated from `seed`; the
     counts written into the manifest, and the default type re-chosen: the smallest file among the types whose
     findings match on at least FINDINGS_MIN_SHARE (f16 if none)."""
-    from gem_runtime.constants import DEFAULT_QUESTION, ECG_FS
-    from gem_runtime.image import preprocess_image
     from gem_runtime.interpreter import Interpreter
     from gem_runtime.preprocess import preprocess_ecg
-    from gem_runtime.prompt import build_prompt, prompt_ids
     from gem_runtime.readers import read_ecg
-    from gem_runtime.render import render_ecg_image
     from gem_train.checkpoint import load_checkpoint
     from gem_train.corpus import write_corpus
+    from gem_train.evaluate import reference_ids
     from gem_train.scoring import findings_agree
     from gem_train.tokenizer import SpTokenizer
 
@@ -40,16 +37,10 @@ def findings_parity(checkpoint: Path, bundle_dir: Path, n: int, seed: int, threa
     model = load_checkpoint(checkpoint)
     tok = SpTokenizer(Path(checkpoint) / "tokenizer.model")
     torch.set_num_threads(threads)
-    ids = prompt_ids(build_prompt(DEFAULT_QUESTION), tok)
     with tempfile.TemporaryDirectory(prefix="gem-findings-") as tmp:
         records = json.loads(write_corpus(Path(tmp), n, seed, images=False, progress=False).read_text())
         paths = [Path(tmp) / (r["ecg"] + ".hea") for r in records]
-        reference = []
-        for p in paths:
-            x, _ = preprocess_ecg(read_ecg(p))
-            pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
-            reference.append(model.generate(ids, torch.from_numpy(x), torch.from_numpy(pixels), max_new_tokens,
-                                            eos_id=tok.eos_id))
+        reference = [reference_ids(model, tok, preprocess_ecg(read_ecg(p))[0], max_new_tokens) for p in paths]
         log(f"[findings] PyTorch: {n} reports (seed {seed})")
         results = {}
         for quant in bundle.llm_quants():
@@ -58,7 +49,8 @@ def findings_parity(checkpoint: Path, bundle_dir: Path, n: int, seed: int, threa
                 for p, ref in zip(paths, reference):
                     r = gem.interpret(p, max_new_tokens=max_new_tokens)
                     c, v = findings_agree(tok.decode(ref), r.text)
-                    same, conditions, numbers, both = same + (r.token_ids == ref), conditions + c, numbers + v, both + (c and v)
+                    same, both = same + (r.token_ids == ref), both + (c and v)
+                    conditions, numbers = conditions + c, numbers + v
             results[quant] = FindingsParity(n=n, seed=seed, tokens_identical=same, findings_match=both,
                                             conditions_match=conditions, numbers_match=numbers)
             log(f"[findings] {quant}: findings match {both}/{n} (conditions {conditions}, numbers {numbers}), "
@@ -66,7 +58,7 @@ def findings_parity(checkpoint: Path, bundle_dir: Path, n: int, seed: int, threa
     m = bundle.manifest
     llm = {q: replace(p, findings=results.get(q)) for q, p in m.parity.llm.items()}
     sizes = {q: m.files[f].bytes for q, f in m.llm.items()}
-    passing = [q for q in results if llm[q].ok and results[q].share >= FINDINGS_MIN_SHARE]
+    passing = [q for q in results if llm[q].usable]
     default = min(passing, key=sizes.get) if passing else "f16"
     m = replace(m, parity=replace(m.parity, llm=llm), default_quant=default)
     write_manifest(bundle.root, m)

@@ -24,6 +24,18 @@ def _generate(model, tok: SpTokenizer, question: str, ecg, pixels, max_new_token
                                      eos_id=tok.eos_id))
 
 
+def reference_ids(model, tok: SpTokenizer, x, max_new_tokens: int = 256,
+                  question: str = DEFAULT_QUESTION) -> list[int]:
+    """PyTorch's greedy report on an ECG as GEM's preprocessing gives it ((12, 5000) mV), with the paper image
+    rendered from the signal as gem-run renders it: the reference a runtime's text is compared with."""
+    from gem_runtime.image import preprocess_image
+    from gem_runtime.render import render_ecg_image
+
+    pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
+    return model.generate(prompt_ids(build_prompt(question), tok), torch.from_numpy(x), torch.from_numpy(pixels),
+                          max_new_tokens, eos_id=tok.eos_id)
+
+
 def evaluate_checkpoint(ckpt: Path, data_dir: Path, n: int, max_new_tokens: int = 256) -> dict:
     ckpt, data_dir = Path(ckpt), Path(data_dir)
     records = read_records(data_dir, n)                 # the user's inputs checked before the model loads
@@ -59,11 +71,9 @@ class RealEcgReading:
 
 def evaluate_real(ckpt: Path, files: list[Path], max_new_tokens: int = 256) -> list[RealEcgReading]:
     """Each file read, preprocessed and rendered as `gem-run` does, interpreted by the PyTorch model."""
-    from gem_runtime.image import preprocess_image
     from gem_runtime.measure import measure_ecg
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
-    from gem_runtime.render import render_ecg_image
 
     records = [read_ecg(f) for f in files]               # a file that cannot be read stops before the model loads
     model = load_checkpoint(Path(ckpt))
@@ -71,8 +81,7 @@ def evaluate_real(ckpt: Path, files: list[Path], max_new_tokens: int = 256) -> l
     out = []
     for f, record in zip(files, records):
         x, _ = preprocess_ecg(record)
-        pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
-        text = _generate(model, tok, DEFAULT_QUESTION, x, pixels, max_new_tokens)
+        text = tok.decode(reference_ids(model, tok, x, max_new_tokens))
         d = record.device
         out.append(RealEcgReading(
             file=Path(f).name, text=text, rhythm=parse_rhythm(text), diagnoses=sorted(parse_diagnoses(text)),

@@ -352,8 +352,7 @@ class Interpreter:
 
         with t.stage("decode"):
             if self.draft_len:
-                lt.speculation = SpeculationStats(draft_len=self.draft_len)
-                out = generate_speculative(self.llm, pos, history, max_new_tokens, self.drafter, lt, lt.speculation,
+                out = generate_speculative(self.llm, pos, history, max_new_tokens, self.drafter, self.draft_len, lt,
                                            ignore_eos=ignore_eos, on_token=on_token)
             else:
                 out = self.llm.generate(pos, max_new_tokens, lt, ignore_eos=ignore_eos, on_token=on_token)

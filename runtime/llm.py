@@ -22,6 +22,7 @@ import numpy as np
 import llama_cpp as L
 
 from .errors import ContextOverflowError, LlmError, ModelLoadError
+from .speculate import SpeculationStats
 
 _backend_ready = False
 
@@ -51,7 +52,7 @@ class LlmTimings:
     prefix_cached: bool = False
     decode_ms: float = 0.0
     decode_tokens: int = 0
-    speculation: object = None      # speculate.SpeculationStats when the decode speculated
+    speculation: SpeculationStats | None = None   # when the decode speculated
 
     @property
     def decode_tok_s(self) -> float:

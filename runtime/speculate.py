@@ -130,13 +130,13 @@ class Drafter:
         return out[:k]
 
 
-def generate_speculative(llm, pos: int, history: list[int], max_new_tokens: int, drafter: Drafter, timings,
-                         stats: SpeculationStats, ignore_eos: bool = False,
+def generate_speculative(llm, pos: int, history: list[int], max_new_tokens: int, drafter: Drafter, draft_len: int,
+                         timings, ignore_eos: bool = False,
                          on_token: Callable[[int], None] | None = None) -> list[int]:
-    """`LlamaLLM.generate` with up to stats.draft_len drafted tokens per step: the same stopping rules (EOS, the
-    limit, the end of the context) and the KV cache left as generate leaves it. `history`: the prompt's token ids
-    (the table's first context, and what prompt lookup searches)."""
-    draft_len = stats.draft_len
+    """`LlamaLLM.generate` with up to draft_len drafted tokens per step: the same stopping rules (EOS, the limit,
+    the end of the context) and the KV cache left as generate leaves it; what it drafted and kept goes into
+    timings.speculation. `history`: the prompt's token ids (the table's first context, what lookup searches)."""
+    stats = timings.speculation = SpeculationStats(draft_len=draft_len)
     out: list[int] = []
     pos0, t0 = pos, time.perf_counter()
     tok, stopped_at_eos = int(np.argmax(llm.logits())), False

@@ -22,7 +22,7 @@ from gem_runtime.errors import BundleError
 from gem_runtime.llm import LlmTimings
 from gem_runtime.timings import Timings
 from gem_runtime.speculate import (
-    NGRAM_FILE, Drafter, NgramTable, SpeculationStats, generate_speculative, lookup,
+    NGRAM_FILE, Drafter, NgramTable, generate_speculative, lookup,
 )
 
 DEMO = Path(__file__).resolve().parents[1] / "bundles" / "demo"
@@ -97,8 +97,9 @@ def test_speculative_tokens_and_cache_are_plain_greedy(which, tiny_bundle, demo_
             for drafter in (Drafter(table), _Oracle(len(suffix), plain), _Wrong()):
                 for k in (1, 3, 8):
                     pos, _, suffix = gem._prefill(K.DEFAULT_QUESTION, rows, LlmTimings(), t)
-                    stats = SpeculationStats(draft_len=k)
-                    out = generate_speculative(llm, pos, suffix, max_new, drafter, LlmTimings(), stats)
+                    lt = LlmTimings()
+                    out = generate_speculative(llm, pos, suffix, max_new, drafter, k, lt)
+                    stats = lt.speculation
                     what = f"{which}, {type(drafter).__name__}, k={k}, max_new_tokens={max_new}"
                     assert out == plain, what
                     got = _after_generation_logits(gem, pos + fed)
