@@ -170,7 +170,9 @@ def _echo_scores(s: dict) -> None:
     click.echo(f"n={s['n']}  rhythm accuracy {s['rhythm_accuracy']:.3f}  diagnosis macro-F1 "
                f"{s['diagnosis_macro_f1']:.3f}  HR within 10% {s['hr_within_10pct']:.3f}  mean |HR error| {mae} bpm")
     for name, f1 in s["diagnosis_f1"].items():
-        click.echo(f"  F1 {name:32s} {f1 if f1 is None else round(f1, 3)}")
+        c = s["diagnosis_counts"][name]
+        click.echo(f"  F1 {name:32s} {f1 if f1 is None else round(f1, 3)}  "
+                   f"(stated and true {c['tp']}, over-called {c['fp']}, missed {c['fn']})")
     for quantity, e in s["stated_numbers"].items():
         mae = "-" if e["mean_abs_error"] is None else f"{e['mean_abs_error']:.1f}"
         click.echo(f"  stated {quantity:14s} in {e['stated']:.2f} of texts, mean |error| {mae}, "

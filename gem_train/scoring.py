@@ -67,13 +67,14 @@ def score(predictions: list[str], truths: list[dict]) -> dict:
     actual = [set(t["conditions"]) for t in truths]
     n = len(truths)
 
-    per_condition, aucs = {}, []
+    per_condition, counts, aucs = {}, {}, []
     for name in CONDITIONS:
         tp = sum(name in p and name in a for p, a in zip(predicted, actual))
         fp = sum(name in p and name not in a for p, a in zip(predicted, actual))
         fn = sum(name not in p and name in a for p, a in zip(predicted, actual))
         tn = n - tp - fp - fn
         per_condition[name] = _f1(tp, fp, fn)
+        counts[name] = {"tp": tp, "fp": fp, "fn": fn}     # whether a low F1 is missed or over-called cases
         if 0 < tp + fn < n:   # AUC of a binary prediction = (sensitivity + specificity) / 2
             aucs.append(0.5 * (tp / (tp + fn) + tn / (tn + fp)))
     defined = [f for f in per_condition.values() if f is not None]
@@ -92,6 +93,7 @@ def score(predictions: list[str], truths: list[dict]) -> dict:
         "n": n,
         "diagnosis_macro_f1": sum(defined) / len(defined) if defined else 0.0,
         "diagnosis_f1": per_condition,
+        "diagnosis_counts": counts,
         "diagnosis_macro_auc": sum(aucs) / len(aucs) if aucs else None,
         "hamming_loss": hamming,
         "rhythm_accuracy": rhythm_hits / n,

@@ -79,10 +79,13 @@ def test_score_is_perfect_on_truth_and_worse_when_shuffled(records):
     assert perfect["n"] == 300
     assert perfect["diagnosis_macro_f1"] == 1.0 and perfect["hamming_loss"] == 0.0
     assert all(f == 1.0 for f in perfect["diagnosis_f1"].values())
+    assert all(c["fp"] == c["fn"] == 0 for c in perfect["diagnosis_counts"].values())
+    assert sum(c["tp"] for c in perfect["diagnosis_counts"].values()) == sum(len(t["conditions"]) for t in truths)
     assert perfect["rhythm_accuracy"] == 1.0 and perfect["hr_within_10pct"] == 1.0
     assert perfect["hr_mae_bpm"] <= 0.5
     shuffled = score(list(np.random.default_rng(0).permutation(texts)), truths)
     assert shuffled["diagnosis_macro_f1"] < 0.5
+    assert sum(c["fp"] + c["fn"] for c in shuffled["diagnosis_counts"].values()) > 0
     assert shuffled["rhythm_accuracy"] < 0.6 and shuffled["hr_within_10pct"] < 0.5
     with pytest.raises(ValueError, match="2 predictions for 1"):
         score(["a", "b"], truths[:1])
