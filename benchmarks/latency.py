@@ -81,7 +81,8 @@ class Ours:
                   "ecg_encoder": t["ecg_encoder"], "image_encoder": t["image_encoder"], "prefill": t["prefill"],
                   "ttft": t.ttft_ms, "decode": t["decode"], "total": t.total_ms, "decode_tok_s": r.decode_tok_s}
         self.info = {"backends": dataclasses.asdict(r.backends), "quant": r.quant,
-                     "prompt_positions": r.prompt_positions,
+                     "prompt_positions": r.prompt_positions, "gguf": str(self.gem.llm.path),
+                     "prefill_start": self.gem.llm.prefix_len if r.prefix_cached else 0,
                      "prefix_kv_reused": r.prefix_cached}
         return stages, r.text, r.new_tokens
 
@@ -257,6 +258,12 @@ def run_latency(a: LatencyArgs, log=print) -> dict:
         "load_ms": {**load_ms, "speedup": round(load_ms["ref"] / load_ms["ours"], 3)},
         "texts": {"equal": texts["ours"] == texts["ref"], "ours": texts["ours"][:200], "ref": texts["ref"][:200]},
     }
+    if not a.gpu:       # the machine's ceilings, measured after the runs so they do not disturb them
+        from .roof import fractions, measure_roof
+
+        results["roof"] = measure_roof(Path(ours_info["gguf"]), a.threads)
+        results["roof_fractions"] = fractions(results["roof"], results["stages"], ours_info["prompt_positions"],
+                                              ours_info["prefill_start"], ref_info["prompt_positions"])
     if a.rss:
         results["peak_rss_mb"] = {side: rss_probe(side, a) for side in ("ours", "ref")}
     return results

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .latency import CHART_STAGES, OURS_ONLY, RATE_STAGES, TIME_STAGES
 from .machine import machine_line
+from .roof import fractions as roof_fractions
+from .roof import markdown as roof_markdown
 from gem_runtime.errors import GemEdgeError
 
 # Stages whose cost grows with the LLM depth; the others (read, render, encoders) do not depend on it.
@@ -69,7 +71,17 @@ def markdown(results: dict) -> str:
                       f"{rss['ours']['after_load']:.0f} / {rss['ref']['after_load']:.0f} MB (ours / ref)."]
     if "texts" in results:
         lines += ["", f"Same generated text on both sides: {results['texts']['equal']}."]
+    if "roof_fractions" in results:
+        lines += roof_markdown(results["roof"], results["roof_fractions"])
+    lines += ["", "| goal (GEM's HF path = 1x) | target | this run | met? |", "|---|---:|---:|---|"]
+    for key, name, target in GOALS:
+        got = st[key]["speedup"]
+        lines.append(f"| {name} | >= {target:g}x | {got:.2f}x | {'yes' if got >= target else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+# issue 16's goals at GEM-7B shape (2 layers and the 32-layer extrapolation), as speed-ups over GEM's HF path
+GOALS = (("total", "end to end", 4.0), ("decode_tok_s", "decode tok/s", 6.0), ("ttft", "time to first token", 2.0))
 
 
 def _num(v: float, unit: str) -> str:
@@ -182,6 +194,12 @@ def extrapolate(a: dict, b: dict, to_layers: int = 32) -> dict:
     out["load_ms"] = {"ours": None, "ref": None, "speedup": None}
     out["ours"]["prompt_positions"] = b["ours"]["prompt_positions"]
     out.pop("texts", None)
+    if "roof" in a and "roof" in b:      # the GGUF's bytes a step reads grow by the same amount per layer
+        per_layer = (b["roof"]["ours_bytes_per_token"] - a["roof"]["ours_bytes_per_token"]) / (lb - la)
+        ours_bytes = a["roof"]["ours_bytes_per_token"] + (to_layers - la) * per_layer
+        out["roof_fractions"] = roof_fractions(b["roof"], st, b["ours"]["prompt_positions"],
+                                               b["ours"].get("prefill_start", 0), b["reference"]["prompt_positions"],
+                                               layers=to_layers, ours_bytes=ours_bytes)
     return out
 
 

@@ -240,6 +240,11 @@ class LlamaLLM:
         self.eval_tokens(ids, pos, "all")
         return [int(np.argmax(self._logits_view(i))) for i in range(len(ids))]
 
+    @property
+    def prefix_len(self) -> int:
+        """Positions of the prompt prefix whose KV the context keeps for the next request."""
+        return len(self._prefix_ids)
+
     def truncate(self, pos: int) -> None:
         """Forget every position from `pos` on (the KV cache keeps positions < pos)."""
         L.llama_memory_seq_rm(self._mem, 0, pos, -1)

@@ -184,3 +184,47 @@ def test_random_gguf_is_written_tensor_by_tensor_and_quantized(tiny_checkpoint, 
     assert not (tmp_path / "r-f16.gguf").exists()                    # the f16 intermediate is removed
     r = roofline(out, 1, new_tokens=4, reps=1, bw_mib=32, bw_repeats=1, llc=10**9)
     assert r["decode"]["tok_s_median"] > 0 and r["fits_in_cache"]
+
+
+def test_prefill_work_counts_each_position_once():
+    from benchmarks.roof import LlmShape
+
+    shape = LlmShape(layers=3, width=8, ffn=20, vocab=50)
+    per_layer = 4 * 8 * 8 + 3 * 8 * 20
+    for start, positions in ((0, 7), (4, 7), (6, 7)):
+        brute = sum(3 * (2 * per_layer + 2 * 2 * 8 * (p + 1)) for p in range(start, positions)) + 2 * 8 * 50
+        assert shape.prefill_flops(positions, start) == brute
+
+
+def test_ceilings_are_measured_and_fractions_follow_from_the_runs(latency_results, tiny_checkpoint):
+    from benchmarks.roof import llm_shape
+
+    roof, frac, st = latency_results["roof"], latency_results["roof_fractions"], latency_results["stages"]
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    shape = llm_shape(Path(latency_results["ours"]["gguf"]))
+    assert (shape.layers, shape.width) == (cfg["num_hidden_layers"], cfg["hidden_size"])
+    assert roof["gemm"]["gflop_s"] > 1 and roof["bandwidth"]["read_gb_s"] > 0.5
+    ours = latency_results["ours"]
+    assert ours["prefill_start"] > 0          # the second request onwards reuses the system prompt's KV
+    flops = shape.prefill_flops(ours["prompt_positions"], ours["prefill_start"])
+    assert frac["ours"]["prefill_gflop_s"] == pytest.approx(
+        flops / (st["prefill"]["ours"]["median"] / 1000) / 1e9, rel=1e-2)
+    assert frac["ours"]["prefill_of_gemm"] == pytest.approx(frac["ours"]["prefill_gflop_s"] / roof["gemm"]["gflop_s"],
+                                                            rel=1e-2)
+    assert frac["ours"]["bytes_per_token"] == decode_bytes(Path(ours["gguf"]))["bytes_per_token"]
+    assert frac["ref"]["bytes_per_token"] > frac["ours"]["bytes_per_token"] or ours["quant"] == "f16"
+    assert frac["ours"]["decode_of_bandwidth"] == pytest.approx(
+        st["decode_tok_s"]["ours"]["median"] * frac["ours"]["bytes_per_token"] / 1e9 / roof["bandwidth"]["read_gb_s"],
+        rel=1e-2)
+    md = markdown(latency_results)
+    assert "of fp32 GEMM" in md and "| time to first token | >= 2x |" in md
+
+
+def test_extrapolated_fractions_are_stated_at_the_new_depth(latency_results):
+    a = latency_results
+    b = json.loads(json.dumps(a))
+    b["config"]["llm_layers"] = 4
+    b["roof"]["ours_bytes_per_token"] = a["roof"]["ours_bytes_per_token"] + 1000
+    e = extrapolate(a, b, 32)
+    assert e["roof_fractions"]["ours"]["bytes_per_token"] == pytest.approx(a["roof"]["ours_bytes_per_token"] + 15000)
+    assert e["roof_fractions"]["ours"]["decode_bound_tok_s"] < a["roof_fractions"]["ours"]["decode_bound_tok_s"]
