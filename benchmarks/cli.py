@@ -114,6 +114,32 @@ def speculation(bundle, records, new_tokens, threads, corpus, out):
     click.echo(f"wrote {path}")
 
 
+@cli.command("speculation-llm")
+@click.option("--gguf", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="the GGUF's SentencePiece model (gem-bench make-gguf-7b --tokenizer)")
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="a training corpus: the n-gram table and the prompts' report openings")
+@click.option("--prompts", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--new-tokens", type=click.IntRange(1, 2048), default=64, show_default=True)
+@click.option("--draft-lengths", default="0,1,2,3", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def speculation_llm(gguf, tokenizer, corpus, prompts, new_tokens, draft_lengths, threads, out):
+    """Speculation on a bare GGUF (the 32-layer gem-7b one): tok/s per draft length against the bandwidth bound."""
+    from .speculation import run_llm, write
+
+    try:
+        lengths = tuple(sorted({0, *(int(k) for k in draft_lengths.split(","))}))
+    except ValueError:
+        raise click.BadParameter(f"{draft_lengths!r}: comma-separated integers", param_hint="--draft-lengths") from None
+    runs, curve, bound = run_llm(gguf, tokenizer, corpus, prompts, new_tokens, threads, lengths,
+                                 log=lambda m: click.echo(m, err=True))
+    path = write(gguf, prompts, new_tokens, threads, runs, curve, out, bound)
+    click.echo(path.read_text())
+    click.echo(f"wrote {path}")
+
+
 @cli.command("dicom")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--ecgs", type=click.IntRange(1), default=20, show_default=True)

@@ -105,9 +105,10 @@ def _compare(d: DraftRun, plain: list[int], ids: list[int]) -> None:
 
 
 def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[DraftRun], curve: dict[int, float],
-             machine: str) -> str:
+             machine: str, bound: dict | None = None) -> str:
     base = runs[0]
-    lines = [f"# gem-bench speculation: {bundle}, {n} synthetic ECGs, up to {new_tokens} new tokens, {threads} threads",
+    what = "prompts (GEM's text prompt + a report's opening words)" if bound else "synthetic ECGs"
+    lines = [f"# gem-bench speculation: {bundle}, {n} {what}, up to {new_tokens} new tokens, {threads} threads",
              "", f"Machine: {machine}", "",
              "| decoding | tokens/s | vs plain | drafts kept | tokens per llama_decode | cost of that decode | "
              "text identical to plain |", "|---|---:|---:|---:|---:|---:|---:|"]
@@ -121,6 +122,13 @@ def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[Dra
                      f"{cost_txt} | {r.identical}/{n} |")
     lines += ["", "Cost curve (one llama_decode of k tokens after the prompt, ms): "
               + ", ".join(f"k={k} {ms:.2f}" for k, ms in curve.items())]
+    if bound:
+        best = max(runs, key=lambda r: r.tok_s)
+        lines += ["", f"Single-token decode bound: read bandwidth {bound['read_gb_s']:.1f} GB/s (measured in this run) / "
+                      f"{bound['bytes_per_token'] / 1e9:.2f} GB a step reads = **{bound['bound_tok_s']:.2f} tok/s**. "
+                      f"Plain decoding: {base.tok_s:.2f} tok/s ({100 * base.tok_s / bound['bound_tok_s']:.0f}% of it); "
+                      f"the fastest setting ({'plain' if best.draft_len == 0 else f'draft {best.draft_len}'}): "
+                      f"{best.tok_s:.2f} tok/s ({100 * best.tok_s / bound['bound_tok_s']:.0f}%)."]
     for r in runs:
         if r.first_divergence:
             lines.append(f"\n{'flash attention on' if r.flash_attn else f'draft {r.draft_len}'}: the records that "
@@ -129,24 +137,81 @@ def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[Dra
 
 
 def write(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[DraftRun], curve: dict[int, float],
-          out: Path) -> Path:
+          out: Path, bound: dict | None = None) -> Path:
     from .machine import machine_info, machine_line
 
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_line(machine_info())
     (out / "results.json").write_text(json.dumps(
         {"bundle": str(bundle), "records": n, "new_tokens": new_tokens, "threads": threads, "machine": machine,
-         "cost_curve_ms": curve, "runs": [{**asdict(r), "tok_s": round(r.tok_s, 2),
+         "cost_curve_ms": curve, "decode_bound": bound, "runs": [{**asdict(r), "tok_s": round(r.tok_s, 2),
                                            "tokens_per_step": round(r.tokens_per_step, 3)} for r in runs]},
         indent=1) + "\n")
     path = out / "results.md"
-    path.write_text(markdown(bundle, n, new_tokens, threads, runs, curve, machine))
+    path.write_text(markdown(bundle, n, new_tokens, threads, runs, curve, machine, bound))
     return path
 
 
 def table_from_corpus(bundle: Path, corpus: Path):
     """The draft table `gem-export ngrams` would add to the bundle."""
-    from gem_export.build import corpus_ngrams
     from gem_runtime.manifest import TOKENIZER_FILE
 
-    return corpus_ngrams(Path(bundle) / TOKENIZER_FILE, corpus)[0]
+    return table_from_corpus_tokenizer(Path(bundle) / TOKENIZER_FILE, corpus)
+
+
+def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens: int, threads: int,
+            draft_lengths=(0, 1, 2, 3), log=print) -> tuple[list[DraftRun], dict[int, float], dict]:
+    """The same comparison on a bare GGUF (the full-depth gem-7b one, which no bundle holds: its prefill of a whole
+    GEM prompt takes ~50 s here). Each prompt is GEM's text prompt (no ECG rows) followed by the opening words of
+    a corpus report; it is prefilled once, and every draft length decodes from that same KV cache (the last
+    prompt token re-evaluated for its logits). Also returns the decode roofline: read bandwidth over the bytes a
+    one-token step reads, the bound speculation has to beat."""
+    import sentencepiece as spm
+
+    from gem_runtime import constants as K
+    from gem_runtime.llm import LlamaLLM, LlmTimings
+    from gem_runtime.prompt import build_prompt
+    from gem_runtime.speculate import Drafter, generate_speculative
+    from gem_train.corpus import read_records
+
+    from .machine import measure_bandwidth
+    from .roofline import decode_bytes
+
+    table = table_from_corpus_tokenizer(tokenizer, corpus)
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
+    reports = [t["value"] for r in read_records(corpus, prompts) for t in r["conversations"] if t["from"] == "gpt"]
+    runs = {k: DraftRun(k, False, 0.0, 0) for k in draft_lengths}
+    drafter = Drafter(table)
+    with LlamaLLM(gguf, n_ctx=512 + new_tokens, n_threads=threads, flash_attn=False) as llm:
+        for i, report in enumerate(reports[:prompts]):
+            text = build_prompt(K.DEFAULT_QUESTION).replace(K.IMAGE_TOKEN, "") + " " + " ".join(report.split()[:12])
+            ids = sp.encode(text, add_bos=True)
+            llm.truncate(0)
+            llm.eval_tokens(ids[:-1], 0, "none")
+            if i == 0:
+                curve = cost_curve(llm, len(ids) - 1)
+            plain = None
+            for k in draft_lengths:
+                llm.truncate(len(ids) - 1)
+                pos = llm.eval_tokens(ids[-1:], len(ids) - 1, "last")
+                t = LlmTimings()
+                out = (llm.generate(pos, new_tokens, t, ignore_eos=True) if k == 0 else
+                       generate_speculative(llm, pos, ids, new_tokens, drafter, k, t, ignore_eos=True))
+                d = runs[k]
+                d.decode_s, d.tokens = d.decode_s + t.decode_ms / 1000, d.tokens + len(out)
+                if t.speculation:
+                    d.drafted, d.accepted = d.drafted + t.speculation.drafted, d.accepted + t.speculation.accepted
+                    d.steps += t.speculation.steps
+                plain = plain or out
+                _compare(d, plain, out)
+                log(f"[speculation] prompt {i + 1}/{prompts} draft {k}: {len(out) / (t.decode_ms / 1000):.2f} tok/s")
+    bw = measure_bandwidth(threads)
+    nbytes = decode_bytes(gguf)["bytes_per_token"]
+    bound = {"read_gb_s": bw["read_gb_s"], "bytes_per_token": nbytes, "bound_tok_s": bw["read_gb_s"] * 1e9 / nbytes}
+    return [runs[k] for k in draft_lengths], curve, bound
+
+
+def table_from_corpus_tokenizer(tokenizer: Path, corpus: Path):
+    from gem_export.build import corpus_ngrams
+
+    return corpus_ngrams(Path(tokenizer), corpus)[0]

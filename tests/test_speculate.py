@@ -154,3 +154,27 @@ def test_gem_export_ngrams_adds_the_table_and_a_folder_without_a_corpus_is_one_l
     code, _, err = run_main(export_main, ["ngrams", "--bundle", str(bundle), "--corpus", str(tmp_path / "empty")],
                             capsys)
     assert code == 2 and err.count("\n") == 1 and "records.json: not found" in err, err
+
+
+def test_speculation_on_a_bare_gguf_keeps_the_tokens_and_states_the_bound(tiny_corpus, tmp_path, capsys):
+    """gem-bench speculation-llm (how the 32-layer gem-7b GGUF is measured): every draft length decodes the
+    plain tokens from the same prefilled prompt, and the single-token bandwidth bound is reported beside them."""
+    from benchmarks.cli import main as bench
+
+    gguf = DEMO / json.loads((DEMO / "manifest.json").read_text())["llm"]["q4_k_m"]
+    code, out, err = run_main(bench, ["speculation-llm", "--gguf", str(gguf), "--tokenizer",
+                                      str(DEMO / "tokenizer.model"), "--corpus", str(tiny_corpus), "--prompts", "2",
+                                      "--new-tokens", "24", "--draft-lengths", "2,1", "--out", str(tmp_path / "r")],
+                              capsys)
+    assert code == 0, err
+    r = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert [run["draft_len"] for run in r["runs"]] == [0, 1, 2]
+    assert all(run["identical"] == 2 and run["tokens"] == 48 for run in r["runs"])
+    assert r["runs"][2]["drafted"] > 0 and 0 <= r["runs"][2]["accepted"] <= r["runs"][2]["drafted"]
+    assert r["decode_bound"]["bound_tok_s"] == pytest.approx(
+        r["decode_bound"]["read_gb_s"] * 1e9 / r["decode_bound"]["bytes_per_token"])
+    assert "Single-token decode bound" in (tmp_path / "r" / "results.md").read_text()
+    code, out, err = run_main(bench, ["speculation-llm", "--gguf", str(gguf), "--tokenizer",
+                                      str(DEMO / "tokenizer.model"), "--corpus", str(tiny_corpus),
+                                      "--draft-lengths", "two", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "--draft-lengths" in err and "Traceback" not in err
