@@ -123,9 +123,14 @@ def speculation(bundle, records, new_tokens, threads, corpus, out):
 @click.option("--prompts", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--new-tokens", type=click.IntRange(1, 2048), default=64, show_default=True)
 @click.option("--draft-lengths", default="0,1,2,3", show_default=True)
+@click.option("--oracle-acceptance", type=click.FloatRange(0, 1), default=0.86, show_default=True,
+              help="chance that each oracle draft token is right (the demo model's draft-1 acceptance)")
+@click.option("--prefill-positions", type=click.IntRange(1, 4096), default=668, show_default=True,
+              help="positions of the timed prefill (GEM's 758-position prompt after its 90 cached ids)")
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def speculation_llm(gguf, tokenizer, corpus, prompts, new_tokens, draft_lengths, threads, out):
+def speculation_llm(gguf, tokenizer, corpus, prompts, new_tokens, draft_lengths, oracle_acceptance,
+                    prefill_positions, threads, out):
     """Speculation on a bare GGUF (the 32-layer gem-7b one): tok/s per draft length against the bandwidth bound."""
     from .speculation import run_llm, write
 
@@ -133,8 +138,8 @@ def speculation_llm(gguf, tokenizer, corpus, prompts, new_tokens, draft_lengths,
         lengths = tuple(sorted({0, *(int(k) for k in draft_lengths.split(","))}))
     except ValueError:
         raise click.BadParameter(f"{draft_lengths!r}: comma-separated integers", param_hint="--draft-lengths") from None
-    runs, curve, bound = run_llm(gguf, tokenizer, corpus, prompts, new_tokens, threads, lengths,
-                                 log=lambda m: click.echo(m, err=True))
+    runs, curve, bound = run_llm(gguf, tokenizer, corpus, prompts, new_tokens, threads, lengths, oracle_acceptance,
+                                 prefill_positions, log=lambda m: click.echo(m, err=True))
     path = write(gguf, prompts, new_tokens, threads, runs, curve, out, bound)
     click.echo(path.read_text())
     click.echo(f"wrote {path}")

@@ -33,6 +33,7 @@ class DraftRun:
     steps: int = 0
     identical: int = 0                # records whose tokens equal plain decoding's (flash attention off)
     first_divergence: list[int] = field(default_factory=list)
+    drafts: str = ""                  # where drafts came from, where not the bundle's table
 
     @property
     def tok_s(self) -> float:
@@ -44,18 +45,18 @@ class DraftRun:
 
 
 def cost_curve(llm, pos: int, reps: int = 5) -> dict[int, float]:
-    """ms of one llama_decode of k tokens at position pos (after a prompt), median of reps, for COST_TOKENS."""
-    out = {}
+    """ms of one llama_decode of k tokens at position pos (after a prompt), median of reps, for COST_TOKENS; the
+    k are measured in turn within each round, so drift in machine load hits them alike."""
+    times: dict[int, list[float]] = {k: [] for k in COST_TOKENS}
     llm.truncate(pos)                              # the prompt stays; what was generated after it goes
-    for k in COST_TOKENS:
-        times = []
-        for _ in range(reps + 1):
+    for rep in range(reps + 1):
+        for k in COST_TOKENS:
             t0 = time.perf_counter()
             llm.eval_tokens([5] * k, pos, "all")
-            times.append((time.perf_counter() - t0) * 1000)
+            if rep:                                # the first round warms up
+                times[k].append((time.perf_counter() - t0) * 1000)
             llm.truncate(pos)
-        out[k] = round(statistics.median(times[1:]), 3)
-    return out
+    return {k: round(statistics.median(v), 3) for k, v in times.items()}
 
 
 def run(bundle: Path, files: list[Path], new_tokens: int, threads: int, table=None, log=print
@@ -114,7 +115,8 @@ def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[Dra
              "text identical to plain |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         name = ("plain, flash attention on (gem-run)" if r.flash_attn else
-                "plain (flash attention off)" if r.draft_len == 0 else f"speculative, draft {r.draft_len}")
+                "plain (flash attention off)" if r.draft_len == 0 else f"speculative, draft {r.draft_len}"
+                + (f" ({r.drafts})" if r.drafts else ""))
         kept = f"{r.accepted / r.drafted:.2f}" if r.drafted else "-"
         cost = curve.get(r.draft_len + 1) if not r.flash_attn else None
         cost_txt = f"{cost / curve[1]:.2f}x" if cost else "-"
@@ -124,10 +126,27 @@ def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[Dra
               + ", ".join(f"k={k} {ms:.2f}" for k, ms in curve.items())]
     if bound:
         best = max(runs, key=lambda r: r.tok_s)
+        oracle = [r for r in runs if r.drafts.startswith("oracle") and r.steps]
+        if oracle:
+            p = bound["oracle_p"]
+            lines += ["", f"What drafts accepted at p = {p:g} a token (the demo model's) would give here: each oracle row's "
+                          "measured time per verify step (k + 1 tokens, in real decoding) over the tokens such a step "
+                          "yields on average, (1 - p^(k+1)) / (1 - p):", "",
+                      "| draft | ms per verify step | tokens per step at p | tok/s | vs plain | of the bound |",
+                      "|---|---:|---:|---:|---:|---:|",
+                      f"| plain | {1000 / base.tok_s:.1f} | 1.00 | {base.tok_s:.2f} | 1.00x | "
+                      f"{100 * base.tok_s / bound['bound_tok_s']:.0f}% |"]
+            for r in oracle:
+                step = r.decode_s / r.steps
+                per = (1 - p ** (r.draft_len + 1)) / (1 - p) if p < 1 else r.draft_len + 1
+                lines.append(f"| {r.draft_len} | {1000 * step:.1f} | {per:.2f} | {per / step:.2f} | "
+                             f"{per / step / base.tok_s:.2f}x | {100 * per / step / bound['bound_tok_s']:.0f}% |")
+        lines += ["", f"Prefill of {bound['prefill_positions']} positions (GEM's prompt after the cached system "
+                      f"prompt): {bound['prefill_ms'] / 1000:.2f} s."]
         lines += ["", f"Single-token decode bound: read bandwidth {bound['read_gb_s']:.1f} GB/s (measured in this run) / "
                       f"{bound['bytes_per_token'] / 1e9:.2f} GB a step reads = **{bound['bound_tok_s']:.2f} tok/s**. "
                       f"Plain decoding: {base.tok_s:.2f} tok/s ({100 * base.tok_s / bound['bound_tok_s']:.0f}% of it); "
-                      f"the fastest setting ({'plain' if best.draft_len == 0 else f'draft {best.draft_len}'}): "
+                      f"the fastest setting ({'plain' if best.draft_len == 0 else f'draft {best.draft_len} {best.drafts}'}): "
                       f"{best.tok_s:.2f} tok/s ({100 * best.tok_s / bound['bound_tok_s']:.0f}%)."]
     for r in runs:
         if r.first_divergence:
@@ -159,13 +178,34 @@ def table_from_corpus(bundle: Path, corpus: Path):
     return table_from_corpus_tokenizer(Path(bundle) / TOKENIZER_FILE, corpus)
 
 
+class OracleDrafter:
+    """Drafts the plain greedy continuation, each token kept right with probability `p` (a wrong one otherwise):
+    random weights draft almost nothing from the table or the text, so this sets the acceptance a trained model
+    gets (the demo's draft-1 acceptance, 0.86) and measures what speculation then does on the real GGUF."""
+
+    def __init__(self, prompt_len: int, plain: list[int], p: float, vocab: int, seed: int = 0):
+        import numpy as np
+
+        self.prompt_len, self.plain, self.p, self.vocab = prompt_len, plain, p, vocab
+        self.rng = np.random.default_rng(seed)
+
+    def draft(self, history: list[int], k: int) -> list[int]:
+        at = len(history) - self.prompt_len
+        right = self.plain[at:at + k]
+        return [t if self.rng.random() < self.p else (t + 1) % self.vocab for t in right]
+
+
 def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens: int, threads: int,
-            draft_lengths=(0, 1, 2, 3), log=print) -> tuple[list[DraftRun], dict[int, float], dict]:
+            draft_lengths=(0, 1, 2, 3), oracle_p: float = 0.86, prefill_positions: int = 668, log=print
+            ) -> tuple[list[DraftRun], dict[int, float], dict]:
     """The same comparison on a bare GGUF (the full-depth gem-7b one, which no bundle holds: its prefill of a whole
-    GEM prompt takes ~50 s here). Each prompt is GEM's text prompt (no ECG rows) followed by the opening words of
-    a corpus report; it is prefilled once, and every draft length decodes from that same KV cache (the last
-    prompt token re-evaluated for its logits). Also returns the decode roofline: read bandwidth over the bytes a
-    one-token step reads, the bound speculation has to beat."""
+    GEM prompt takes ~20 s here). Each prompt is GEM's text prompt (no ECG rows) followed by the opening words of
+    a corpus report; it is prefilled once, and every setting decodes from that same KV cache (the last prompt
+    token re-evaluated for its logits): plain, drafts from the table and the text, and oracle drafts at the
+    acceptance `oracle_p`. Also returns the decode roofline (read bandwidth over the bytes a one-token step reads,
+    the bound speculation has to beat) and the time of one prefill of `prefill_positions` positions (the part of
+    GEM's 758-position prompt after the cached system prompt)."""
+    import numpy as np
     import sentencepiece as spm
 
     from gem_runtime import constants as K
@@ -180,9 +220,18 @@ def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens:
     table = table_from_corpus_tokenizer(tokenizer, corpus)
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
     reports = [t["value"] for r in read_records(corpus, prompts) for t in r["conversations"] if t["from"] == "gpt"]
-    runs = {k: DraftRun(k, False, 0.0, 0) for k in draft_lengths}
+    settings = [(k, "table") for k in draft_lengths] + [(k, "oracle") for k in draft_lengths if k]
+    runs = {s: DraftRun(s[0], False, 0.0, 0, drafts="" if s[0] == 0 else
+                        ("n-gram table + prompt lookup" if s[1] == "table" else f"oracle, p = {oracle_p:g}"))
+            for s in settings}
     drafter = Drafter(table)
-    with LlamaLLM(gguf, n_ctx=512 + new_tokens, n_threads=threads, flash_attn=False) as llm:
+    with LlamaLLM(gguf, n_ctx=max(512, prefill_positions) + new_tokens + 8, n_threads=threads,
+                  flash_attn=False) as llm:
+        ids = [1] + [3 + (i * 7) % (llm.n_vocab - 3) for i in range(prefill_positions - 1)]
+        t0 = time.perf_counter()
+        llm.eval_tokens(ids, 0, "last")
+        prefill_ms = (time.perf_counter() - t0) * 1000
+        log(f"[speculation] prefill of {prefill_positions} positions: {prefill_ms / 1000:.2f} s")
         for i, report in enumerate(reports[:prompts]):
             text = build_prompt(K.DEFAULT_QUESTION).replace(K.IMAGE_TOKEN, "") + " " + " ".join(report.split()[:12])
             ids = sp.encode(text, add_bos=True)
@@ -191,24 +240,28 @@ def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens:
             if i == 0:
                 curve = cost_curve(llm, len(ids) - 1)
             plain = None
-            for k in draft_lengths:
+            order = settings if i % 2 == 0 else settings[:1] + settings[:0:-1]   # drift hits both ends alike
+            for k, mode in order:
                 llm.truncate(len(ids) - 1)
                 pos = llm.eval_tokens(ids[-1:], len(ids) - 1, "last")
                 t = LlmTimings()
+                source = drafter if mode == "table" else OracleDrafter(len(ids), plain, oracle_p, llm.n_vocab, i)
                 out = (llm.generate(pos, new_tokens, t, ignore_eos=True) if k == 0 else
-                       generate_speculative(llm, pos, ids, new_tokens, drafter, k, t, ignore_eos=True))
-                d = runs[k]
+                       generate_speculative(llm, pos, ids, new_tokens, source, k, t, ignore_eos=True))
+                d = runs[(k, mode)]
                 d.decode_s, d.tokens = d.decode_s + t.decode_ms / 1000, d.tokens + len(out)
                 if t.speculation:
                     d.drafted, d.accepted = d.drafted + t.speculation.drafted, d.accepted + t.speculation.accepted
                     d.steps += t.speculation.steps
                 plain = plain or out
                 _compare(d, plain, out)
-                log(f"[speculation] prompt {i + 1}/{prompts} draft {k}: {len(out) / (t.decode_ms / 1000):.2f} tok/s")
+                log(f"[speculation] prompt {i + 1}/{prompts} draft {k} ({mode}): "
+                    f"{len(out) / (t.decode_ms / 1000):.2f} tok/s")
     bw = measure_bandwidth(threads)
     nbytes = decode_bytes(gguf)["bytes_per_token"]
-    bound = {"read_gb_s": bw["read_gb_s"], "bytes_per_token": nbytes, "bound_tok_s": bw["read_gb_s"] * 1e9 / nbytes}
-    return [runs[k] for k in draft_lengths], curve, bound
+    bound = {"read_gb_s": bw["read_gb_s"], "bytes_per_token": nbytes, "bound_tok_s": bw["read_gb_s"] * 1e9 / nbytes,
+             "prefill_positions": prefill_positions, "prefill_ms": round(prefill_ms, 1), "oracle_p": oracle_p}
+    return [runs[s] for s in settings], curve, bound
 
 
 def table_from_corpus_tokenizer(tokenizer: Path, corpus: Path):

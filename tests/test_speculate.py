@@ -164,16 +164,22 @@ def test_speculation_on_a_bare_gguf_keeps_the_tokens_and_states_the_bound(tiny_c
     gguf = DEMO / json.loads((DEMO / "manifest.json").read_text())["llm"]["q4_k_m"]
     code, out, err = run_main(bench, ["speculation-llm", "--gguf", str(gguf), "--tokenizer",
                                       str(DEMO / "tokenizer.model"), "--corpus", str(tiny_corpus), "--prompts", "2",
-                                      "--new-tokens", "24", "--draft-lengths", "2,1", "--out", str(tmp_path / "r")],
+                                      "--new-tokens", "24", "--draft-lengths", "2,1", "--prefill-positions", "100",
+                                      "--oracle-acceptance", "0.7", "--out", str(tmp_path / "r")],
                               capsys)
     assert code == 0, err
     r = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert [run["draft_len"] for run in r["runs"]] == [0, 1, 2]
-    assert all(run["identical"] == 2 and run["tokens"] == 48 for run in r["runs"])
+    assert [(run["draft_len"], run["drafts"][:6]) for run in r["runs"]] == [
+        (0, ""), (1, "n-gram"), (2, "n-gram"), (1, "oracle"), (2, "oracle")]
+    assert all(run["identical"] == 2 and run["tokens"] == 48 for run in r["runs"])   # whatever the drafts
     assert r["runs"][2]["drafted"] > 0 and 0 <= r["runs"][2]["accepted"] <= r["runs"][2]["drafted"]
+    oracle = r["runs"][3]                                     # one token drafted a step, right 70% of the time
+    assert 0.5 < oracle["accepted"] / oracle["drafted"] < 0.9
+    assert r["decode_bound"]["prefill_positions"] == 100 and r["decode_bound"]["prefill_ms"] > 0
     assert r["decode_bound"]["bound_tok_s"] == pytest.approx(
         r["decode_bound"]["read_gb_s"] * 1e9 / r["decode_bound"]["bytes_per_token"])
-    assert "Single-token decode bound" in (tmp_path / "r" / "results.md").read_text()
+    md = (tmp_path / "r" / "results.md").read_text()
+    assert "Single-token decode bound" in md and "| 2 | " in md.split("tokens per step at p")[1]
     code, out, err = run_main(bench, ["speculation-llm", "--gguf", str(gguf), "--tokenizer",
                                       str(DEMO / "tokenizer.model"), "--corpus", str(tiny_corpus),
                                       "--draft-lengths", "two", "--out", str(tmp_path / "s")], capsys)
