@@ -73,7 +73,9 @@ def markdown(results: dict) -> str:
         lines += ["", f"Same generated text on both sides: {results['texts']['equal']}."]
     if "roof_fractions" in results:
         lines += roof_markdown(results["roof"], results["roof_fractions"])
-    lines += ["", "| goal (GEM's HF path = 1x) | target | this run | met? |", "|---|---:|---:|---|"]
+    if results.get("roof", {}).get("shape", {}).get("width") != GEM_7B_WIDTH:
+        return "\n".join(lines) + "\n"
+    lines += ["", "| goal at gem-7b shape (GEM's HF path = 1x) | target | this run | met? |", "|---|---:|---:|---|"]
     for key, name, target in GOALS:
         got = st[key]["speedup"]
         lines.append(f"| {name} | >= {target:g}x | {got:.2f}x | {'yes' if got >= target else 'no'} |")
@@ -81,6 +83,7 @@ def markdown(results: dict) -> str:
 
 
 # issue 16's goals at GEM-7B shape (2 layers and the 32-layer extrapolation), as speed-ups over GEM's HF path
+GEM_7B_WIDTH = 4096
 GOALS = (("total", "end to end", 4.0), ("decode_tok_s", "decode tok/s", 6.0), ("ttft", "time to first token", 2.0))
 
 
