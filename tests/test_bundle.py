@@ -83,11 +83,12 @@ def test_gem_run_refuses_a_manifest_with_a_key_removed(demo_copy, capsys):
                                         "manifest.encoders.ecg_encoder.rows: missing"]
 
 
-@pytest.mark.parametrize("name", ["llm-q4_k_m.gguf", "image_encoder.onnx"])
+@pytest.mark.parametrize("name", ["the default LLM file", "image_encoder.onnx"])
 def test_flipped_byte_with_mtime_kept_is_refused_after_a_first_run(demo_copy, capsys, name):
     code, _, err = _run([str(_dicom()), "--bundle", str(demo_copy), "--json", "--max-new-tokens", "4"], capsys)
     assert code == 0, err                                   # verified and remembered
-    f = demo_copy / name
+    d = _demo_dict()
+    f = demo_copy / (d["llm"][d["default_quant"]] if name.endswith("LLM file") else name)
     st = f.stat()
     data = bytearray(f.read_bytes())
     data[len(data) // 3] ^= 0x01                            # bit rot, or a careful edit ...

@@ -93,12 +93,13 @@ def test_a_gguf_llama_cpp_cannot_load_is_one_line(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     b = tmp_path / "b"
     shutil.copytree(default_bundle(), b)
-    (b / "llm-q4_k_m.gguf").write_bytes(b"GGUF" + b"\xff" * 4096)
     m = Bundle.open(b).manifest
-    write_manifest(b, dataclasses.replace(m, files={**m.files, "llm-q4_k_m.gguf": file_entry(b / "llm-q4_k_m.gguf")}))
+    name = m.llm[m.default_quant]                              # the file gem-run loads
+    (b / name).write_bytes(b"GGUF" + b"\xff" * 4096)
+    write_manifest(b, dataclasses.replace(m, files={**m.files, name: file_entry(b / name)}))
     code, out, err = run_main(main, [str(_dicom()), "--bundle", str(b)], capsys)
     line = _one_line(err, "gem-run")
-    assert code == 2 and "llm-q4_k_m.gguf: llama.cpp could not load this GGUF file" in line
+    assert code == 2 and f"{name}: llama.cpp could not load this GGUF file" in line
 
 
 def test_a_prompt_longer_than_the_context_is_a_typed_error():
