@@ -82,6 +82,7 @@ class Ours:
                   "ttft": t.ttft_ms, "decode": t["decode"], "total": t.total_ms, "decode_tok_s": r.decode_tok_s}
         self.info = {"backends": dataclasses.asdict(r.backends), "quant": r.quant,
                      "prompt_positions": r.prompt_positions, "gguf": str(self.gem.llm.path),
+                     "repack": self.gem.llm.repack,
                      "prefill_start": self.gem.llm.prefix_len if r.prefix_cached else 0,
                      "prefix_kv_reused": r.prefix_cached}
         return stages, r.text, r.new_tokens

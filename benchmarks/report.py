@@ -37,7 +37,9 @@ def markdown(results: dict) -> str:
                   f"{extrapolated['to_layers']} layers; read, render and encoders are the mean of the measured runs.",
                   ""]
     lines += [f"- machine: {machine_line(results['machine'])}",
-              f"- ours: LLM {results['ours']['quant']} on {results['ours']['backends']['llm']}, encoders on "
+              f"- ours: LLM {results['ours']['quant']}"
+              + ("" if results["ours"].get("repack", True) else " (weight repacking off, as tuned)")
+              + f" on {results['ours']['backends']['llm']}, encoders on "
               f"{results['ours']['backends']['ecg_encoder']} / {results['ours']['backends']['image_encoder']}; "
               f"prefix KV reused: {results['ours'].get('prefix_kv_reused')}",
               f"- reference: {results['reference']['backend']}",

@@ -172,8 +172,10 @@ def tune(bundle_dir, threads, runs):
         cells = [f"{v} {ms} ms" if isinstance(ms, float) else f"{v}: {ms}" for v, ms in variants.items()]
         click.echo(f"  {name}: {'; '.join(cells)} -> {tuning.encoder_precision[name]}")
     for q, t in tuning.llm.items():
-        click.echo(f"  llm {q}: prefill {t.prefill_ms} ms, {t.decode_ms_per_token} ms/token, request "
-                   f"{t.request_ms} ms; parity {t.parity}")
+        other = f" (repack {'off' if t.repack else 'on'}: {t.request_ms_other_repack} ms)" \
+            if t.request_ms_other_repack is not None else ""
+        click.echo(f"  llm {q}, repack {'on' if t.repack else 'off'}: prefill {t.prefill_ms} ms, "
+                   f"{t.decode_ms_per_token} ms/token, request {t.request_ms} ms{other}; parity {t.parity}")
     click.echo(f"  llm -> {tuning.quant}")
     cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.request_ms_by_draft_len.items()]
     click.echo(f"  {tuning.quant} request by draft length: {'; '.join(cells)} -> "

@@ -95,7 +95,7 @@ class Interpreter:
 
     def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int,
                  state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
-                 precision: dict[str, str] | None = None, draft_len: int = 0):
+                 precision: dict[str, str] | None = None, draft_len: int = 0, repack: bool = True):
         self.bundle, self.quant, self.threads = bundle, quant, threads
         self.draft_len = draft_len
         self.drafter = Drafter(bundle.ngram_table()) if draft_len else None
@@ -108,7 +108,7 @@ class Interpreter:
         self.encoders: dict[str, Encoder] = load_encoders(bundle, backend, threads, precision)
         try:
             self.llm = LlamaLLM(gguf, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_gpu_layers=n_gpu_layers,
-                                n_seq=n_seq, flash_attn=flash_attn)
+                                n_seq=n_seq, flash_attn=flash_attn, repack=repack)
         except BaseException:
             self._close_encoders()
             raise
@@ -120,15 +120,17 @@ class Interpreter:
     def load(cls, bundle: str | Path | None = None, *, quant: str | None = None, backend: str = "auto",
              threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
              state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
-             encoder_precision: str | dict[str, str] = "auto", draft_len: int | None = None) -> "Interpreter":
+             encoder_precision: str | dict[str, str] = "auto", draft_len: int | None = None,
+             repack: bool | None = None) -> "Interpreter":
         """state_bytes: memory for the KV states of earlier ECGs, so a follow-up on any of them continues where
         it stopped (0: follow-ups only on the ECG interpreted last). n_seq: ECGs `interpret_many` decodes
         together. flash_attn: llama.cpp's flash attention (None: its choice); False gives the same text at any
         thread count and n_seq (see LlamaLLM). encoder_precision: "fp32", "int8" (CPU), or "auto": with quant
         None, what `gem-run tune` measured fastest on this machine (gem_runtime.tune), else fp32 and the
         bundle's default type. draft_len: tokens drafted per decode step (speculate.py; 0: plain decoding; None:
-        what tune measured fastest here, else 0); speculating turns flash attention off."""
-        from .tune import default_threads, tuned_draft_len, tuned_quant
+        what tune measured fastest here, else 0); speculating turns flash attention off. repack: ggml's CPU
+        weight repacking (None: whichever tune measured faster for this type here, else on)."""
+        from .tune import default_threads, tuned_draft_len, tuned_quant, tuned_repack
 
         b = Bundle.open(Path(bundle) if bundle else default_bundle())
         threads = threads or default_threads()
@@ -143,8 +145,10 @@ class Interpreter:
         quant = quant or (b.default_quant() if n_gpu_layers else tuned_quant(b, threads))   # tune times the CPU
         if draft_len is None:
             draft_len = tuned_draft_len(b, threads, quant) if n_seq == 1 and not n_gpu_layers else 0
+        if repack is None:
+            repack = tuned_repack(b, threads, quant) if not n_gpu_layers else True
         return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn, precision,
-                   draft_len)
+                   draft_len, repack)
 
     def close(self):
         self._close_encoders()

@@ -62,9 +62,10 @@ class LlmTimings:
 # --- native handles -------------------------------------------------------------------------------------
 
 class _Model:
-    def __init__(self, path: Path, n_gpu_layers: int):
+    def __init__(self, path: Path, n_gpu_layers: int, repack: bool = True):
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = n_gpu_layers
+        mp.use_extra_bufts = repack        # ggml's CPU weight repacking (interleaved rows for its gemm kernels)
         self.ptr = L.llama_model_load_from_file(str(path).encode(), mp)
         if not self.ptr:
             raise ModelLoadError(path, "llama.cpp could not load this GGUF file "
@@ -136,18 +137,21 @@ class LlamaLLM:
     """
 
     def __init__(self, path: str | Path, *, n_ctx: int = 2048, n_batch: int = 512, n_threads: int = 2,
-                 n_gpu_layers: int = 0, exact: bool = False, n_seq: int = 1, flash_attn: bool | None = None):
+                 n_gpu_layers: int = 0, exact: bool = False, n_seq: int = 1, flash_attn: bool | None = None,
+                 repack: bool = True):
         """exact: parity runs (flash attention off, f32 KV cache). n_ctx: positions per sequence, n_seq of
         them. flash_attn: None lets llama.cpp decide (on, on CPU); off makes the text the same at any thread
         count and in generate_many as in generate (with it on, a one-token decode splits attention across
-        threads, and the sums round differently)."""
+        threads, and the sums round differently). repack: ggml's CPU weight repacking; whether it pays depends
+        on the type and the CPU (`gem-run tune` times both), and off, a K-quant's several-row decode computes
+        each row as a one-row decode does (generate_many's logits bit-identical to generate's)."""
         self.path, self.n_ctx, self.n_batch, self.n_threads = Path(path), n_ctx, n_batch, n_threads
-        self.n_seq = n_seq
+        self.n_seq, self.repack = n_seq, repack
         self._handles: list = []
         self._prefix_ids: list[int] = []
         _init_backend()
         try:
-            self.model = self._own(_Model(self.path, n_gpu_layers))
+            self.model = self._own(_Model(self.path, n_gpu_layers, repack))
             self.context = self._own(_Context(self.path, self.model, n_ctx, n_batch, n_threads, exact, n_seq,
                                               flash_attn))
             self.vocab = L.llama_model_get_vocab(self.model.ptr)

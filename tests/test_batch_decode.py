@@ -81,3 +81,39 @@ def test_ray_workers_with_decode_batch_write_what_the_local_engine_writes(synthe
     ray = _batch(synthetic, tmp_path / "ray", "--engine", "ray", "--workers", "2", "--threads", "1",
                  "--decode-batch", "2")
     assert ray == local
+
+
+def _logits_of_each_step(monkeypatch, files: list[Path], n_seq: int, repack: bool) -> list[list[np.ndarray]]:
+    """Every logits row the decode reads, per record, as interpret (n_seq 1) or interpret_many reads them."""
+    import gem_runtime.llm as llm_module
+
+    seen: list[tuple[int, np.ndarray]] = []
+    read = llm_module.LlamaLLM._logits_view
+    monkeypatch.setattr(llm_module.LlamaLLM, "_logits_view",
+                        lambda self, i=-1: seen.append((i, read(self, i).copy())) or seen[-1][1])
+    per_record: list[list[np.ndarray]] = []
+    with Interpreter.load(DEMO, quant="q4_k_m", threads=2, flash_attn=False, n_seq=n_seq, repack=repack) as gem:
+        if n_seq == 1:
+            for f in files:
+                seen.clear()
+                gem.interpret(f, max_new_tokens=16)
+                per_record.append([v for _, v in seen])
+        else:
+            seen.clear()
+            gem.interpret_many(files, max_new_tokens=16)
+            first, steps = seen[:n_seq], seen[n_seq:]          # each record's first token, then rows per step
+            per_record = [[first[k][1]] + [v for _, v in steps[k::n_seq]] for k in range(n_seq)]
+    monkeypatch.setattr(llm_module.LlamaLLM, "_logits_view", read)
+    return per_record
+
+
+def test_without_weight_repacking_several_records_decode_to_the_same_logits_bit_for_bit(synthetic, monkeypatch):
+    """ggml's repacked K-quant kernels compute a 4-row decode step in another order than a 1-row one; with
+    repacking off (which `gem-run tune` may choose anyway: it was faster for Q4_K_M here) every logit of every
+    step equals the lone request's, so --decode-batch cannot change a record's text."""
+    files = sorted(synthetic.glob("*.hea"))[:4]
+    alone = _logits_of_each_step(monkeypatch, files, 1, repack=False)
+    together = _logits_of_each_step(monkeypatch, files, 4, repack=False)
+    assert [len(a) for a in alone] == [len(t) for t in together] == [16] * 4
+    for a, t in zip(alone, together):
+        assert all(np.array_equal(x, y) for x, y in zip(a, t))

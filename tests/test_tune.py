@@ -78,6 +78,11 @@ def test_an_int8_encoder_that_passes_is_timed_and_gem_run_takes_the_tuned_choice
     llm = tuning["llm"]
     assert set(llm) == set(b.manifest.llm) and tuning["quant"] == min(
         (q for q in llm if llm[q]["parity_ok"]), key=lambda q: llm[q]["request_ms"])
+    for t in llm.values():                  # each type timed with weight repacking on and off, the faster kept
+        assert isinstance(t["repack"], bool) and t["request_ms"] <= t["request_ms_other_repack"]
+    with Interpreter.load(bundle_copy, threads=1) as gem:
+        assert gem.quant == tuning["quant"] and gem.llm.repack == llm[gem.quant]["repack"]
+    assert "repack on" in out and "repack off" in out
 
     code, out, err = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--threads", "1", "--json",
                                      "--max-new-tokens", "4"], capsys)
