@@ -2,7 +2,7 @@
 
 Prefill is a stack of GEMMs: its work is 2 x (weights per layer) x positions per layer plus causal attention
 (2 x P^2 x width per layer, QK^T and AV), and its ceiling the machine's fp32 GEMM rate, measured here with
-torch at a prefill-like shape (positions x width @ width x ffn). Decode of one token reads every weight once:
+torch at a prefill-like shape (512 positions x 4096 @ 4096 x 4096). Decode of one token reads every weight once:
 its ceiling is the read bandwidth (benchmarks.machine.measure_bandwidth) over the bytes one step reads: the
 GGUF's tensors for ours (roofline.decode_bytes), fp32 weights for GEM's PyTorch path. Both are kept per layer
 and per model, so `gem-bench extrapolate` can state them at 32 layers.
@@ -27,6 +27,10 @@ class LlmShape:
     @property
     def weights_per_layer(self) -> int:          # q, k, v, o + gate, up, down (LLaMA-2, no GQA at 7B)
         return 4 * self.width * self.width + 3 * self.width * self.ffn
+
+    @property
+    def fp32_bytes(self) -> int:                 # what GEM's fp32 PyTorch path reads a decode step
+        return 4 * (self.layers * self.weights_per_layer + self.width * self.vocab)
 
     def prefill_flops(self, positions: int, start: int = 0) -> float:
         """Positions start..positions-1 computed (the ones before are a cached prefix), logits for the last."""
@@ -74,9 +78,7 @@ def measure_roof(gguf: Path, threads: int) -> dict:
     shape = llm_shape(gguf)
     ours = decode_bytes(gguf)["bytes_per_token"]
     return {"shape": asdict(shape), "gemm": measure_gemm(threads), "bandwidth": measure_bandwidth(threads),
-            # GGUF bytes a step reads, split into per layer and the rest (output head, final norm) by the shape
-            "ours_bytes_per_token": ours,
-            "ref_bytes_per_token": 4 * (shape.layers * shape.weights_per_layer + shape.width * shape.vocab)}
+            "ours_bytes_per_token": ours, "ref_bytes_per_token": shape.fp32_bytes}
 
 
 def fractions(roof: dict, stages: dict, ours_positions: int, ours_start: int, ref_positions: int,
@@ -85,10 +87,10 @@ def fractions(roof: dict, stages: dict, ours_positions: int, ours_start: int, re
     `layers` / `ours_bytes` restate the model at another depth (extrapolation)."""
     shape = LlmShape(**{**roof["shape"], **({"layers": layers} if layers else {})})
     gemm, read = roof["gemm"]["gflop_s"], roof["bandwidth"]["read_gb_s"]
-    ref_bytes = 4 * (shape.layers * shape.weights_per_layer + shape.width * shape.vocab)
     out = {}
-    for side, positions, start, nbytes in (("ours", ours_positions, ours_start, ours_bytes or roof["ours_bytes_per_token"]),
-                                           ("ref", ref_positions, 0, ref_bytes)):
+    ours_bytes = ours_bytes or roof["ours_bytes_per_token"]
+    for side, positions, start, nbytes in (("ours", ours_positions, ours_start, ours_bytes),
+                                           ("ref", ref_positions, 0, shape.fp32_bytes)):
         prefill_s = stages["prefill"][side]["median"] / 1000
         tok_s = stages["decode_tok_s"][side]["median"]
         gflop_s = shape.prefill_flops(positions, start) / prefill_s / 1e9
@@ -101,12 +103,13 @@ def fractions(roof: dict, stages: dict, ours_positions: int, ours_start: int, re
 def markdown(roof: dict, frac: dict) -> list[str]:
     g, bw = roof["gemm"], roof["bandwidth"]
     lines = ["", f"Ceilings measured in this run: fp32 GEMM {g['gflop_s']:.0f} GFLOP/s ({g['method']}, "
-                 f"{'x'.join(map(str, g['shape']))}, {g['threads']} threads); read bandwidth {bw['read_gb_s']:.1f} GB/s "
-                 f"({bw['threads']} threads, {bw['array_mib']} MiB).", "",
+                 f"{'x'.join(map(str, g['shape']))}, {g['threads']} threads); read bandwidth "
+                 f"{bw['read_gb_s']:.1f} GB/s ({bw['threads']} threads, {bw['array_mib']} MiB).", "",
              "| side | prefill GFLOP/s | of fp32 GEMM | decode GB/s read | of read bandwidth | decode bound tok/s |",
              "|---|---:|---:|---:|---:|---:|"]
     for side, name in (("ours", "ours"), ("ref", "GEM's PyTorch path")):
         f = frac[side]
         lines.append(f"| {name} | {f['prefill_gflop_s']:.1f} | {100 * f['prefill_of_gemm']:.0f}% | "
-                     f"{f['decode_gb_s']:.2f} | {100 * f['decode_of_bandwidth']:.0f}% | {f['decode_bound_tok_s']:.2f} |")
+                     f"{f['decode_gb_s']:.2f} | {100 * f['decode_of_bandwidth']:.0f}% | "
+                     f"{f['decode_bound_tok_s']:.2f} |")
     return lines

@@ -33,6 +33,11 @@ def decode_bytes(gguf_path: Path) -> dict:
             "tied_output": tied, "tensor_types": types}
 
 
+def filler_ids(n_vocab: int, n: int) -> list[int]:
+    """n token ids for timing a bare GGUF: BOS, then ids spread over the vocabulary past the special ones."""
+    return [1] + [3 + (i * 7) % (n_vocab - 3) for i in range(n - 1)]
+
+
 def measure_decode(gguf_path: Path, threads: int, new_tokens: int = 32, prompt_tokens: int = 64,
                    reps: int = 3) -> dict:
     """Greedy decode speed after a short prompt of token ids (EOS ignored), median and best of `reps`."""
@@ -40,7 +45,7 @@ def measure_decode(gguf_path: Path, threads: int, new_tokens: int = 32, prompt_t
 
     llm = LlamaLLM(Path(gguf_path), n_ctx=prompt_tokens + new_tokens + 8, n_batch=512, n_threads=threads)
     try:
-        ids = [1] + [3 + (i * 7) % (llm.n_vocab - 3) for i in range(prompt_tokens - 1)]
+        ids = filler_ids(llm.n_vocab, prompt_tokens)
         rates, prefill_ms = [], []
         for _ in range(reps):
             t = LlmTimings()

@@ -129,9 +129,9 @@ def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[Dra
         oracle = [r for r in runs if r.drafts.startswith("oracle") and r.steps]
         if oracle:
             p = bound["oracle_p"]
-            lines += ["", f"What drafts accepted at p = {p:g} a token (the demo model's) would give here: each oracle row's "
-                          "measured time per verify step (k + 1 tokens, in real decoding) over the tokens such a step "
-                          "yields on average, (1 - p^(k+1)) / (1 - p):", "",
+            lines += ["", f"What drafts accepted at p = {p:g} a token (the demo model's) would give here: each "
+                          "oracle row's measured time per verify step (k + 1 tokens, in real decoding) over the "
+                          "tokens such a step yields on average, (1 - p^(k+1)) / (1 - p):", "",
                       "| draft | ms per verify step | tokens per step at p | tok/s | vs plain | of the bound |",
                       "|---|---:|---:|---:|---:|---:|",
                       f"| plain | {1000 / base.tok_s:.1f} | 1.00 | {base.tok_s:.2f} | 1.00x | "
@@ -143,10 +143,12 @@ def markdown(bundle: Path, n: int, new_tokens: int, threads: int, runs: list[Dra
                              f"{per / step / base.tok_s:.2f}x | {100 * per / step / bound['bound_tok_s']:.0f}% |")
         lines += ["", f"Prefill of {bound['prefill_positions']} positions (GEM's prompt after the cached system "
                       f"prompt): {bound['prefill_ms'] / 1000:.2f} s."]
-        lines += ["", f"Single-token decode bound: read bandwidth {bound['read_gb_s']:.1f} GB/s (measured in this run) / "
-                      f"{bound['bytes_per_token'] / 1e9:.2f} GB a step reads = **{bound['bound_tok_s']:.2f} tok/s**. "
+        lines += ["", f"Single-token decode bound: read bandwidth {bound['read_gb_s']:.1f} GB/s (measured in this "
+                      f"run) / {bound['bytes_per_token'] / 1e9:.2f} GB a step reads = "
+                      f"**{bound['bound_tok_s']:.2f} tok/s**. "
                       f"Plain decoding: {base.tok_s:.2f} tok/s ({100 * base.tok_s / bound['bound_tok_s']:.0f}% of it); "
-                      f"the fastest setting ({'plain' if best.draft_len == 0 else f'draft {best.draft_len} {best.drafts}'}): "
+                      f"the fastest setting "
+                      f"({'plain' if best.draft_len == 0 else f'draft {best.draft_len} {best.drafts}'}): "
                       f"{best.tok_s:.2f} tok/s ({100 * best.tok_s / bound['bound_tok_s']:.0f}%)."]
     for r in runs:
         if r.first_divergence:
@@ -205,7 +207,6 @@ def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens:
     acceptance `oracle_p`. Also returns the decode roofline (read bandwidth over the bytes a one-token step reads,
     the bound speculation has to beat) and the time of one prefill of `prefill_positions` positions (the part of
     GEM's 758-position prompt after the cached system prompt)."""
-    import numpy as np
     import sentencepiece as spm
 
     from gem_runtime import constants as K
@@ -215,7 +216,7 @@ def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens:
     from gem_train.corpus import read_records
 
     from .machine import measure_bandwidth
-    from .roofline import decode_bytes
+    from .roofline import decode_bytes, filler_ids
 
     table = table_from_corpus_tokenizer(tokenizer, corpus)
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
@@ -227,9 +228,8 @@ def run_llm(gguf: Path, tokenizer: Path, corpus: Path, prompts: int, new_tokens:
     drafter = Drafter(table)
     with LlamaLLM(gguf, n_ctx=max(512, prefill_positions) + new_tokens + 8, n_threads=threads,
                   flash_attn=False) as llm:
-        ids = [1] + [3 + (i * 7) % (llm.n_vocab - 3) for i in range(prefill_positions - 1)]
         t0 = time.perf_counter()
-        llm.eval_tokens(ids, 0, "last")
+        llm.eval_tokens(filler_ids(llm.n_vocab, prefill_positions), 0, "last")
         prefill_ms = (time.perf_counter() - t0) * 1000
         log(f"[speculation] prefill of {prefill_positions} positions: {prefill_ms / 1000:.2f} s")
         for i, report in enumerate(reports[:prompts]):

@@ -83,9 +83,8 @@ class _Context:
         cp = L.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx * n_seq, n_batch, n_batch
         cp.n_threads = cp.n_threads_batch = n_threads
-        # one KV stream per sequence: a record's attention then runs over its own cells laid out as a single
-        # request lays them out (a unified cache interleaves the records and rounds differently: gem-7b shape,
-        # 8 records, 5/8 identical to one at a time unified, 6/8 split)
+        # one KV stream per sequence, laid out as a lone request's (a unified cache interleaves the records, and
+        # their attention rounds differently)
         cp.n_seq_max, cp.kv_unified = n_seq, False
         if flash_attn is not None:
             cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -348,8 +347,8 @@ class LlamaLLM:
         timings[0].prefix_cached = first.prefix_cached
         for k in range(1, len(rows)):
             t0 = time.perf_counter()
-            # llama.cpp copies between KV streams only whole: sequence 0's, then all but the prefix dropped
-            L.llama_memory_seq_rm(self._mem, k, -1, -1)
+            # llama.cpp copies between KV streams only whole (prefill emptied sequence k): sequence 0's, then all
+            # but the prefix dropped
             L.llama_memory_seq_cp(self._mem, 0, k, -1, -1)
             L.llama_memory_seq_rm(self._mem, k, len(prefix), -1)
             pos = self.eval_embeddings(rows[k], len(prefix), "none", seq=k)

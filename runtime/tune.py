@@ -232,8 +232,8 @@ def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log, rep
     timing = LlmTiming(prefill_ms=round(p, 2), decode_ms_per_token=round(d, 3),
                        request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=bool(parity and parity.usable),
                        parity=_parity_text(quant, parity), repack=repack)
-    log(f"[tune] llm {quant} (repack {'on' if repack else 'off'}): prefill {timing.prefill_ms} ms, {timing.decode_ms_per_token} ms/token, "
-        f"request {timing.request_ms} ms ({timing.parity})")
+    log(f"[tune] llm {quant} (repack {'on' if repack else 'off'}): prefill {timing.prefill_ms} ms, "
+        f"{timing.decode_ms_per_token} ms/token, request {timing.request_ms} ms ({timing.parity})")
     return timing
 
 
