@@ -10,14 +10,10 @@ from typing import NoReturn
 
 import click
 
-from .errors import GemEdgeError
+from .errors import GemEdgeError, one_line
 
 USER_ERROR = 2
 INTERRUPTED = 130
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 def fail(prog: str, message: str, code: int = USER_ERROR) -> NoReturn:

@@ -4,6 +4,17 @@ Anything else that escapes is a bug in gem-edge and keeps its traceback.
 """
 
 
+def one_line(text: object) -> str:
+    """Any text (or an exception) as one line: newlines, tabs and runs of spaces become one space, control
+    characters are dropped, so no file, client or peer can split or forge a log line. An exception with no
+    message gives its class name."""
+    s = " ".join(str(text).split())
+    s = "".join(ch if ch.isprintable() else "?" for ch in s)
+    if not s and isinstance(text, BaseException):
+        return type(text).__name__
+    return s
+
+
 class GemEdgeError(Exception):
     """Base of all gem-edge errors that are the user's input, data or environment, not our bug."""
 
