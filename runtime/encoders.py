@@ -36,19 +36,15 @@ def ort_providers() -> list[str]:
 
 def available_backends(bundle: Bundle) -> list[str]:
     """Backends usable here, fastest first."""
-    from .trt_engine import engine_file_for
+    from .trt_engine import cuda_device_present, engine_file_for
 
     found = []
     if all(engine_file_for(bundle.root, n) for n in ENCODERS):
         found.append("tensorrt")
-    if "CUDAExecutionProvider" in ort_providers() and _cuda_device_present():
+    if "CUDAExecutionProvider" in ort_providers() and cuda_device_present():
         found.append("cuda")
     found.append("cpu")
     return found
-
-
-def _cuda_device_present() -> bool:
-    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
 
 
 class OrtEncoder:
@@ -98,9 +94,6 @@ class TrtBundleEncoder:
         self._engine.close()
 
 
-PRECISIONS = ("auto", "fp32", "int8")
-
-
 def load_encoders(bundle: Bundle, backend: str, threads: int, precision: dict[str, str] | None = None
                   ) -> dict[str, Encoder]:
     """Both encoders on one backend; on failure, those already loaded are closed again. precision: per encoder
@@ -125,30 +118,6 @@ def load_encoders(bundle: Bundle, backend: str, threads: int, precision: dict[st
             enc.close()
         raise
     return loaded
-
-
-def encoder_precision(bundle: Bundle, backend: str, requested: str, threads: int) -> dict[str, str]:
-    """{encoder: "fp32" | "int8"}. "int8" is refused in one line where the bundle's int8 encoders are missing
-    or failed their gate, or the backend is not the CPU; "auto" takes `gem-run tune`'s measured choice for this
-    machine, else fp32."""
-    from .tune import int8_problem, read_tuning
-
-    if requested not in PRECISIONS:
-        raise BackendUnavailableError(f"unknown encoder precision {requested!r}; choose from {', '.join(PRECISIONS)}")
-    fp32 = dict.fromkeys(ENCODERS, "fp32")
-    on_cpu = backend == "cpu" or (backend == "auto" and available_backends(bundle)[0] == "cpu")
-    if requested == "int8":
-        if not on_cpu:
-            raise BackendUnavailableError("int8 encoders are for the CPU backend (GPUs run fp16)")
-        for name in ENCODERS:
-            if problem := int8_problem(bundle, name):
-                raise BackendUnavailableError(f"{bundle.root}: --encoder-precision int8: {problem}")
-        return dict.fromkeys(ENCODERS, "int8")
-    tuning = read_tuning(bundle, threads) if requested == "auto" and on_cpu else None
-    if tuning is None:
-        return fp32
-    return {name: p if p == "fp32" or int8_problem(bundle, name) is None else "fp32"
-            for name, p in tuning.encoder_precision.items() if name in ENCODERS}
 
 
 def _load_one(bundle: Bundle, io: EncoderIO, backend: str, threads: int, precision: str = "fp32") -> Encoder:

@@ -21,21 +21,22 @@ from typing import Callable
 import numpy as np
 
 from . import constants as K
-from .bundle import Bundle, default_bundle
+from .bundle import Bundle
 from .conversation import Answer, Conversation, ConversationCache
 from .encoders import Encoder, load_encoders
-from .encoders import encoder_precision as resolve_precision
-from .errors import BackendUnavailableError, BundleError, ConfigError, EcgReadError
+from .errors import BundleError, ConfigError, EcgReadError
+from .files import atomic_write
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
 from .image import load_image, preprocess_image
-from .llm import LlamaLLM, LlmTimings, TextStream, has_gpu_offload
+from .llm import LlamaLLM, LlmTimings, TextStream
 from .measure import Measurements, measure_ecg
 from .preprocess import preprocess_ecg
-from .prompt import build_prompt, prompt_ids
+from .prompt import build_prompt, prompt_ids, split_prompt
 from .readers import DeviceReport, EcgRecord, read_ecg
 from .render import render_ecg_image
 from .speculate import Drafter, SpeculationStats, generate_speculative
 from .timings import Timings
+from .tuning import LoadPlan
 
 
 @dataclass(frozen=True)
@@ -93,62 +94,43 @@ class _Prepared:
 class Interpreter:
     """Sessions and the LLM context are created once; `interpret` can be called many times."""
 
-    def __init__(self, bundle: Bundle, quant: str, backend: str, threads: int, n_ctx: int, n_gpu_layers: int,
-                 state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
-                 precision: dict[str, str] | None = None, draft_len: int = 0, repack: bool = True):
-        self.bundle, self.quant, self.threads = bundle, quant, threads
-        self.draft_len = draft_len
-        self.drafter = Drafter(bundle.ngram_table()) if draft_len else None
-        if draft_len:
-            flash_attn = False          # a k-token verify computes as k one-token decodes only with it off
-        self.conversations = ConversationCache(state_bytes)     # parked follow-up states (0: only the live one)
+    def __init__(self, plan: LoadPlan):
+        """Load what `plan` says (LoadPlan.resolve makes one; `Interpreter.load` does both)."""
+        self.plan = plan
+        bundle = plan.bundle
+        self.bundle, self.quant, self.threads = bundle, plan.quant, plan.threads
+        self.draft_len = plan.draft_len
+        self.drafter = Drafter(bundle.ngram_table()) if plan.draft_len else None
+        self.conversations = ConversationCache(plan.state_bytes)   # parked follow-up states (0: only the live one)
         self._live: Conversation | None = None
         t0 = time.perf_counter()
-        gguf = bundle.llm_path(quant)               # checked before any native loader runs
-        self.encoders: dict[str, Encoder] = load_encoders(bundle, backend, threads, precision)
+        gguf = bundle.llm_path(plan.quant)          # checked before any native loader runs
+        self.encoders: dict[str, Encoder] = load_encoders(bundle, plan.backend, plan.threads, plan.encoder_precision)
         try:
-            self.llm = LlamaLLM(gguf, n_ctx=n_ctx, n_batch=512, n_threads=threads, n_gpu_layers=n_gpu_layers,
-                                n_seq=n_seq, flash_attn=flash_attn, repack=repack)
+            self.llm = LlamaLLM(gguf, n_ctx=plan.n_ctx, n_batch=512, n_threads=plan.threads,
+                                n_gpu_layers=plan.n_gpu_layers, n_seq=plan.n_seq, flash_attn=plan.flash_attn,
+                                repack=plan.repack)
         except BaseException:
             self._close_encoders()
             raise
-        self.llm_backend = f"llama.cpp-{'cuda' if n_gpu_layers else 'cpu'}"
+        self.llm_backend = f"llama.cpp-{'cuda' if plan.n_gpu_layers else 'cpu'}"
         self.image_size = bundle.manifest.preprocessing.image_size
         self.load_ms = (time.perf_counter() - t0) * 1000
 
     @classmethod
-    def load(cls, bundle: str | Path | None = None, *, quant: str | None = None, backend: str = "auto",
-             threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
-             state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
-             encoder_precision: str | dict[str, str] = "auto", draft_len: int | None = None,
-             repack: bool | None = None) -> "Interpreter":
-        """state_bytes: memory for the KV states of earlier ECGs, so a follow-up on any of them continues where
-        it stopped (0: follow-ups only on the ECG interpreted last). n_seq: ECGs `interpret_many` decodes
-        together. flash_attn: llama.cpp's flash attention (None: its choice); False gives the same text at any
-        thread count and n_seq (see LlamaLLM). encoder_precision: "fp32", "int8" (CPU), or "auto": with quant
-        None, what `gem-run tune` measured fastest on this machine (gem_runtime.tune), else fp32 and the
-        bundle's default type. draft_len: tokens drafted per decode step (speculate.py; 0: plain decoding; None:
-        what tune measured fastest here, else 0); speculating turns flash attention off. repack: ggml's CPU
-        weight repacking (None: whichever tune measured faster for this type here, else on)."""
-        from .tune import default_threads, tuned_draft_len, tuned_quant, tuned_repack
+    def load(cls, bundle: str | Path | Bundle | None = None, **choices) -> "Interpreter":
+        """Resolve a `LoadPlan` (gem_runtime.tuning: quant, backend, threads, n_ctx, n_gpu_layers, state_bytes,
+        n_seq, flash_attn, encoder_precision, draft_len, repack; None or "auto": what `gem-run tune` measured
+        here, else the bundle's default) and load it. state_bytes: memory for the KV states of earlier ECGs, so a
+        follow-up on any of them continues where it stopped. n_seq: ECGs `interpret_many` decodes together.
+        flash_attn False gives the same text at any thread count and n_seq (see LlamaLLM)."""
+        return cls(LoadPlan.resolve(bundle, **choices))
 
-        b = Bundle.open(Path(bundle) if bundle else default_bundle())
-        threads = threads or default_threads()
-        precision = encoder_precision if isinstance(encoder_precision, dict) else \
-            resolve_precision(b, backend, encoder_precision, threads)
-        if n_gpu_layers is None:
-            n_gpu_layers = 999 if backend in ("cuda", "tensorrt") else 0
-        if n_gpu_layers and not has_gpu_offload():
-            if backend in ("cuda", "tensorrt"):
-                raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
-            n_gpu_layers = 0
-        quant = quant or (b.default_quant() if n_gpu_layers else tuned_quant(b, threads))   # tune times the CPU
-        if draft_len is None:
-            draft_len = tuned_draft_len(b, threads, quant) if n_seq == 1 and not n_gpu_layers else 0
-        if repack is None:
-            repack = tuned_repack(b, threads, quant) if not n_gpu_layers else True
-        return cls(b, quant, backend, threads, n_ctx, n_gpu_layers, state_bytes, n_seq, flash_attn, precision,
-                   draft_len, repack)
+    @property
+    def backends(self) -> Backends:
+        """Which backend runs each stage (what a Result and the service's health report)."""
+        return Backends(ecg_encoder=self.encoders["ecg_encoder"].backend,
+                        image_encoder=self.encoders["image_encoder"].backend, llm=self.llm_backend)
 
     def close(self):
         self._close_encoders()
@@ -213,13 +195,12 @@ class Interpreter:
         if not ready:
             return results
         self._park_live()
-        ids = prompt_ids(build_prompt(question), self.llm.tokenize)
-        s = ids.index(K.IMAGE_TOKEN_INDEX)
+        before, after = split_prompt(prompt_ids(build_prompt(question), self.llm.tokenize))
         lts = [r[5] for r in ready]
         with ExitStack() as spans:                  # each record's wall clock includes the shared LLM loop
             for r in ready:
                 spans.enter_context(r[4].request())
-            positions, first = self.llm.prefill_many(ids[:s], [r[3] for r in ready], ids[s + 1:], lts)
+            positions, first = self.llm.prefill_many(before, [r[3] for r in ready], after, lts)
             outs = self.llm.generate_many(positions, first, max_new_tokens, lts)
         for (i, record, prep, _, t, lt), out in zip(ready, outs):
             t.stages_ms["prefill"] += lt.prefill_ms
@@ -242,8 +223,7 @@ class Interpreter:
             prep.warnings.append(f"stopped at the limit of {max_new_tokens} new tokens before end of text")
         return Result(text=text, source=record.source, new_tokens=len(out), prompt_positions=lt.prefill_positions,
                       timings=t, decode_tok_s=round(lt.decode_tok_s, 2),
-                      backends=Backends(self.encoders["ecg_encoder"].backend,
-                                        self.encoders["image_encoder"].backend, self.llm_backend),
+                      backends=self.backends,
                       bundle_id=self.bundle.bundle_id, quant=self.quant, threads=self.threads,
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
@@ -313,7 +293,7 @@ class Interpreter:
             with t.stage("render"):
                 img = render_ecg_image(x, fs=K.ECG_FS)                # what the training images were drawn with
         if save_image is not None:
-            _save_atomic(img, Path(save_image))
+            _save_png(img, Path(save_image))
         with t.stage("preprocess"):
             pixels = preprocess_image(img, self.image_size)           # (3, S, S)
         return _Prepared(x, pixels, list(record.warnings) + warnings, img)
@@ -334,9 +314,8 @@ class Interpreter:
         """GEM's prompt with the encoder rows injected at the <image> sentinel: (next position, the ids before
         the rows, the ids after them)."""
         with t.stage("prefill"):
-            ids = prompt_ids(build_prompt(question), self.llm.tokenize)
-            s = ids.index(K.IMAGE_TOKEN_INDEX)
-            return self.llm.prefill(ids[:s], rows, ids[s + 1:], lt), ids[:s], ids[s + 1:]
+            before, after = split_prompt(prompt_ids(build_prompt(question), self.llm.tokenize))
+            return self.llm.prefill(before, rows, after, lt), before, after
 
     def _decode(self, pos: int, max_new_tokens: int, lt: LlmTimings, t: Timings, stream, ignore_eos: bool,
                 history: list[int]):
@@ -392,7 +371,5 @@ def median_beats_path(image_path: Path) -> Path:
     return image_path.with_name(image_path.stem + "-median-beats.png")
 
 
-def _save_atomic(img, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+def _save_png(img, path: Path) -> None:
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

@@ -17,130 +17,16 @@ pay depends on the machine and the model's depth.
 """
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 
 from .bundle import Bundle
 from .manifest import ENCODERS, FINDINGS_MIN_SHARE
-
-INT8_MIN_SPEEDUP = 1.2        # int8 encoders approximate: taken only where they are clearly faster (the demo's
-                              # tiny encoders gain 1.2-1.4x on 5 ms, and its text changed on 15 of 40 ECGs)
-REQUEST_TOKENS = 128          # a request's cost: prefill + this many decode steps (GEM's reports run ~100-250)
-DRAFT_LENGTHS = (0, 1, 2, 3, 4, 6, 8)    # 0: plain decoding
-SPECULATION_MIN_SPEEDUP = 1.05
-SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "neon")
-
-
-@dataclass(frozen=True)
-class LlmTiming:
-    prefill_ms: float             # the GEM prompt (rows + ids), no cached prefix
-    decode_ms_per_token: float
-    request_ms: float             # prefill + REQUEST_TOKENS decode steps
-    parity_ok: bool               # its export parity gate
-    parity: str                   # what the gate measured, for the table
-    repack: bool = True           # ggml's CPU weight repacking, on or off, whichever made the request faster
-    request_ms_other_repack: float | None = None     # the request with the other setting
-
-
-@dataclass(frozen=True)
-class Tuning:
-    machine: str
-    threads: int
-    bundle_id: str
-    encoders_ms: dict             # {encoder: {"fp32": ms, "int8": ms | "failed its parity gate: ..."}}
-    llm: dict                     # {type: LlmTiming}
-    encoder_precision: dict       # {encoder: "fp32" | "int8"}: int8 where it passed and is INT8_MIN_SPEEDUP faster
-    quant: str                    # the LLM type with the least request_ms among those that passed
-    request_ms_by_draft_len: dict = field(default_factory=dict)   # {draft length: request ms of `quant`}
-    draft_len: int = 0            # speculation's draft length for `quant` (0: plain decoding)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "llm": {q: asdict(t) for q, t in self.llm.items()}}
-
-
-def machine_key() -> str:
-    """The CPU model and the SIMD it offers (what decides which kernels run), and its core count."""
-    name, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == "unknown CPU":
-                name = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return f"{name} | {' '.join(f for f in SIMD_FLAGS if f in flags)} | {os.cpu_count()} cores"
-
-
-def default_threads() -> int:
-    """gem-run's threads when not given: all cores, at most 8."""
-    return min(8, os.cpu_count() or 1)
-
-
-def tuned_quant(bundle: Bundle, threads: int) -> str:
-    """The LLM type `gem-run tune` chose for this bundle on this machine at these threads, else the bundle's
-    default: what gem-run and gem-run batch load when --quant is not given."""
-    tuning = read_tuning(bundle, threads)
-    return tuning.quant if tuning and tuning.quant in bundle.manifest.llm else bundle.default_quant()
-
-
-def tuned_repack(bundle: Bundle, threads: int, quant: str) -> bool:
-    """Whether weight repacking made this type's request faster here (tune times both), else on (llama.cpp's)."""
-    tuning = read_tuning(bundle, threads)
-    timing = tuning.llm.get(quant) if tuning else None
-    return timing.repack if timing else True
-
-
-def tuned_draft_len(bundle: Bundle, threads: int, quant: str) -> int:
-    """The draft length `gem-run tune` measured fastest for this type here, else 0 (plain decoding)."""
-    tuning = read_tuning(bundle, threads)
-    return tuning.draft_len if tuning and tuning.quant == quant else 0
-
-
-def tuning_path(bundle: Bundle) -> Path:
-    return bundle.root.with_name(bundle.root.name + ".tune.json")
-
-
-def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
-    """The measured choice for this bundle on this machine at these threads, else None."""
-    path = tuning_path(bundle)
-    try:
-        data = json.loads(path.read_text())
-        tuning = Tuning(**{**data, "llm": {q: LlmTiming(**t) for q, t in data["llm"].items()},
-                           "request_ms_by_draft_len": {int(k): v for k, v in
-                                                       data.get("request_ms_by_draft_len", {}).items()}})
-    except (OSError, ValueError, TypeError, KeyError):
-        return None                     # absent or not ours: the bundle's defaults, as before tuning
-    if (tuning.machine, tuning.threads, tuning.bundle_id) != (machine_key(), threads, bundle.bundle_id):
-        return None
-    return tuning
-
-
-def write_tuning(bundle: Bundle, tuning: Tuning) -> Path:
-    path = tuning_path(bundle)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(tuning.to_dict(), indent=1) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def int8_problem(bundle: Bundle, name: str) -> str | None:
-    """Why the bundle's int8 `name` may not be used (None: it may)."""
-    entry = bundle.manifest.encoders[name]
-    if not entry.int8_file:
-        return f"the bundle has no int8 {name} (gem-export int8 adds one)"
-    parity = (bundle.manifest.parity.encoders if bundle.manifest.parity else {}).get(f"{name}.int8")
-    if parity is None or not parity.ok:
-        return f"its int8 {name} failed its parity gate ({parity.problem if parity else 'not checked'})"
-    return None
-
+from .tuning import (DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS, SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning,
+                     int8_problem, machine_key)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -214,17 +100,16 @@ def _faster_repack(bundle: Bundle, quant: str, threads: int, runs: int, rng, log
 def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log, repack: bool = True) -> LlmTiming:
     from . import constants as K
     from .llm import LlamaLLM, LlmTimings
-    from .prompt import build_prompt, prompt_ids
+    from .prompt import build_prompt, prompt_ids, split_prompt
 
     parity = (bundle.manifest.parity.llm if bundle.manifest.parity else {}).get(quant)
     with LlamaLLM(bundle.llm_path(quant), n_threads=threads, repack=repack) as llm:
-        ids = prompt_ids(build_prompt(K.DEFAULT_QUESTION), llm.tokenize)
-        s = ids.index(K.IMAGE_TOKEN_INDEX)
+        before, after = split_prompt(prompt_ids(build_prompt(K.DEFAULT_QUESTION), llm.tokenize))
         rows = (0.02 * rng.standard_normal((bundle.manifest.rows, llm.n_embd))).astype(np.float32)
         prefill, decode = [], []
         for _ in range(runs + 1):                    # the first is a warm-up
             lt = LlmTimings()
-            pos = llm.prefill(ids[:s], rows, ids[s + 1:], lt, reuse_prefix=False)
+            pos = llm.prefill(before, rows, after, lt, reuse_prefix=False)
             llm.generate(pos, 32, lt, ignore_eos=True)
             prefill.append(lt.prefill_ms)
             decode.append(lt.decode_ms / max(1, lt.decode_tokens))

@@ -16,12 +16,15 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from ..cli_errors import one_line
-from ..errors import BundleError, EcgReadError
+from ..errors import BundleError, EcgReadError, one_line
+from ..tuning import LoadPlan
 from .store import ResultStore
 from .walk import Record, Walk
+
+if TYPE_CHECKING:
+    from ..interpreter import Interpreter
 
 # on_record(rel, outcome, reason): after each file; outcome is "done", "skipped" or "refused" (with its reason)
 OnRecord = Callable[[str, str, "str | None"], None]
@@ -58,22 +61,26 @@ class BatchSummary:
                 "interrupted": self.interrupted}
 
 
-def open_store(out_dir: Path, options: LocalOptions) -> ResultStore:
-    """The bundle checked (its LLM type too) and the writer for out_dir, keyed on this run's settings: the same
-    for every engine."""
-    from ..bundle import Bundle, default_bundle
-    from ..encoders import encoder_precision
-    from ..tune import default_threads, tuned_quant
+def resolve_plan(options: LocalOptions, settings: dict | None = None) -> LoadPlan:
+    """The batch's load plan: gem-run tune's choices here, as gem-run takes them, with flash attention off.
+    `settings` (a store's) pins the LLM type and encoders, so that every Ray worker loads what the driver chose."""
+    return LoadPlan.resolve(options.bundle, quant=settings["quant"] if settings else options.quant,
+                            threads=options.threads, n_seq=options.decode_batch, flash_attn=False,
+                            encoder_precision=settings["encoders"] if settings else "auto")
 
-    bundle = Bundle.open(options.bundle or default_bundle())
-    threads = options.threads or default_threads()
-    quant = options.quant or tuned_quant(bundle, threads)      # gem-run tune's choice here, as gem-run takes it
-    if quant not in bundle.manifest.llm:
-        raise BundleError(bundle.root, f"no {quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
-    return ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": quant,
-                                 "encoders": encoder_precision(bundle, "cpu", "auto", threads),
-                                 "max_new_tokens": options.max_new_tokens, "flash_attn": False},
-                       options.save_images)
+
+def open_store(out_dir: Path, options: LocalOptions) -> tuple[ResultStore, LoadPlan]:
+    """The bundle checked (its LLM type too), the load plan, and the writer for out_dir keyed on this run's
+    settings: the same for every engine."""
+    plan = resolve_plan(options)
+    bundle = plan.bundle
+    if plan.quant not in bundle.manifest.llm:
+        raise BundleError(bundle.root, f"no {plan.quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
+    store = ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": plan.quant,
+                                  "encoders": dict(plan.encoder_precision),
+                                  "max_new_tokens": options.max_new_tokens, "flash_attn": False},
+                        options.save_images)
+    return store, plan
 
 
 def record_key(store: ResultStore, record: Record) -> tuple[dict | None, str | None]:
@@ -88,10 +95,10 @@ def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
               on_record: OnRecord = lambda rel, outcome, reason: None) -> BatchSummary:
     """Interpret every record of `walk` not yet done into out_dir (see store.py for what is written)."""
     t0 = time.perf_counter()
-    store = open_store(out_dir, options)
+    store, plan = open_store(out_dir, options)
     counts = {"done": 0, "skipped": 0, "refused": 0}
-    engine = _Engine(options, store)
-    with _StopOnSignals() as stop, ExitStack() as stack:
+    engine = RecordRunner(options, store, plan)
+    with SignalStop() as stop, ExitStack() as stack:
         stack.callback(engine.close)
         try:
             for rel, reason in walk.refused:
@@ -111,13 +118,15 @@ def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
                         interrupted=stop.signal_name)
 
 
-class _Engine:
-    """One Interpreter, loaded on the first record that needs it, closed by close(). Flash attention is off:
-    a result is then the same whatever the threads, the Ray workers or --decode-batch (with it on, llama.cpp
-    splits a one-token decode's attention across threads and the text can change with their number)."""
+class RecordRunner:
+    """Records -> outcomes with one Interpreter, loaded on the first record that needs it (or by `load`), closed
+    by close(); the local engine and each Ray worker run one. Flash attention is off: a result is then the same
+    whatever the threads, the Ray workers or --decode-batch (with it on, llama.cpp splits a one-token decode's
+    attention across threads and the text can change with their number). `plan`: None resolves one from the
+    store's settings (a Ray worker)."""
 
-    def __init__(self, options: LocalOptions, store: ResultStore):
-        self.options, self.store, self.gem = options, store, None
+    def __init__(self, options: LocalOptions, store: ResultStore, plan: LoadPlan | None = None):
+        self.options, self.store, self.plan, self.gem = options, store, plan, None
 
     def run(self, records: list[Record]) -> list[tuple[str, str | None]]:
         """Each record's (outcome, reason): "skipped" (done before), "refused" (listed), or "done" (written);
@@ -147,7 +156,7 @@ class _Engine:
                 image.parent.mkdir(parents=True, exist_ok=True)
             todo.append((i, record, key, ecg, timings, image))
         if todo:
-            gem = self._interpreter()
+            gem = self.load()
             o = self.options
             if len(todo) == 1:
                 _, _, _, ecg, timings, image = todo[0]
@@ -168,14 +177,12 @@ class _Engine:
         self.store.refuse(record.rel, reason)
         return "refused", reason
 
-    def _interpreter(self):
+    def load(self) -> "Interpreter":
+        """The warm Interpreter, loaded now if it is not yet."""
         if self.gem is None:
             from ..interpreter import Interpreter
 
-            o = self.options
-            self.gem = Interpreter.load(o.bundle, quant=self.store.settings["quant"], threads=o.threads,
-                                        n_seq=o.decode_batch, flash_attn=False,
-                                        encoder_precision=self.store.settings["encoders"])
+            self.gem = Interpreter(self.plan or resolve_plan(self.options, self.store.settings))
         return self.gem
 
     def close(self) -> None:
@@ -192,7 +199,7 @@ def _refusal(interpret):
         return exc
 
 
-class _StopOnSignals:
+class SignalStop:
     """SIGTERM / SIGINT: note it, let the record in hand finish; a second one stops at once. Handlers are
     set only in the main thread (Python allows no other) and put back on exit."""
 
@@ -202,16 +209,23 @@ class _StopOnSignals:
         self.signal_name: str | None = None
         self._previous: dict = {}
 
-    def __enter__(self) -> "_StopOnSignals":
+    def __enter__(self) -> "SignalStop":
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            self.install()
         return self
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
 
-    def _handle(self, signum, frame) -> None:
+    def install(self) -> None:
+        """Put the handlers (again: after a library such as Ray has put its own), keeping the first ones seen to
+        restore on exit. Main thread only."""
+        for s in self.SIGNALS:
+            previous = signal.signal(s, self.handle)
+            self._previous.setdefault(s, previous)
+
+    def handle(self, signum, frame) -> None:
         if self.signal_name is not None:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -31,9 +30,8 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..cli_errors import one_line
-from ..errors import EcgReadError, GemEdgeError
-from .local import BatchSummary, LocalOptions, OnRecord, _Engine, _StopOnSignals, open_store, record_key
+from ..errors import EcgReadError, GemEdgeError, one_line
+from .local import BatchSummary, LocalOptions, OnRecord, RecordRunner, SignalStop, open_store, record_key
 from .store import ResultStore
 from .walk import Record, Walk
 
@@ -96,7 +94,7 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
     ray = require_ray()
     check_address(ray_options.address)
     t0 = time.perf_counter()
-    store = open_store(out_dir, options)
+    store, _ = open_store(out_dir, options)
     counts = {"done": 0, "skipped": 0, "refused": 0}
 
     def count(rel: str, outcome: str, reason: str | None) -> None:
@@ -105,7 +103,7 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
         counts[outcome] += 1
         on_record(rel, outcome, reason)
 
-    with _StopOnSignals() as stop:
+    with SignalStop() as stop:
         todo: list[tuple[Record, dict]] = []                  # (record, its "batch" key)
         try:
             for rel, reason in walk.refused:
@@ -150,7 +148,7 @@ def _still_refused(record: Record, options: LocalOptions) -> str | None:
 
 
 def _run_pool(ray, todo: list[Record], out_dir: Path, options: LocalOptions, store: ResultStore,
-              ray_options: RayOptions, stop: _StopOnSignals, count: OnRecord) -> set[str]:
+              ray_options: RayOptions, stop: SignalStop, count: OnRecord) -> set[str]:
     """Start or join Ray, map `todo` over the actor pool, count each row; the rels that came back."""
     import ray.data
     from tqdm import tqdm
@@ -166,8 +164,7 @@ def _run_pool(ray, todo: list[Record], out_dir: Path, options: LocalOptions, sto
         raise GemEdgeError(f"--address {ray_options.address}: cannot join the Ray cluster: {one_line(exc)}") \
             from None
     if threading.current_thread() is threading.main_thread():
-        for s in stop.SIGNALS:                       # ray.init put its own (it dies on SIGTERM): ours again
-            signal.signal(s, stop._handle)
+        stop.install()                               # ray.init put its own (it dies on SIGTERM): ours again
     finished: set[str] = set()
     rows, ours = None, set()
     try:
@@ -222,8 +219,8 @@ class RayWorker:
     written with the same key (a retried batch) comes back "skipped", which the driver counts as done."""
 
     def __init__(self, options: LocalOptions, out_dir: str, settings: dict):
-        self.engine = _Engine(options, ResultStore(Path(out_dir), settings, options.save_images))
-        self.engine._interpreter()
+        self.engine = RecordRunner(options, ResultStore(Path(out_dir), settings, options.save_images))
+        self.engine.load()
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -240,8 +237,9 @@ class RayWorker:
 
 
 def _remove_orphans(out_dir: Path, rels: list[str]) -> None:
-    """Temporary files a killed worker left for these records (<rel>.json.<pid>.tmp, <rel>.png.tmp, ...),
-    removed once the pool is gone (a retried record was written whole by another worker, or is not there)."""
+    """Temporary files a killed worker left for these records (.<rel>.json.<pid>.tmp, as gem_runtime.files
+    names them), removed once the pool is gone (a retried record was written whole by another worker, or is
+    not there)."""
     by_folder: dict[Path, set[str]] = {}
     for rel in rels:
         name = Path(rel).name
@@ -249,6 +247,6 @@ def _remove_orphans(out_dir: Path, rels: list[str]) -> None:
             (f"{name}.json", f"{name}.png", f"{name}-median-beats.png"))
     for folder, names in by_folder.items():
         for entry in os.listdir(folder) if folder.is_dir() else ():
-            base, _, pid = entry.removesuffix(".tmp").rpartition(".")
-            if entry.endswith(".tmp") and (entry[:-4] in names or (pid.isdigit() and base in names)):
+            base, _, pid = entry.removeprefix(".").removesuffix(".tmp").rpartition(".")
+            if entry.startswith(".") and entry.endswith(".tmp") and pid.isdigit() and base in names:
                 (folder / entry).unlink(missing_ok=True)

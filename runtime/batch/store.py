@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from ..files import atomic_write
 from .walk import Record
 
 ERRORS_FILE = "errors.jsonl"
@@ -40,36 +40,6 @@ def input_sha256(files: tuple[Path, ...]) -> str:
                 n += len(block)
         h.update(f"\0{n}\0".encode())
     return h.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path so that a reader sees the old file or the whole new one, never a part of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX; where a folder cannot be opened, there is nothing to do)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ResultStore:
@@ -103,7 +73,9 @@ class ResultStore:
 
     def write(self, record: Record, result: dict, key: dict) -> None:
         self.reached.add(record.rel)
-        write_atomic(self.result_path(record.rel), json.dumps({**result, "batch": key}))
+        path = self.result_path(record.rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps({**result, "batch": key}))
 
     def refuse(self, rel: str, reason: str) -> None:
         """A file that is not read: listed in errors.jsonl; a result of an earlier content of it is removed."""
@@ -120,7 +92,7 @@ class ResultStore:
         path = self.out_dir / ERRORS_FILE
         text = "".join(json.dumps({"file": rel, "error": entries[rel]}) + "\n" for rel in sorted(entries))
         if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
-            write_atomic(path, text)          # unchanged: left as it is, so a rerun with nothing to do writes nothing
+            atomic_write(path, text)          # unchanged: left as it is, so a rerun with nothing to do writes nothing
         return entries
 
 
