@@ -11,6 +11,7 @@
     gem-bench dicom --bundle B --out DIR             the DICOM listener: C-STORE received -> SR written
     gem-bench batch --bundle B --records N --out DIR  records/hour: local vs Ray vs batched decode, same outputs?
     gem-bench speculation --bundle B --records N --out DIR   decode tok/s: plain vs each draft length, same text?
+    gem-bench delineation [--label NAME] [--md benchmarks/delineation.md]   LUDB cardiologists and cart files
 
 Every user mistake is one line on stderr and exit code 2.
 """
@@ -25,10 +26,7 @@ import click
 
 from gem_runtime.cli_errors import run_cli
 from gem_runtime.manifest import QUANTS
-
-
-def _has_gpu() -> bool:
-    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+from gem_runtime.trt_engine import cuda_device_present
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -186,7 +184,7 @@ def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, o
     from .latency import LatencyArgs, run_latency
     from .report import markdown, write_results
 
-    if gpu and not _has_gpu():
+    if gpu and not cuda_device_present():
         click.echo("gem-bench: --gpu skipped: no CUDA GPU on this machine")
         return
     threads = threads or min(8, os.cpu_count() or 1)
@@ -270,6 +268,29 @@ def roofline_cmd(gguf, threads, tokens, reps, bw_mib, out):
         (out / "roofline.json").write_text(json.dumps(r, indent=2))
         (out / "roofline.md").write_text(text)
     click.echo(text)
+
+
+@cli.command("delineation")
+@click.option("--ludb", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="LUDB records (default: ../shared/data/real/ludb)")
+@click.option("--real", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="the cart files (default: ../shared/data/real)")
+@click.option("--label", default="current", show_default=True, help="this run's name (its JSON: OUT/LABEL.json)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("benchmarks/results/delineation"), show_default=True)
+@click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the report (every OUT/*.json run side by side) here, e.g. benchmarks/delineation.md")
+@click.option("--neurokit", is_flag=True, help="also measure neurokit2's DWT delineation (pip install neurokit2)")
+def delineation_cmd(ludb, real, label, out, md, neurokit):
+    """Delineation against LUDB's cardiologists (detection, boundaries, global intervals) and every cart file."""
+    from . import delineation as d
+
+    real = real or d.SHARED / "real"
+    s = d.run(ludb or real / "ludb", real, label, out, neurokit=neurokit, log=lambda m: click.echo(m, err=True))
+    d.print_summary(s, log=click.echo)
+    if md is not None:
+        d.write_markdown(out, md, ludb or real / "ludb", label)
+        click.echo(f"wrote {md}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ class HfReference:
         cuda_sync(self.torch, self.device)
 
     def run(self, ecg: Path) -> tuple[dict, str, int]:
-        from gem_runtime.prompt import build_prompt, prompt_ids
+        from gem_runtime.prompt import build_prompt, prompt_ids, split_prompt
 
         torch = self.torch
         x, pixels, t, t0 = reference_front(                               # (1, 3, S, S): GEM's process_images
@@ -112,10 +112,10 @@ class HfReference:
             t["image_encoder"] = _ms(t1)
             t1 = time.perf_counter()
             rows = torch.cat([ecg_rows, img_rows], dim=1)[0]              # ECG rows first, as GEM
-            s = ids.index(K.IMAGE_TOKEN_INDEX)
+            before, after = split_prompt(ids)
             emb = self.llm.get_input_embeddings()
-            pre = emb(torch.tensor(ids[:s], device=self.device))
-            post = emb(torch.tensor(ids[s + 1:], device=self.device))
+            pre = emb(torch.tensor(before, device=self.device))
+            post = emb(torch.tensor(after, device=self.device))
             embeds = torch.cat([pre, rows.to(pre.dtype), post])[None]     # (1, T, H)
             clock = _TokenClock()
             out = self.llm.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long,

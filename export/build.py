@@ -21,7 +21,7 @@ from gem_runtime.errors import CheckpointError, GemEdgeError
 from gem_runtime.manifest import (ENCODERS, FORMAT, FORMAT_VERSION, LLM_TYPES, QUANTIZED, TOKENIZER_FILE,
                                   EncoderEntry, EncoderParity, LlmParity, Manifest, Parity, Preprocessing, Prompt,
                                   in_progress_marker)
-from gem_runtime.prompt import build_prompt, prompt_ids
+from gem_runtime.prompt import build_prompt, prompt_ids, split_prompt
 from gem_train.checkpoint import load_checkpoint
 from gem_train.model import GemForCausalLM
 
@@ -151,11 +151,11 @@ def llm_parity_check(model: GemForCausalLM, out: Path, llm_files: dict[str, str]
     """f16 GGUF: greedy continuation of PARITY_TOKENS identical to torch (exact llama.cpp context: FA off,
     f32 KV). Quantized files: cosine of last-prompt logits and teacher-forced top-1 agreement."""
     from gem_runtime.llm import LlamaLLM, LlmTimings
-    from .onnx_export import _example_ecg, _example_image, cosine
+    from .onnx_export import example_ecg, example_image, cosine
 
     c = model.config
-    ecg = torch.from_numpy(_example_ecg(c, 1, 5)[0])
-    pix = torch.from_numpy(_example_image(c, 1, 6)[0])
+    ecg = torch.from_numpy(example_ecg(c, 1, 5)[0])
+    pix = torch.from_numpy(example_image(c, 1, 6)[0])
     prompt = build_prompt(K.DEFAULT_QUESTION)
     results: dict[str, LlmParity] = {}
     ref_tokens, ref_logits = None, None
@@ -169,9 +169,9 @@ def llm_parity_check(model: GemForCausalLM, out: Path, llm_files: dict[str, str]
                     ref_logits = model.llm(emb[None])[0, -1].float().numpy()
                 ref_tokens = model.generate(ids, ecg, pix, PARITY_TOKENS, ignore_eos=True)
                 rows_np = rows.float().numpy()
-            s = ids.index(K.IMAGE_TOKEN_INDEX)
+            before, after = split_prompt(ids)
             t = LlmTimings()
-            pos = llm.prefill(ids[:s], rows_np, ids[s + 1:], t)
+            pos = llm.prefill(before, rows_np, after, t)
             first = llm.logits(-1)
             cos = cosine(first, ref_logits)
             if q == "f16":

@@ -43,7 +43,7 @@ class EncoderExport:
         return self.io.output
 
 
-def _example_ecg(c: GemConfig, batch: int, seed: int) -> np.ndarray:
+def example_ecg(c: GemConfig, batch: int, seed: int) -> np.ndarray:
     """ECG-like input in mV: a 1.2 Hz spiky rhythm per lead plus noise (not a blank tensor)."""
     rng = np.random.default_rng(seed)
     t = np.arange(c.ecg_samples) / 500.0
@@ -52,7 +52,7 @@ def _example_ecg(c: GemConfig, batch: int, seed: int) -> np.ndarray:
     return (gains * beat + 0.05 * rng.standard_normal((batch, c.ecg_leads, c.ecg_samples))).astype(np.float32)
 
 
-def _example_image(c: GemConfig, batch: int, seed: int) -> np.ndarray:
+def example_image(c: GemConfig, batch: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(-1.8, 2.1, (batch, 3, c.vision_image_size, c.vision_image_size)).astype(np.float32)
 
@@ -60,11 +60,11 @@ def _example_image(c: GemConfig, batch: int, seed: int) -> np.ndarray:
 ENCODERS: dict[str, EncoderExport] = {
     ECG_ENCODER.name: EncoderExport(
         ECG_ENCODER, "encode_ecgs",
-        input_shape=lambda c: (c.ecg_leads, c.ecg_samples), rows=lambda c: c.ecg_tokens, example=_example_ecg),
+        input_shape=lambda c: (c.ecg_leads, c.ecg_samples), rows=lambda c: c.ecg_tokens, example=example_ecg),
     IMAGE_ENCODER.name: EncoderExport(
         IMAGE_ENCODER, "encode_images",
         input_shape=lambda c: (3, c.vision_image_size, c.vision_image_size), rows=lambda c: c.image_tokens,
-        example=_example_image),
+        example=example_image),
 }
 
 

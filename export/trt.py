@@ -14,6 +14,7 @@ from typing import Callable
 
 from gem_runtime.manifest import ENCODERS
 from gem_runtime.errors import BackendUnavailableError, BundleError
+from gem_runtime.files import atomic_write
 from gem_runtime.trt_engine import engine_name, gpu_info, installed_trt_version
 
 # ---------------------------------------------------------------------------------------------- facts
@@ -299,19 +300,9 @@ def _build_engine(trt, onnx_path: Path, dst: Path, cache_path: Path, max_batch: 
     if serialized is None:
         raise RuntimeError(f"{onnx_path.name}: build_serialized_network returned nothing (see TensorRT log)")
     data = memoryview(serialized)
-    _write_atomic(dst, data)
-    _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
+    atomic_write(dst, bytes(data))
+    atomic_write(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
     return data.nbytes
-
-
-def _write_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _progress_monitor(trt, log: Callable[[str], None], label: str):

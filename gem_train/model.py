@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gem_runtime.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from gem_runtime.constants import IGNORE_INDEX
+from gem_runtime.prompt import split_prompt
 
 from .config import GemConfig
 
@@ -281,14 +282,12 @@ class GemForCausalLM(nn.Module):
     def splice(self, ids: list[int], mm_rows: torch.Tensor, labels: list[int] | None = None):
         """Replace the one sentinel (-200) in `ids` by the (ECG + image) rows, as GEM's
         prepare_inputs_labels_for_multimodal does. Returns (T, H) embeddings and (T,) labels."""
-        where = [i for i, t in enumerate(ids) if t == IMAGE_TOKEN_INDEX]
-        if len(where) != 1:
-            raise ValueError(f"prompt must hold exactly one image sentinel, found {len(where)}")
-        s = where[0]
+        before, after = split_prompt(ids)
+        s = len(before)
         emb = self.model.embed_tokens
         dev = mm_rows.device
-        pre = emb(torch.tensor(ids[:s], dtype=torch.long, device=dev))
-        post = emb(torch.tensor(ids[s + 1:], dtype=torch.long, device=dev))
+        pre = emb(torch.tensor(before, dtype=torch.long, device=dev))
+        post = emb(torch.tensor(after, dtype=torch.long, device=dev))
         embeds = torch.cat([pre, mm_rows.to(pre.dtype), post], dim=0)
         if labels is None:
             return embeds, None

@@ -17,18 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BundleError
+from .files import atomic_write, sha256_file
 from .manifest import (FORMAT, LLM_TYPES, MANIFEST_FILE, QUANTS, SUPPORTED_VERSIONS, FileEntry, Manifest,
                        ManifestKeyError)
 
 VERIFY_MODES = ("cached", "always")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def file_entry(path: Path) -> FileEntry:
@@ -159,9 +152,7 @@ def write_manifest(root: Path, manifest: Manifest | dict) -> None:
     data = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
     if isinstance(manifest, Manifest) and Manifest.from_dict(data) != manifest:
         raise AssertionError("manifest does not survive its own round trip")       # our bug
-    tmp = Path(root) / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(Path(root) / MANIFEST_FILE)
+    atomic_write(Path(root) / MANIFEST_FILE, json.dumps(data, indent=2))
 
 
 # --- the verified-file cache --------------------------------------------------------------------------------
@@ -182,8 +173,6 @@ def _save_cache(cache: dict) -> None:
     f = _cache_file()
     try:
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        tmp.replace(f)
+        atomic_write(f, json.dumps(cache), durable=False)
     except OSError:
         pass  # a read-only home only costs re-hashing next time

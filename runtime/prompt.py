@@ -35,6 +35,14 @@ def prompt_ids(prompt: str, tokenize: Tokenize) -> list[int]:
     return first + [IMAGE_TOKEN_INDEX] + second[1:]
 
 
+def split_prompt(ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The prompt ids before and after the one IMAGE_TOKEN_INDEX: where the encoders' rows go."""
+    where = [i for i, t in enumerate(ids) if t == IMAGE_TOKEN_INDEX]
+    if len(where) != 1:
+        raise ValueError(f"prompt ids must hold exactly one image sentinel ({IMAGE_TOKEN_INDEX}), found {len(where)}")
+    return list(ids[:where[0]]), list(ids[where[0] + 1:])
+
+
 def training_ids(question: str, answer: str, tokenize: Tokenize, eos_id: int) -> tuple[list[int], list[int]]:
     """(ids, labels) of one turn; loss only on the answer and its EOS (`</s>` of the template).
 

@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import BundleError
+from .files import atomic_write
 
 NGRAM_FILE = "ngram_drafts.npz"
 NGRAM_ORDER = 3            # tokens of context a table entry is keyed on
@@ -75,10 +76,11 @@ class NgramTable:
         return cls(np.array(keys, np.int32).reshape(-1, NGRAM_ORDER), np.array(nexts, np.int32))
 
     def save(self, path: Path) -> Path:
-        tmp = Path(str(path) + ".tmp.npz")
-        np.savez(tmp, order=np.int32(NGRAM_ORDER), keys=self.keys, nexts=self.nexts)
-        tmp.replace(path)
-        return path
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:      # a file object: np.savez would add ".npz" to a name
+                np.savez(f, order=np.int32(NGRAM_ORDER), keys=self.keys, nexts=self.nexts)
+
+        return atomic_write(Path(path), write)
 
     @classmethod
     def load(cls, path: Path) -> "NgramTable":

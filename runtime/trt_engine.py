@@ -93,6 +93,12 @@ class GpuInfo:
     sm: str            # "90" for compute capability 9.0
 
 
+def cuda_device_present() -> bool:
+    """Whether an NVIDIA driver is loaded here (cheap: no CUDA library is opened). The one GPU probe of the
+    runtime, the benchmarks and the tests."""
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia").exists()
+
+
 def gpu_info(device: int = 0) -> GpuInfo | None:
     """The CUDA GPU's name and compute capability, from cuda-python or else nvidia-smi; None without a GPU."""
     cudart = _cudart(required=False)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from gem_runtime.trt_engine import cuda_device_present
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -33,12 +34,8 @@ def ptb(physionet) -> Path:
     return physionet / "s0010_re.hea"
 
 
-def _has_gpu() -> bool:
-    return Path("/dev/nvidiactl").exists()
-
-
 def pytest_collection_modifyitems(config, items):
-    if _has_gpu():
+    if cuda_device_present():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:

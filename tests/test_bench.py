@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gem_runtime.errors import GemEdgeError
+from gem_runtime.trt_engine import cuda_device_present
 from PIL import Image
 
 from benchmarks.cli import main
@@ -114,7 +115,7 @@ def test_cli_latency_writes_files(tiny_bundle, tiny_checkpoint, tiny_corpus, tmp
 
 
 def test_gpu_flag_without_a_gpu_is_one_line(tiny_bundle, tiny_checkpoint, tiny_corpus, capsys):
-    if Path("/dev/nvidiactl").exists():
+    if cuda_device_present():
         pytest.skip("this machine has a GPU")
     main(["latency", "--bundle", str(tiny_bundle), "--checkpoint", str(tiny_checkpoint), "--ecg",
           str(_ecg(tiny_corpus)), "--gpu"])

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from gem_runtime.bundle import Bundle, sha256_file
+from gem_runtime.bundle import Bundle
+from gem_runtime.files import sha256_file
 from gem_runtime.errors import BundleError
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import ECG_SECONDS, LEADS
+from ..files import atomic_write
 from ..readers import EcgRecord
 
 TWELVE_LEAD_ECG_STORAGE = "1.2.840.10008.5.1.4.1.1.9.1.1"   # 12-lead ECG Waveform Storage
@@ -66,7 +66,7 @@ def write_ecg_dicom(record: EcgRecord, path: str | Path, *, patient_id: str = ""
     ds = _dataset(patient_id, patient_name, study_uid or generate_uid(), now)
     originality = "ORIGINAL" if fs == record.fs else "DERIVED"
     ds.WaveformSequence = [_multiplex_group(counts, fs, sensitivities, bool(np.isnan(signal).any()), originality)]
-    return _save_atomic(ds, Path(path))
+    return save_dataset(ds, Path(path))
 
 
 def _fit_iod(record: EcgRecord) -> tuple[np.ndarray, float]:
@@ -188,16 +188,7 @@ def _dataset(patient_id: str, patient_name: str, study_uid: str, now: dt.datetim
     return ds
 
 
-def _save_atomic(ds, path: Path) -> Path:
-    """Write the file under a temporary name, fsync, rename: a reader sees no file or the whole of it."""
+def save_dataset(ds, path: Path) -> Path:
+    """Write a DICOM file so that a reader sees no file or the whole of it (gem_runtime.files.atomic_write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        ds.save_as(tmp, enforce_file_format=True)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))

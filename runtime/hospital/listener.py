@@ -28,6 +28,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from ..errors import EcgReadError, GemEdgeError
+from ..files import atomic_write, fsync_folder
 from ..readers import EcgRecord, read_ecg
 
 log = logging.getLogger("gem_runtime.hospital")
@@ -146,8 +147,8 @@ class EcgListener:
             record = read_ecg(tmp)                                # an ECG we can interpret, or refused now
             os.replace(tmp, folder / ECG_FILE)
             record = dataclasses.replace(record, source=str(folder / ECG_FILE))    # as it is kept, not the tmp
-            _fsync_dir(folder)
-            _fsync_dir(self.options.out)
+            fsync_folder(folder)
+            fsync_folder(self.options.out)
         except EcgReadError as exc:
             tmp.unlink(missing_ok=True)
             _remove_if_empty(folder)
@@ -189,20 +190,20 @@ class EcgListener:
             ecg = folder / ECG_FILE if record is None else record
             result = self.interpreter.interpret(ecg, max_new_tokens=self.options.max_new_tokens)
             body = {**result.to_dict(), "sop_instance_uid": uid}
-            _write_atomic(folder / RESULT_FILE, json.dumps(body, indent=1).encode())
+            atomic_write(folder / RESULT_FILE, json.dumps(body, indent=1).encode())
         body = json.loads((folder / RESULT_FILE).read_text())
         if not (folder / SR_FILE).exists():
             write_sr(body, source, folder / SR_FILE)
         if not (folder / HL7_FILE).exists():
-            _write_atomic(folder / HL7_FILE, build_oru(body, source).encode())
+            atomic_write(folder / HL7_FILE, build_oru(body, source).encode())
         if self.options.forward is not None and not (folder / FORWARDED).exists():
             self._forward(folder / SR_FILE)
-            _write_atomic(folder / FORWARDED, b"")
+            atomic_write(folder / FORWARDED, b"")
         if self.options.hl7 is not None and not (folder / HL7_SENT).exists():
             peer = self.options.hl7
             send_mllp(peer.host, peer.port, (folder / HL7_FILE).read_text(), retries=self.options.retries,
                       backoff_s=self.options.backoff_s, log=log.warning)
-            _write_atomic(folder / HL7_SENT, b"")
+            atomic_write(folder / HL7_SENT, b"")
 
     def _forward(self, sr_path: Path) -> None:
         """The SR by C-STORE to the forward AE, retried with back-off; raises after the last try."""
@@ -224,24 +225,6 @@ class EcgListener:
             if attempt < self.options.retries:
                 time.sleep(self.options.backoff_s * 2 ** (attempt - 1))
         raise GemEdgeError(f"forwarding {sr_path} failed after {self.options.retries} tries; it stays for the next start")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-from .ecg_dicom import MANUFACTURER, _save_atomic
+from .ecg_dicom import MANUFACTURER, save_dataset
 
 
 class MeasurementCode(NamedTuple):
@@ -110,7 +110,7 @@ def write_sr(result: dict, source, path: str | Path) -> Path:
             content_date=now.date(), content_time=now.time(), specific_character_set="ISO_IR 192",
             coding_schemes=[CodingSchemeIdentificationItem(
                 LOCAL_SCHEME, name="gem-edge local codes", responsible_organization=MANUFACTURER)])
-    return _save_atomic(sr, Path(path))
+    return save_dataset(sr, Path(path))
 
 
 def _content(result: dict, source):
