@@ -23,9 +23,9 @@ from pathlib import Path
 
 import click
 
-from .cli_errors import INTERRUPTED
-from .errors import GemEdgeError
-from .manifest import QUANTS
+from ..cli_errors import INTERRUPTED
+from ..errors import GemEdgeError
+from ..manifest import QUANTS
 
 REFUSED = 3            # exit code: some files were refused (errors.jsonl)
 
@@ -57,14 +57,14 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
     """Interpret every ECG file under IN_DIR into OUT_DIR/<relative path>.json (as gem-run --json)."""
     from tqdm import tqdm
 
-    from .batch import ERRORS_FILE, LocalOptions, run_local, walk_records
-    from .bundle import Bundle, default_bundle
+    from ..batch import ERRORS_FILE, LocalOptions, run_local, walk_records
+    from ..bundle import Bundle, default_bundle
 
     for flag, value in (("--workers", workers), ("--address", address)):
         if value is not None and engine != "ray":
             raise click.UsageError(f"{flag} applies to --engine ray only")
     if engine == "ray":
-        from .batch.ray_engine import require_ray
+        from ..batch.ray_engine import require_ray
 
         require_ray()                                     # a missing extra is one line before anything is written
     if out_dir.resolve() == in_dir.resolve():
@@ -89,7 +89,7 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
             bar.update(1)
 
         if engine == "ray":
-            from .batch.ray_engine import RayOptions, run_ray
+            from ..batch.ray_engine import RayOptions, run_ray
 
             summary = run_ray(walk, out_dir, options, RayOptions(workers=workers, address=address), on_record)
         else:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import click
 
-from .errors import GemEdgeError
-from .serve_cli import LOCAL_HOSTS
+from ..errors import GemEdgeError
+from .serve import LOCAL_HOSTS
 
 _INSTALL = "gem-run dicom-listen needs the hospital extra: pip install 'gem-edge[hospital]' (pynetdicom, highdicom, hl7apy)"
 
 
 def _peer(text: str, parts: int, what: str):
-    from .hospital.listener import Peer
+    from ..hospital.listener import Peer
 
     fields = text.rsplit(":", parts - 1)
     if len(fields) != parts or not fields[1].isdigit() or not 0 < int(fields[1]) < 65536:
@@ -46,10 +46,10 @@ def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, 
     if len(ae_title) > 16 or not ae_title.strip():
         raise GemEdgeError(f"--ae-title {ae_title!r}: an AE title is 1-16 characters")
     try:
-        from .hospital.listener import EcgListener, ListenerOptions
+        from ..hospital.listener import EcgListener, ListenerOptions
     except ImportError:
         raise GemEdgeError(_INSTALL) from None
-    from .interpreter import Interpreter
+    from ..interpreter import Interpreter
 
     options = ListenerOptions(out=out, port=port, host=host, ae_title=ae_title, allow_ae=tuple(allow_ae),
                               forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,

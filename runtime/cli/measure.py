@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from .errors import GemEdgeError
+from ..errors import GemEdgeError
+from .format import measure_lines
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,11 +26,9 @@ from .errors import GemEdgeError
               help="write the median beats with their fiducial marks (PNG)")
 def measure(ecg_file, as_json, fs, save_image):
     """Measure ECG_FILE: rate, PR, QRS, QT/QTc, axes and signal quality, with no model."""
-    from .cli import comparison_lines, device_lines
-    from .measure import FIELDS
-    from .measure_report import measurement_report
-    from .readers import read_ecg
-    from .render_median import draw_median_beats
+    from ..measure_report import measurement_report
+    from ..readers import read_ecg
+    from ..render_median import draw_median_beats
 
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
@@ -40,22 +39,10 @@ def measure(ecg_file, as_json, fs, save_image):
             reasons = meas.quality.reasons_text() or "no beats"
             raise GemEdgeError(f"{ecg_file}: no median beats to draw ({reasons})")
         draw_median_beats(meas, save_image)
-    result = meas.to_dict()
     if as_json:
         click.echo(json.dumps(report))
         return
-    for w in report["warnings"]:
-        click.echo(f"warning: {w}")
-    for f in FIELDS:
-        value = result[f.key]
-        shown = f"{value:g} {f.unit}" if value is not None else f"-  ({meas.quality.reasons.get(f.key, '')})"
-        click.echo(f"  {f.label:15s} {shown}")
-    regular = {True: "regular", False: "irregular", None: "-"}[result["rhythm_regular"]]
-    q = meas.quality
-    rr_cv = "-" if q.rr_cv is None else q.rr_cv
-    click.echo(f"  {'rhythm':15s} {regular} (RR CV {rr_cv}, {q.n_beats or 0} beats)")
-    click.echo(f"  {'quality':15s} {', '.join(q.flags) if q.flags else 'ok'}")
-    for line in device_lines(record.device) + comparison_lines(comparisons):   # the cart's own, beside ours
+    for line in measure_lines(meas, record.device, comparisons, report["warnings"]):
         click.echo(line)
     if save_image is not None:
         click.echo(f"median beats written to {save_image}")

@@ -1,18 +1,16 @@
-"""gem-run serve (the warm local service) and gem-run chat (follow-up questions in a terminal).
+"""gem-run serve: the warm local service (gem_runtime.serve, docs/serve-api.md).
 
     gem-run serve [--bundle B] [--host 127.0.0.1] [--port 8717] [--queue N] [--token T] [--timeout S]
-    gem-run chat ECG_FILE [--bundle B] [--max-new-tokens N]
 """
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 
 import click
 
-from .errors import GemEdgeError
-from .manifest import QUANTS
+from ..errors import GemEdgeError
+from ..manifest import QUANTS
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[serve]' (starlette, uvicorn, ...)"
@@ -42,10 +40,10 @@ def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s,
     try:
         import uvicorn
 
-        from .serve import ServeOptions, build_app
+        from ..serve import ServeOptions, build_app
     except ImportError:
         raise GemEdgeError(_SERVE_INSTALL) from None
-    from .bundle import Bundle, default_bundle
+    from ..bundle import Bundle, default_bundle
 
     Bundle.open(bundle_dir or default_bundle())            # a bad bundle is one line before anything binds
     options = ServeOptions(bundle=None if bundle_dir is None else str(bundle_dir), quant=quant, threads=threads,
@@ -69,37 +67,3 @@ def _graceful_server(uvicorn):
                 super().handle_exit(sig, frame)
 
     return GracefulServer
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("ecg_file", type=click.Path(path_type=Path))
-@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
-              help="bundle folder; default: the committed demo bundle")
-@click.option("--quant", type=click.Choice(QUANTS), default=None)
-@click.option("--threads", type=click.IntRange(1, 256), default=None)
-@click.option("--fs", type=click.FloatRange(min=0, min_open=True), default=None, help="sampling rate (for .npy)")
-@click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
-def chat(ecg_file, bundle_dir, quant, threads, fs, max_new_tokens):
-    """Interpret ECG_FILE, then answer follow-up questions about it (an empty line or Ctrl-D ends)."""
-    from .interpreter import Interpreter
-    from .readers import read_ecg
-
-    record = read_ecg(ecg_file, fs=fs)                       # input errors before any model is loaded
-    write = lambda s: (sys.stdout.write(s), sys.stdout.flush())   # noqa: E731
-    with Interpreter.load(bundle_dir, quant=quant, threads=threads) as gem:
-        result = gem.interpret(record, max_new_tokens=max_new_tokens, stream=write)
-        click.echo("")
-        for g in result.grounding:
-            click.echo(f"  [{g.quantity} stated {g.stated:g}: {g.verdict}]")
-        while True:
-            try:
-                question = input("\nyou> ").strip()
-            except EOFError:
-                break
-            if not question:
-                break
-            sys.stdout.write("gem> ")
-            answer = gem.ask(result, question, max_new_tokens=max_new_tokens, stream=write)
-            click.echo("")
-            for g in answer.grounding:
-                click.echo(f"  [{g.quantity} stated {g.stated:g}: {g.verdict}]")
