@@ -45,6 +45,9 @@ class Backends:
     image_encoder: str
     llm: str
 
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -260,6 +263,19 @@ class Interpreter:
                       grounding=check_grounding(text, conv.measurements, conv.device))
 
     # --- conversations ---
+    def conversation(self, ecg_id: str) -> Conversation:
+        """The kept conversation of an ECG; ConversationNotFound (with the reason) if none is kept."""
+        return self.conversations.get(ecg_id)
+
+    @property
+    def conversation_count(self) -> int:
+        return len(self.conversations)
+
+    @property
+    def conversation_bytes(self) -> int:
+        """Memory held by parked follow-up states."""
+        return self.conversations.nbytes
+
     def _park_live(self) -> None:
         """Before the context is used for another ECG: keep the live conversation's state, if memory allows."""
         live, self._live = self._live, None
