@@ -16,7 +16,7 @@ from gem_runtime.bundle import Bundle
 from gem_runtime.cli import main
 from gem_runtime.errors import BackendUnavailableError
 from gem_runtime.manifest import FINDINGS_MIN_SHARE
-from gem_runtime.tune import (
+from gem_runtime.tuning import (
     DRAFT_LENGTHS, INT8_MIN_SPEEDUP, SPECULATION_MIN_SPEEDUP, machine_key, read_tuning,
 )
 
