@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gem_runtime import constants as K
 
-from .latency import _ms, cuda_sync, reference_front
+from .latency import cuda_sync, elapsed_ms, reference_front
 
 
 class _TokenClock:
@@ -104,12 +104,12 @@ class HfReference:
             t1 = time.perf_counter()
             ecg_rows = self.mm_projector(self.ecg_projector(self.ecg_tower(ecg_t)))          # (1, 101, H)
             self._sync()
-            t["ecg_encoder"] = _ms(t1)
+            t["ecg_encoder"] = elapsed_ms(t1)
             t1 = time.perf_counter()
             hidden = self.clip(pixels.to(self.device, self.dtype), output_hidden_states=True).hidden_states
             img_rows = self.mm_projector(hidden[self.select_layer][:, 1:])                   # (1, N, H)
             self._sync()
-            t["image_encoder"] = _ms(t1)
+            t["image_encoder"] = elapsed_ms(t1)
             t1 = time.perf_counter()
             rows = torch.cat([ecg_rows, img_rows], dim=1)[0]              # ECG rows first, as GEM
             before, after = split_prompt(ids)

@@ -131,19 +131,19 @@ class LeanReference:
             t1 = time.perf_counter()
             ecg_rows = self.model.encode_ecgs(ecg_t)                      # (1, 101, H)
             self._sync()
-            t["ecg_encoder"] = _ms(t1)
+            t["ecg_encoder"] = elapsed_ms(t1)
             t1 = time.perf_counter()
             img_rows = self.model.encode_images(pix_t)                    # (1, N, H)
             self._sync()
-            t["image_encoder"] = _ms(t1)
+            t["image_encoder"] = elapsed_ms(t1)
             t1 = time.perf_counter()
             rows = torch.cat([ecg_rows, img_rows], dim=1)[0]              # ECG rows first, as GEM
             embeds, _ = self.model.splice(ids, rows)                      # (T, H)
             caches = [dict() for _ in self.model.model.layers]
             logits = self.model.llm(embeds[None], caches=caches)[0, -1]
             self._sync()
-            t["prefill"] = _ms(t1)
-            t["ttft"] = _ms(t0)
+            t["prefill"] = elapsed_ms(t1)
+            t["ttft"] = elapsed_ms(t0)
             t1 = time.perf_counter()
             out = []
             for _ in range(self.new_tokens):                              # as GemForCausalLM.generate, EOS ignored
@@ -152,8 +152,8 @@ class LeanReference:
                 step = self.model.model.embed_tokens(torch.tensor([[tok]], device=self.device))
                 logits = self.model.llm(step, caches=caches)[0, -1]
             self._sync()
-            t["decode"] = _ms(t1)
-        t["total"] = _ms(t0)
+            t["decode"] = elapsed_ms(t1)
+        t["total"] = elapsed_ms(t0)
         t["decode_tok_s"] = len(out) / (t["decode"] / 1000)
         self.info["prompt_positions"] = len(ids) - 1 + rows.shape[0]
         return t, self.tok.decode(out).strip(), len(out)
@@ -180,14 +180,14 @@ def reference_front(ecg: Path, pixels_of) -> tuple[np.ndarray, object, dict, flo
     t = {}
     t0 = time.perf_counter()
     x = read_like_gem(ecg)                                                # (12, 5000) float32
-    t["read_preprocess"] = _ms(t0)
+    t["read_preprocess"] = elapsed_ms(t0)
     t["measure"] = 0.0                                                    # GEM measures nothing
     t1 = time.perf_counter()
     img = render_ecg_image(x, fs=K.ECG_FS)
-    t["render"] = _ms(t1)
+    t["render"] = elapsed_ms(t1)
     t1 = time.perf_counter()
     pixels = pixels_of(img)
-    t["read_preprocess"] += _ms(t1)
+    t["read_preprocess"] += elapsed_ms(t1)
     return x, pixels, t, t0
 
 
@@ -327,7 +327,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # KiB on Linux
 
 
-def _ms(t0: float) -> float:
+def elapsed_ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 

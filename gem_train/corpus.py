@@ -91,7 +91,7 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _axis_class(conditions: list[str]) -> str:
+def axis_class(conditions: list[str]) -> str:
     return LAD if LAD in conditions else RAD if RAD in conditions else "normal"
 
 
@@ -106,11 +106,11 @@ def interpretation_text(truth: EcgTruth, rng: np.random.Generator) -> str:
     }
     sentences = [_pick(rng, _RHYTHM[truth.rhythm]),
                  _pick(rng, _INTERVALS_AF if truth.rhythm == AF else _INTERVALS),
-                 _pick(rng, _AXIS[_axis_class(conds)])]
+                 _pick(rng, _AXIS[axis_class(conds)])]
     for name in (AVB1, RBBB, LBBB, LVH):
         if name in conds:
             sentences.append(_pick(rng, _FINDINGS[name]))
-    if len(conds) == 1 or (len(conds) == 2 and _axis_class(conds) != "normal"):
+    if len(conds) == 1 or (len(conds) == 2 and axis_class(conds) != "normal"):
         sentences.append(_pick(rng, _NARROW_QRS))   # short records: keep the length even
     elevated = [name for name in (INF_STE, ANT_STE) if name in conds]
     for name in elevated:

@@ -11,7 +11,7 @@ from gem_runtime.constants import ECG_FS, LEADS
 
 from .conditions import (
     AF, AVB1, INF_STE, LAD, LBBB, LVH, MIN_II_QRS_MV, PR_NOMINAL, QRS_NOMINAL, RAD, RBBB, SOKOLOW_LVH,
-    SOKOLOW_MAX_OTHER, STE, _axis_class,
+    SOKOLOW_MAX_OTHER, STE, axis_class,
 )
 
 # --- Measurement and geometry -----------------------------------------------------------------
@@ -23,7 +23,7 @@ PRECORDIAL_GAIN = np.array([1.0, 1.5, 1.6, 1.5, 1.2, 1.0])
 V1, V2, V5, V6 = (LEADS.index(n) for n in ("V1", "V2", "V5", "V6"))
 
 
-def _unit(v) -> np.ndarray:
+def unit_vector(v) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     return v / np.linalg.norm(v)
 
@@ -34,7 +34,7 @@ def _direction(frontal_deg: float, elevation_deg: float) -> np.ndarray:
     return np.array([math.cos(f) * math.cos(e), math.sin(f) * math.cos(e), math.sin(e)])
 
 
-def _lobes(t_ms: np.ndarray, onset, dur, skew) -> np.ndarray:
+def lobes(t_ms: np.ndarray, onset, dur, skew) -> np.ndarray:
     """Raised-cosine lobes, zero outside [onset, onset + dur]; skew > 1 moves the peak late. (n, L)"""
     s = (t_ms[None, :] - np.asarray(onset)[:, None]) / np.asarray(dur)[:, None]
     s = np.clip(s, 0.0, 1.0) ** np.asarray(skew)[:, None]
@@ -51,7 +51,7 @@ def _frontal_angle(x_area: float, y_area: float) -> float:
 
 
 @dataclasses.dataclass
-class _Beat:
+class Beat:
     """One noise-free beat template; time 0 is the nominal QRS onset at sample `zero`."""
 
     t_ms: np.ndarray              # (L,)
@@ -84,19 +84,19 @@ def _qrs_lobes(rng, conds: set[str], qrs_ms: float):
             elev[1] = rng.uniform(-45, -35)
         # initial forces: septal (rightward-anterior); in fascicular-type axis deviation they point
         # away from the main force, giving the rS / qR pairs of the inferior and lateral leads
-        initial = {LAD: [-0.35, 0.75, 0.55], RAD: [0.5, -0.6, 0.6]}.get(_axis_class(conds), [-0.6, 0.2, 0.75])
-        septal = (0.0, 0.3 * span, rng.uniform(0.15, 0.3), _unit(initial))
+        initial = {LAD: [-0.35, 0.75, 0.55], RAD: [0.5, -0.6, 0.6]}.get(axis_class(conds), [-0.6, 0.2, 0.75])
+        septal = (0.0, 0.3 * span, rng.uniform(0.15, 0.3), unit_vector(initial))
         fixed = [septal]
         if RBBB in conds:   # terminal slow rightward-anterior lobe: R' in V1, broad S in I and V6
             start = rng.uniform(0.42, 0.5) * q
-            fixed.append((start, q - start, rng.uniform(0.5, 0.8), _unit([-0.55, -0.1, 0.8])))
+            fixed.append((start, q - start, rng.uniform(0.5, 0.8), unit_vector([-0.55, -0.1, 0.8])))
         else:               # basal terminal lobe: small s in I and V6
-            fixed.append((0.62 * q, 0.38 * q, rng.uniform(0.15, 0.3), _unit([-0.3, -0.6, -0.6])))
+            fixed.append((0.62 * q, 0.38 * q, rng.uniform(0.15, 0.3), unit_vector([-0.3, -0.6, -0.6])))
     main = [(onset[i], dur[i], amp[i], _direction(0.0, elev[i])) for i in range(2)]
     return main, fixed
 
 
-def _build_beat(rng, conds: set[str], rr_ms: float, axis_target: float) -> tuple[_Beat, dict]:
+def build_beat(rng, conds: set[str], rr_ms: float, axis_target: float) -> tuple[Beat, dict]:
     """Draw a beat's waves for the conditions; the main QRS lobes are turned so the net axis hits target."""
     sinus = AF not in conds
     conduction = RBBB if RBBB in conds else LBBB if LBBB in conds else "narrow"
@@ -116,7 +116,7 @@ def _build_beat(rng, conds: set[str], rr_ms: float, axis_target: float) -> tuple
     # QRS: main lobes at frontal angle theta, solved so the net frontal area points at axis_target
     main, fixed = _qrs_lobes(rng, conds, qrs_nom)
     all_lobes = main + fixed
-    waves = _lobes(t_ms, [l[0] for l in all_lobes], [l[1] for l in all_lobes], [1.0] * len(all_lobes))
+    waves = lobes(t_ms, [l[0] for l in all_lobes], [l[1] for l in all_lobes], [1.0] * len(all_lobes))
     areas = waves.sum(axis=1) * np.array([l[2] for l in all_lobes])              # (n_lobes,)
     rest = sum(areas[2 + i] * fixed[i][3][:2] for i in range(len(fixed))) if fixed else np.zeros(2)
     m = sum(areas[i] * math.hypot(*main[i][3][:2]) for i in range(2))
@@ -130,7 +130,7 @@ def _build_beat(rng, conds: set[str], rr_ms: float, axis_target: float) -> tuple
     # P wave (sinus only): one lobe, leftward-inferior
     if sinus:
         p_dir = _direction(rng.uniform(35.0, 70.0), rng.uniform(0.0, 15.0))
-        p = _lobes(t_ms, [-pr_nom], [p_nom], [1.0])[0][:, None] * rng.uniform(0.12, 0.22) * p_dir
+        p = lobes(t_ms, [-pr_nom], [p_nom], [1.0])[0][:, None] * rng.uniform(0.12, 0.22) * p_dir
     else:
         p = np.zeros_like(qrs)
 
@@ -138,15 +138,15 @@ def _build_beat(rng, conds: set[str], rr_ms: float, axis_target: float) -> tuple
     st_len = max(30.0, 0.3 * (qt_nom - qrs_nom))
     t_on, t_dur = qrs_nom + st_len, qt_nom - qrs_nom - st_len
     if LBBB in conds:
-        t_dir = -_unit(qrs.sum(axis=0))
+        t_dir = -unit_vector(qrs.sum(axis=0))
         t_amp = rng.uniform(0.3, 0.5)
     elif RBBB in conds:
-        t_dir = _unit([0.7, 0.4, -0.55])
+        t_dir = unit_vector([0.7, 0.4, -0.55])
         t_amp = rng.uniform(0.2, 0.35)
     else:
         t_dir = _direction(rng.uniform(20.0, 65.0), rng.uniform(5.0, 20.0))
         t_amp = rng.uniform(0.2, 0.45)
-    t_wave = _lobes(t_ms, [t_on], [t_dur], [1.6])[0][:, None] * t_amp * t_dir
+    t_wave = lobes(t_ms, [t_on], [t_dur], [1.6])[0][:, None] * t_amp * t_dir
 
     # ST injury current: rises at the J point, holds, fades with the T wave
     st = np.zeros_like(qrs)
@@ -154,22 +154,22 @@ def _build_beat(rng, conds: set[str], rr_ms: float, axis_target: float) -> tuple
         if INF_STE in conds:
             st_dir = _direction(rng.uniform(92.0, 108.0), rng.uniform(-5.0, 5.0))
         else:
-            st_dir = _unit([rng.uniform(0.15, 0.3), rng.uniform(-0.1, 0.05), 1.0])
+            st_dir = unit_vector([rng.uniform(0.15, 0.3), rng.uniform(-0.1, 0.05), 1.0])
         rise = _smoothstep((t_ms - (qrs_nom - 10.0)) / 30.0)
         fall = 1.0 - _smoothstep((t_ms - (t_on + 0.6 * t_dur)) / (0.4 * t_dur))
         st = (rise * fall)[:, None] * rng.uniform(0.16, 0.32) * st_dir
     nominal = {"qrs_ms": qrs_nom, "pr_ms": pr_nom, "qt_ms": qt_nom}
-    return _Beat(t_ms, zero, p, qrs, st, t_wave), nominal
+    return Beat(t_ms, zero, p, qrs, st, t_wave), nominal
 
 
-def _leads(dipole: np.ndarray, v_dirs: np.ndarray) -> np.ndarray:
+def project_leads(dipole: np.ndarray, v_dirs: np.ndarray) -> np.ndarray:
     """Project a dipole (L, 3) onto all 12 leads (12, L); limb leads derived from I and II."""
     lead_i = dipole[:, 0]
     lead_ii = 0.5 * dipole[:, 0] + SQRT3_2 * dipole[:, 1]
-    return np.vstack([_limb_leads(lead_i, lead_ii), (dipole @ v_dirs.T).T])
+    return np.vstack([limb_leads(lead_i, lead_ii), (dipole @ v_dirs.T).T])
 
 
-def _limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> np.ndarray:
+def limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> np.ndarray:
     """Einthoven and Goldberger leads from I and II, in LEADS order. (6, L)"""
     return np.stack([lead_i, lead_ii, lead_ii - lead_i, -0.5 * (lead_i + lead_ii),
                      lead_i - 0.5 * lead_ii, lead_ii - 0.5 * lead_i])
@@ -180,9 +180,9 @@ def _span(mag: np.ndarray) -> tuple[int, int] | None:
     return (int(above[0]), int(above[-1])) if above.size else None
 
 
-def _measure(beat: _Beat, v_dirs: np.ndarray) -> dict:
+def measure_beat(beat: Beat, v_dirs: np.ndarray) -> dict:
     """Intervals, axes and voltages of the noise-free beat, from its dipole and its 12 leads."""
-    clean = _leads(beat.p + beat.qrs + beat.st + beat.t, v_dirs)              # (12, L)
+    clean = project_leads(beat.p + beat.qrs + beat.st + beat.t, v_dirs)              # (12, L)
     q_on, q_off = _span(np.linalg.norm(beat.qrs, axis=1))
     t_span = _span(np.linalg.norm(beat.st + beat.t, axis=1))
     p_span = _span(np.linalg.norm(beat.p, axis=1))
@@ -216,7 +216,7 @@ def _measure(beat: _Beat, v_dirs: np.ndarray) -> dict:
     return out
 
 
-def _voltage_scale(rng, conds: set[str], m: dict) -> float:
+def voltage_scale(rng, conds: set[str], m: dict) -> float:
     """QRS gain putting Sokolow-Lyon inside its class and, where room is left, lead II QRS >= 0.5 mV."""
     sokolow = m["sokolow_lyon_mv"]
     if LVH in conds:

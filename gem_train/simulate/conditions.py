@@ -103,5 +103,5 @@ def sample_conditions(rng: np.random.Generator) -> list[str]:
     return validate_conditions(chosen)
 
 
-def _axis_class(conds: set[str]) -> str:
+def axis_class(conds: set[str]) -> str:
     return LAD if LAD in conds else RAD if RAD in conds else "normal"

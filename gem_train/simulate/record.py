@@ -9,13 +9,13 @@ import numpy as np
 
 from gem_runtime.constants import ECG_SAMPLES
 
-from .beat import DT_MS, PRECORDIAL_ANGLE_DEG, PRECORDIAL_GAIN, _build_beat, _measure, _voltage_scale
+from .beat import DT_MS, PRECORDIAL_ANGLE_DEG, PRECORDIAL_GAIN, build_beat, measure_beat, voltage_scale
 from .conditions import (
     AF, AF_MIN_CV, AVB1, AXIS_ACCEPT, AXIS_TARGET, HR_ACCEPT, HR_TARGET, LBBB, MIN_II_QRS_MV,
-    MIN_QRS_NET_AREA, NSR, PR_ACCEPT, QRS_ACCEPT, RBBB, RHYTHMS, RR_CV_REGULAR, SB, _axis_class,
+    MIN_QRS_NET_AREA, NSR, PR_ACCEPT, QRS_ACCEPT, RBBB, RHYTHMS, RR_CV_REGULAR, SB, axis_class,
     sample_conditions, validate_conditions,
 )
-from .rhythm import _draw_rr, _place_beats, _render
+from .rhythm import draw_rr, place_beats, render_beats
 from .stress import IVCD_QRS_ACCEPT, SLOW_HR, SLOW_HR_ACCEPT, Stress, stress_beat, stress_noise
 
 
@@ -60,7 +60,7 @@ def _check(conds: set[str], rhythm: str, m: dict, hr: float, cv: float, stress: 
     lo, hi = SLOW_HR_ACCEPT if stress and stress.slow_rate and rhythm == SB else HR_ACCEPT[rhythm]
     if not lo <= hr <= hi or (cv < AF_MIN_CV if rhythm == AF else cv > RR_CV_REGULAR / 2):
         return False
-    lo, hi = AXIS_ACCEPT[_axis_class(conds)]
+    lo, hi = AXIS_ACCEPT[axis_class(conds)]
     if not lo <= m["qrs_axis_deg"] <= hi or m["qrs_net_area"] < MIN_QRS_NET_AREA:
         return False
     if m["qrs_pp_ii"] < 0.9 * MIN_II_QRS_MV:   # the rhythm strip must show every QRS
@@ -96,18 +96,18 @@ def simulate_ecg(rng: np.random.Generator, conditions: list[str] | None = None, 
         if AVB1 in conds and rhythm == NSR:
             hr_hi = 88.0
         rr_mean = 60000.0 / rng.uniform(hr_lo, hr_hi)
-        axis_key = "lbbb normal" if _axis_class(conds) == "normal" and LBBB in conds else _axis_class(conds)
-        beat, nominal = _build_beat(rng, conds, rr_mean, rng.uniform(*AXIS_TARGET[axis_key]))
+        axis_key = "lbbb normal" if axis_class(conds) == "normal" and LBBB in conds else axis_class(conds)
+        beat, nominal = build_beat(rng, conds, rr_mean, rng.uniform(*AXIS_TARGET[axis_key]))
         if stress is not None and stress.changes_beat:
             beat = stress_beat(srng, beat, stress)
-        m = _measure(beat, v_dirs)
-        scale = _voltage_scale(rng, conds, m)
+        m = measure_beat(beat, v_dirs)
+        scale = voltage_scale(rng, conds, m)
         if scale != 1.0:
             beat = dataclasses.replace(beat, qrs=beat.qrs * scale)
-            m = _measure(beat, v_dirs)
+            m = measure_beat(beat, v_dirs)
 
-        rr = _draw_rr(rng, rhythm, int(ECG_SAMPLES * DT_MS / (0.5 * rr_mean)) + 8, nominal["qt_ms"], rr_mean)
-        tpl_starts = _place_beats(rng, rr, m["r_peak"])
+        rr = draw_rr(rng, rhythm, int(ECG_SAMPLES * DT_MS / (0.5 * rr_mean)) + 8, nominal["qt_ms"], rr_mean)
+        tpl_starts = place_beats(rng, rr, m["r_peak"])
         if tpl_starts is None:
             continue
         r_peaks = tpl_starts + m["r_peak"]
@@ -123,9 +123,9 @@ def simulate_ecg(rng: np.random.Generator, conditions: list[str] | None = None, 
         raise RuntimeError(f"simulator could not meet the class ranges for {conds_list}")
 
     if stress is None:
-        signal = _render(rng, beat, tpl_starts, rhythm, v_dirs)
+        signal = render_beats(rng, beat, tpl_starts, rhythm, v_dirs)
     else:
-        signal = _render(rng, beat, tpl_starts, rhythm, v_dirs, lambda t: stress_noise(srng, t, stress), stress.gain)
+        signal = render_beats(rng, beat, tpl_starts, rhythm, v_dirs, lambda t: stress_noise(srng, t, stress), stress.gain)
     rr_mean_meas = float(rr_meas.mean())
     rr_s = rr_mean_meas / 1000.0
     truth = EcgTruth(

@@ -8,11 +8,11 @@ import numpy as np
 
 from gem_runtime.constants import ECG_FS, ECG_SAMPLES
 
-from .beat import DT_MS, SQRT3_2, _Beat, _leads, _limb_leads
+from .beat import DT_MS, SQRT3_2, Beat, limb_leads, project_leads
 from .conditions import AF, EDGE_MS
 
 
-def _draw_rr(rng, rhythm: str, n_beats: int, qt_ms: float, rr_mean: float) -> np.ndarray:
+def draw_rr(rng, rhythm: str, n_beats: int, qt_ms: float, rr_mean: float) -> np.ndarray:
     """RR intervals in ms: sinus has slow respiratory modulation, AF is irregularly irregular."""
     if rhythm == AF:
         rr = rr_mean * np.exp(rng.uniform(0.16, 0.3) * rng.standard_normal(n_beats))
@@ -23,7 +23,7 @@ def _draw_rr(rng, rhythm: str, n_beats: int, qt_ms: float, rr_mean: float) -> np
     return rr_mean * (1.0 + resp + rng.uniform(0.003, 0.01) * rng.standard_normal(n_beats))
 
 
-def _place_beats(rng, rr_ms: np.ndarray, r_peak: int) -> np.ndarray | None:
+def place_beats(rng, rr_ms: np.ndarray, r_peak: int) -> np.ndarray | None:
     """Template start samples of beats covering the record; no R peak within EDGE_MS of either end,
     so every beat in the truth is whole enough for a detector to find (None if no shift works)."""
     starts = np.round((np.cumsum(rr_ms) - rr_ms[0]) / DT_MS).astype(np.int64)
@@ -38,12 +38,12 @@ def _place_beats(rng, rr_ms: np.ndarray, r_peak: int) -> np.ndarray | None:
     return None
 
 
-def _render(rng, beat: _Beat, tpl_starts: np.ndarray, rhythm: str, v_dirs: np.ndarray,
+def render_beats(rng, beat: Beat, tpl_starts: np.ndarray, rhythm: str, v_dirs: np.ndarray,
             stress_noise: Callable[[np.ndarray], np.ndarray] | None = None, gain: float = 1.0) -> np.ndarray:
     """Place the beats (with small amplitude variation), add f-waves and noise (and a stress's noise, and its
     cart gain); (12, 5000) float32."""
     waves = beat.p + beat.qrs + beat.st + beat.t + (0.0 if beat.u is None else beat.u)
-    template = _leads(waves, v_dirs)                                     # (12, L)
+    template = project_leads(waves, v_dirs)                                     # (12, L)
     independent = np.r_[0, 1, 6:12]                                       # I, II, V1..V6
     template = template[independent]                                     # (8, L)
     n_tpl = template.shape[1]
@@ -66,7 +66,7 @@ def _render(rng, beat: _Beat, tpl_starts: np.ndarray, rhythm: str, v_dirs: np.nd
     sig = sig + _noise(rng, t)
     if stress_noise is not None:
         sig = sig + stress_noise(t)
-    full = np.vstack([_limb_leads(sig[0], sig[1]), sig[2:]])
+    full = np.vstack([limb_leads(sig[0], sig[1]), sig[2:]])
     return (full * gain).astype(np.float32) if gain != 1.0 else full.astype(np.float32)
 
 

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .beat import DT_MS, _Beat, _lobes, _unit
+from .beat import DT_MS, Beat, lobes, unit_vector
 
 SLOW_HR = (32.0, 42.0)            # bpm: "slow rate" sinus bradycardia, long RR and TP
 SLOW_HR_ACCEPT = (30.0, 44.0)
@@ -59,7 +59,7 @@ STRESSORS = {
 }
 
 
-def stress_beat(rng: np.random.Generator, beat: _Beat, stress: Stress) -> _Beat:
+def stress_beat(rng: np.random.Generator, beat: Beat, stress: Stress) -> Beat:
     """The beat with the stress's morphology: waves rescaled, split or added (a U wave in `beat.u`)."""
     p, qrs, t = beat.p, beat.qrs, beat.t
     t_ms = beat.t_ms
@@ -71,33 +71,33 @@ def stress_beat(rng: np.random.Generator, beat: _Beat, stress: Stress) -> _Beat:
     if stress.ivcd:
         q_on, q_off = _support(qrs, t_ms)
         late = qrs[(t_ms >= q_on + 0.6 * (q_off - q_on)) & (t_ms <= q_off)].sum(axis=0)
-        slur = _lobes(t_ms, [q_off - rng.uniform(15.0, 25.0)], [rng.uniform(40.0, 55.0)], [1.0])[0]
-        qrs = qrs + slur[:, None] * rng.uniform(0.12, 0.22) * -_unit(late)
+        slur = lobes(t_ms, [q_off - rng.uniform(15.0, 25.0)], [rng.uniform(40.0, 55.0)], [1.0])[0]
+        qrs = qrs + slur[:, None] * rng.uniform(0.12, 0.22) * -unit_vector(late)
     if stress.low_p or stress.biphasic_p:
         p_on, p_off = _support(p, t_ms) if np.abs(p).max() > 0 else (None, None)
         if p_on is not None:
             peak = np.linalg.norm(p, axis=1).max()
-            direction = _unit(p.sum(axis=0))
+            direction = unit_vector(p.sum(axis=0))
             if stress.biphasic_p:
                 dur = p_off - p_on
-                first = _lobes(t_ms, [p_on], [0.6 * dur], [1.0])[0][:, None] * _unit(direction + [0, 0, 0.9])
-                second = _lobes(t_ms, [p_on + 0.4 * dur], [0.6 * dur], [1.0])[0][:, None] * _unit([0.5, 0.3, -0.9])
+                first = lobes(t_ms, [p_on], [0.6 * dur], [1.0])[0][:, None] * unit_vector(direction + [0, 0, 0.9])
+                second = lobes(t_ms, [p_on + 0.4 * dur], [0.6 * dur], [1.0])[0][:, None] * unit_vector([0.5, 0.3, -0.9])
                 p = (first + second) * peak
             if stress.low_p:
                 p = p * rng.uniform(0.03, 0.06) / np.linalg.norm(p, axis=1).max()
     if stress.biphasic_t:
         t_on, t_off = _support(t, t_ms)
-        dur, direction = t_off - t_on, _unit(t.sum(axis=0))
+        dur, direction = t_off - t_on, unit_vector(t.sum(axis=0))
         amp = np.linalg.norm(t, axis=1).max()
-        t = (_lobes(t_ms, [t_on], [0.55 * dur], [1.0])[0][:, None] * amp * direction
-             - _lobes(t_ms, [t_on + 0.45 * dur], [0.55 * dur], [1.0])[0][:, None] * 0.7 * amp * direction)
+        t = (lobes(t_ms, [t_on], [0.55 * dur], [1.0])[0][:, None] * amp * direction
+             - lobes(t_ms, [t_on + 0.45 * dur], [0.55 * dur], [1.0])[0][:, None] * 0.7 * amp * direction)
     if stress.flat_t:
         t = t * rng.uniform(0.05, 0.10) / np.linalg.norm(t, axis=1).max()
     u = None
     if stress.u_wave:
         _, t_end = _support(beat.st + t, t_ms)
-        lobe = _lobes(t_ms, [t_end + rng.uniform(30.0, 60.0)], [rng.uniform(140.0, 180.0)], [1.2])[0]
-        u = lobe[:, None] * rng.uniform(0.05, 0.1) * _unit(t.sum(axis=0) if np.abs(t).max() else [0.5, 0.5, 0.5])
+        lobe = lobes(t_ms, [t_end + rng.uniform(30.0, 60.0)], [rng.uniform(140.0, 180.0)], [1.2])[0]
+        u = lobe[:, None] * rng.uniform(0.05, 0.1) * unit_vector(t.sum(axis=0) if np.abs(t).max() else [0.5, 0.5, 0.5])
     return dataclasses.replace(beat, t_ms=t_ms, p=p, qrs=qrs, t=t, u=u)
 
 
