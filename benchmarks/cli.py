@@ -78,7 +78,7 @@ def batch(bundle, records, new_tokens, threads, out):
     """Records/hour of gem-run batch: local vs Ray (2 workers) vs batched decode, same folder, same run."""
     import tempfile
 
-    from .batch_bench import make_archive, markdown, run_engines, write
+    from .batch_bench import make_archive, run_engines, write
 
     with tempfile.TemporaryDirectory(prefix="gem-bench-batch-") as tmp:
         archive = make_archive(Path(tmp) / "in", records)

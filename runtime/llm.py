@@ -5,13 +5,13 @@ prefix ids, then the (ECG + image) rows in chunks of at most n_batch (more abort
 suffix ids. The prefix is the same for every request (system prompt + "USER: "), so its KV state is computed
 once and reused: later requests only clear the positions after it.
 
-Native handles (model, context, batches) are each owned by a small class that frees it once; `LlamaLLM`
-holds them and frees them in reverse order in `close()`, as llama-cpp-python's `_internals` does.
+Native handles (model, context, batches) are each owned by a small class that frees it once
+(`llama_handles`); `LlamaLLM` holds them and frees them in reverse order in `close()`, as llama-cpp-python's
+`_internals` does.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,29 +21,9 @@ import numpy as np
 
 import llama_cpp as L
 
-from .errors import ContextOverflowError, LlmError, ModelLoadError
+from .errors import ContextOverflowError, LlmError
+from .llama_handles import LlamaBatch, LlamaContext, LlamaModel, init_backend
 from .speculate import SpeculationStats
-
-_backend_ready = False
-
-
-def _init_backend():
-    global _backend_ready
-    if not _backend_ready:
-        L.llama_backend_init()
-        L.llama_log_set(_silent_log, ctypes.c_void_p())
-        _backend_ready = True
-
-
-@L.llama_log_callback
-def _silent_log(level, text, user_data):  # llama.cpp's own chatter would interleave with streamed text
-    if os.environ.get("GEM_LLAMA_VERBOSE"):
-        print(text.decode(errors="replace"), end="")
-
-
-def has_gpu_offload() -> bool:
-    return bool(L.llama_supports_gpu_offload())
-
 
 @dataclass
 class LlmTimings:
@@ -57,72 +37,6 @@ class LlmTimings:
     @property
     def decode_tok_s(self) -> float:
         return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms else 0.0
-
-
-# --- native handles -------------------------------------------------------------------------------------
-
-class _Model:
-    def __init__(self, path: Path, n_gpu_layers: int, repack: bool = True):
-        mp = L.llama_model_default_params()
-        mp.n_gpu_layers = n_gpu_layers
-        mp.use_extra_bufts = repack        # ggml's CPU weight repacking (interleaved rows for its gemm kernels)
-        self.ptr = L.llama_model_load_from_file(str(path).encode(), mp)
-        if not self.ptr:
-            raise ModelLoadError(path, "llama.cpp could not load this GGUF file "
-                                       "(set GEM_LLAMA_VERBOSE=1 to see llama.cpp's reason)")
-
-    def close(self):
-        if self.ptr:
-            L.llama_model_free(self.ptr)
-            self.ptr = None
-
-
-class _Context:
-    def __init__(self, path: Path, model: _Model, n_ctx: int, n_batch: int, n_threads: int, exact: bool,
-                 n_seq: int = 1, flash_attn: bool | None = None):
-        cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch, cp.n_ubatch = n_ctx * n_seq, n_batch, n_batch
-        cp.n_threads = cp.n_threads_batch = n_threads
-        # one KV stream per sequence, laid out as a lone request's (a unified cache interleaves the records, and
-        # their attention rounds differently)
-        cp.n_seq_max, cp.kv_unified = n_seq, False
-        if flash_attn is not None:
-            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        if exact:
-            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-            cp.type_k = cp.type_v = L.GGML_TYPE_F32
-        self.ptr = L.llama_init_from_model(model.ptr, cp)
-        if not self.ptr:
-            raise ModelLoadError(path, f"llama.cpp could not create a context of {n_seq} x {n_ctx} positions "
-                                       "(out of memory?)")
-
-    def close(self):
-        if self.ptr:
-            L.llama_free(self.ptr)
-            self.ptr = None
-
-
-class _Batch:
-    """A llama_batch of up to `capacity` tokens (n_embd == 0) or embedding rows, reused."""
-
-    def __init__(self, capacity: int, n_embd: int = 0):
-        self.capacity, self.n_embd = capacity, n_embd
-        self.b = L.llama_batch_init(capacity, n_embd, 1)
-        for i in range(capacity):
-            self.b.n_seq_id[i], self.b.seq_id[i][0] = 1, 0
-
-    def fill(self, pos0: int, n: int, logits: str, seq: int = 0) -> None:
-        """n rows of sequence `seq` at positions pos0..: logits "all", "last" or "none"."""
-        b = self.b
-        b.n_tokens = n
-        for i in range(n):
-            b.pos[i], b.seq_id[i][0] = pos0 + i, seq
-            b.logits[i] = int(logits == "all" or (logits == "last" and i == n - 1))
-
-    def close(self):
-        if self.b is not None:
-            L.llama_batch_free(self.b)
-            self.b = None
 
 
 # --- the LLM ------------------------------------------------------------------------------------------------
@@ -148,18 +62,18 @@ class LlamaLLM:
         self.n_seq, self.repack = n_seq, repack
         self._handles: list = []
         self._prefix_ids: list[int] = []
-        _init_backend()
+        init_backend()
         try:
-            self.model = self._own(_Model(self.path, n_gpu_layers, repack))
-            self.context = self._own(_Context(self.path, self.model, n_ctx, n_batch, n_threads, exact, n_seq,
+            self.model = self._own(LlamaModel(self.path, n_gpu_layers, repack))
+            self.context = self._own(LlamaContext(self.path, self.model, n_ctx, n_batch, n_threads, exact, n_seq,
                                               flash_attn))
             self.vocab = L.llama_model_get_vocab(self.model.ptr)
             self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
             self.n_embd = L.llama_model_n_embd(self.model.ptr)
             self.eos_id = L.llama_vocab_eos(self.vocab)
             self._mem = L.llama_get_memory(self.context.ptr)
-            self._tokens = self._own(_Batch(n_batch))
-            self._rows = self._own(_Batch(n_batch, self.n_embd))
+            self._tokens = self._own(LlamaBatch(n_batch))
+            self._rows = self._own(LlamaBatch(n_batch, self.n_embd))
         except BaseException:
             self.close()
             raise
@@ -223,13 +137,13 @@ class LlamaLLM:
             pos = self._decode(self._rows, pos, chunk.shape[0])
         return pos
 
-    def _decode(self, batch: _Batch, pos: int, n: int) -> int:
+    def _decode(self, batch: LlamaBatch, pos: int, n: int) -> int:
         if pos + n > self.n_ctx:
             raise ContextOverflowError(f"{self.path}: position {pos + n} > n_ctx {self.n_ctx}")
         self._run(batch, pos, n)
         return pos + n
 
-    def _run(self, batch: _Batch, pos: int, n: int) -> None:
+    def _run(self, batch: LlamaBatch, pos: int, n: int) -> None:
         rc = L.llama_decode(self.context.ptr, batch.b)
         if rc == 1:
             raise ContextOverflowError(f"{self.path}: no KV cache room for {n} positions at {pos} "

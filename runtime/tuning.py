@@ -168,7 +168,7 @@ class LoadPlan:
         from .bundle import default_bundle
         from .encoders import BACKENDS, available_backends
         from .errors import BackendUnavailableError
-        from .llm import has_gpu_offload
+        from .llama_handles import has_gpu_offload
 
         b = bundle if isinstance(bundle, Bundle) else Bundle.open(Path(bundle) if bundle else default_bundle())
         if backend not in BACKENDS:
