@@ -29,6 +29,7 @@ from pynetdicom.sop_class import Verification
 
 from ..errors import EcgReadError, GemEdgeError
 from ..files import atomic_write, fsync_folder
+from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
 
 log = logging.getLogger("gem_runtime.hospital")
@@ -78,7 +79,7 @@ class ListenerStats:
 
 
 class EcgListener:
-    def __init__(self, options: ListenerOptions, interpreter):
+    def __init__(self, options: ListenerOptions, interpreter: Interpreter):
         self.options, self.interpreter = options, interpreter
         self.stats = ListenerStats()
         self._work: queue.Queue[tuple[str, float, EcgRecord | None] | None] = queue.Queue()   # uid, received, read
