@@ -40,7 +40,7 @@ def measure(ecg_file, as_json, fs, save_image):
             raise GemEdgeError(f"{ecg_file}: no median beats to draw ({reasons})")
         draw_median_beats(meas, save_image)
     if as_json:
-        click.echo(json.dumps(report))
+        click.echo(json.dumps(report, allow_nan=False))   # NaN is a bug: refused, never printed
         return
     for line in measure_lines(meas, record.device, comparisons, report["warnings"]):
         click.echo(line)

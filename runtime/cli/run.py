@@ -60,7 +60,7 @@ def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads,
         result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
                                save_image=save_image, timings=timings)
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "load_ms": round(gem.load_ms, 1)}))
+        click.echo(json.dumps({**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, allow_nan=False))
         return
     click.echo("\n")
     for w in result.warnings:
