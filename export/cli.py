@@ -125,6 +125,28 @@ def verify(bundle_dir):
 
 
 @cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def keygen(out):
+    """Make an Ed25519 signing key pair: OUT/gem-edge-signing.key (0600) and OUT/gem-edge-signing.pub."""
+    from .signing import keygen as make_keys
+
+    private, public, kid = make_keys(out)
+    click.echo(f"key {kid}: private {private} (keep it off the carts), public {public} (give it to the carts)")
+
+
+@cli.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="the private key (gem-export keygen)")
+def sign(bundle_dir, key_path):
+    """Re-hash every file of a bundle, then sign its manifest (which pins every file's sha256): manifest.sig."""
+    from .signing import sign_bundle
+
+    kid, n = sign_bundle(bundle_dir, key_path)
+    click.echo(f"signed {bundle_dir}/manifest.sig with key {kid} ({n} files verified)")
+
+
+@cli.command()
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 def inspect(bundle_dir, as_json):

@@ -6,7 +6,8 @@ an Intel Xeon here: 4.0 s for a 4.08 GB GGUF, GEM-7B's Q4_K_M size), so a verifi
 what no write can keep: device, inode, size, mtime and ctime. A write that restores the mtime still moves
 the ctime (the kernel sets it on every change and no call sets it back), so the file is hashed again.
 `GEM_VERIFY=always` (or `Bundle.open(..., verify="always")`) hashes every file on every load, for media
-where bits rot in place.
+where bits rot in place. With trusted keys (`Bundle.open(..., trusted_keys=PATH)` or $GEM_TRUSTED_KEYS) the
+manifest's Ed25519 signature is checked before the manifest is parsed (signing.py).
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BundleError
-from .files import atomic_write, sha256_file
+from .files import PRIVATE_FILE_MODE, atomic_write, sha256_file
 from .manifest import (FORMAT, LLM_TYPES, MANIFEST_FILE, QUANTS, SUPPORTED_VERSIONS, FileEntry, Manifest,
                        ManifestKeyError)
+from .signing import SIGNATURE_FILE, TrustedKeys, notice_unchecked_once, trusted_keys_from, verify_manifest
 
 VERIFY_MODES = ("cached", "always")
 
@@ -41,10 +43,16 @@ class Bundle:
     root: Path
     manifest: Manifest
     verify: str = "cached"
+    signer: str | None = None      # the key id of the signature checked at open; None: signatures not checked
 
     @classmethod
-    def open(cls, root: str | Path, verify: str | None = None) -> "Bundle":
+    def open(cls, root: str | Path, verify: str | None = None,
+             trusted_keys: str | os.PathLike | TrustedKeys | bool | None = None) -> "Bundle":
+        """Read and check the manifest. trusted_keys: a PEM file or folder of public keys (default
+        $GEM_TRUSTED_KEYS); given, the bundle must be signed by one of them (signing.verify_manifest). False:
+        signatures not checked and no notice (gem-export, which writes and signs bundles)."""
         root = Path(root)
+        trusted = trusted_keys_from(trusted_keys)
         verify = verify or os.environ.get("GEM_VERIFY") or "cached"
         if verify not in VERIFY_MODES:
             raise BundleError(root, f"verify mode {verify!r} unknown; choose from {', '.join(VERIFY_MODES)}")
@@ -53,8 +61,10 @@ class Bundle:
             raise BundleError(root, "bundle folder not found")
         if not path.exists():
             raise BundleError(root, f"no {MANIFEST_FILE}: not a gem-edge bundle")
+        raw = path.read_bytes()                       # read once: the bytes checked are the bytes parsed
+        signer = verify_manifest(root, raw, trusted) if trusted else None
         try:
-            m = json.loads(path.read_text())
+            m = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(path, f"unreadable manifest ({e})") from None
         if not isinstance(m, dict) or m.get("format") != FORMAT:
@@ -68,7 +78,9 @@ class Bundle:
             manifest = Manifest.from_dict(m)
         except ManifestKeyError as e:
             raise BundleError(path, f"bad manifest: {e}") from None
-        return cls(root, manifest, verify)
+        if trusted is None:
+            notice_unchecked_once()
+        return cls(root, manifest, verify, signer)
 
     @property
     def bundle_id(self) -> str:
@@ -137,9 +149,10 @@ def _check_hash(p: Path, entry: FileEntry) -> None:
 # --- writing (gem-export) ---------------------------------------------------------------------------------
 
 def list_files(root: Path) -> dict[str, FileEntry]:
-    """Every file of a bundle folder with its size and sha256 (the manifest and temporaries left out)."""
+    """Every file of a bundle folder with its size and sha256 (the manifest, its signature and temporaries left
+    out)."""
     return {p.name: file_entry(p) for p in sorted(Path(root).iterdir())
-            if p.is_file() and p.name != MANIFEST_FILE and not p.name.endswith(".tmp")}
+            if p.is_file() and p.name not in (MANIFEST_FILE, SIGNATURE_FILE) and not p.name.endswith(".tmp")}
 
 
 def bundle_id_of(files: dict[str, FileEntry]) -> str:
@@ -148,10 +161,12 @@ def bundle_id_of(files: dict[str, FileEntry]) -> str:
 
 
 def write_manifest(root: Path, manifest: Manifest | dict) -> None:
-    """Atomically (tmp + rename). A typed manifest is checked by reading it back before it is written."""
+    """Atomically (tmp + rename). A typed manifest is checked by reading it back before it is written. A
+    signature of the old manifest is removed: the bundle is unsigned until `gem-export sign` signs it again."""
     data = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
     if isinstance(manifest, Manifest) and Manifest.from_dict(data) != manifest:
         raise AssertionError("manifest does not survive its own round trip")       # our bug
+    (Path(root) / SIGNATURE_FILE).unlink(missing_ok=True)
     atomic_write(Path(root) / MANIFEST_FILE, json.dumps(data, indent=2))
 
 
@@ -173,6 +188,6 @@ def _save_cache(cache: dict) -> None:
     f = _cache_file()
     try:
         f.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(f, json.dumps(cache), durable=False)
+        atomic_write(f, json.dumps(cache), durable=False, mode=PRIVATE_FILE_MODE)
     except OSError:
         pass  # a read-only home only costs re-hashing next time
