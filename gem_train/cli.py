@@ -136,24 +136,29 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, towe
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="a corpus of held-out synthetic records (`gem-train data` with a seed training never used)")
 @click.option("--n", "n", type=click.IntRange(1), default=200, show_default=True)
-@click.option("--real", "real", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="a real ECG file (any format gem-run reads); repeatable")
+@click.option("--real", "real", type=click.Path(exists=True, path_type=Path), multiple=True,
+              help="a real ECG file (any format gem-run reads), or a folder of labelled WFDB records (SNOMED "
+                   "'# Dx:' codes or LUDB diagnoses in the headers); repeatable")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write JSON here")
 def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out):
     """Greedy generation with the PyTorch model: ECG-Bench-style scores from the text on synthetic records, and
     on real ECGs what the model says beside what their cart says."""
-    from .evaluate import evaluate_checkpoint, evaluate_real
+    from .evaluate import evaluate_checkpoint, evaluate_labelled, evaluate_real
 
     if data_dir is None and not real:
-        raise click.UsageError("give --data DIR, --real FILE or both")
+        raise click.UsageError("give --data DIR, --real FILE or both (--real DIR: a folder of labelled records)")
     t0 = time.time()
     res = {}
     if data_dir is not None:
         res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens)
         _echo_scores(res["scores"])
-    if real:
-        readings = evaluate_real(checkpoint, list(real), max_new_tokens)
+    folders, files = [p for p in real if p.is_dir()], [p for p in real if not p.is_dir()]
+    if folders:
+        res["labelled"] = evaluate_labelled(checkpoint, folders, max_new_tokens, log=lambda m: click.echo(m, err=True))
+        _echo_labelled(res["labelled"])
+    if files:
+        readings = evaluate_real(checkpoint, files, max_new_tokens)
         res["real"] = [r.to_dict() for r in readings]
         for r in readings:
             device = "no device statement" if not r.device_statements else \
@@ -163,6 +168,26 @@ def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out):
     if out:
         out.write_text(json.dumps(res, indent=2))
     click.echo(f"({time.time() - t0:.0f} s)")
+
+
+def _echo_labelled(res: dict) -> None:
+    r = res["rhythm"]
+    acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+    click.echo(f"labelled real records: {res['n_records']} read, {len(res['skipped'])} unreadable")
+    click.echo(f"  rhythm named right {r['right']}/{r['n']} ({acc}); atrial fibrillation called on "
+               f"{r['sinus_called_af']}/{r['sinus_records']} sinus records")
+    for name, c in res["conditions"].items():
+        click.echo(f"  {name:38s} named and true {c['tp']}, over-called {c['fp']}, missed {c['fn']}, "
+                   f"stated where not labelled {c['stated_unlabelled']}")
+    labels = res["grounding_of_labels"]["rhythm"]
+    for what, g in (("the model's", res["grounding_of_model"]), ("each label's and each wrong", labels)):
+        click.echo(f"  grounding on {what} rhythm statements: wrong flagged {g['wrong_flagged']}/"
+                   f"{g['wrong_statements']} ({_share(g['wrong_flagged_share'])}), right flagged "
+                   f"{g['right_flagged']}/{g['right_statements']} ({_share(g['right_flagged_share'])})")
+
+
+def _share(x) -> str:
+    return "-" if x is None else f"{x:.1%}"
 
 
 def _echo_scores(s: dict) -> None:

@@ -1,5 +1,6 @@
-"""`gem-train eval`: greedy generation with the PyTorch model on held-out records, scored from the text; and on real
-ECGs, what the model says beside what the cart that recorded them says."""
+"""`gem-train eval`: greedy generation with the PyTorch model on held-out records, scored from the text; on real
+ECGs, what the model says beside what the cart that recorded them says; and on folders of labelled real records,
+the rhythm and conditions named against their cardiologists' labels and what the diagnosis grounding flags."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from gem_runtime.constants import DEFAULT_QUESTION, ECG_FS
+from gem_runtime.errors import GemEdgeError
 from gem_runtime.prompt import build_prompt, prompt_ids
 
 from .checkpoint import load_checkpoint
@@ -90,3 +92,105 @@ def evaluate_real(ckpt: Path, files: list[Path], max_new_tokens: int = 256) -> l
             device_hr_bpm=None if d is None else d.measurements.get("hr_bpm"),
             device_statements=[] if d is None else list(d.statements)))
     return out
+
+
+def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256, log=None) -> dict:
+    """The model on folders of labelled WFDB records (SNOMED `# Dx:` codes, or LUDB's diagnoses): the rhythm named
+    right or not, each condition's counts (named and true, over-called, missed), and how many of the model's wrong
+    and right statements the diagnosis grounding flags; beside it the grounding checked against the labels alone
+    (`real_labels.ground_labels`), which needs no model. A record that cannot be read is listed and left out."""
+    from gem_runtime.measure import measure_ecg
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.readers import read_ecg
+
+    from .real_labels import ground_labels, labelled_headers, read_labels
+
+    heads = [h for folder in folders for h in labelled_headers(Path(folder))]
+    if not heads:
+        raise GemEdgeError(f"{', '.join(map(str, folders))}: no labelled WFDB records (headers with '# Dx:' "
+                           "SNOMED codes or LUDB diagnoses)")
+    records, skipped = [], []
+    for h in heads:
+        try:
+            x, _ = preprocess_ecg(read_ecg(h))
+        except GemEdgeError as e:
+            skipped.append({"record": h.stem, "reason": str(e)})
+            continue
+        records.append((h, read_labels(h), x, measure_ecg(x, ECG_FS)))
+    out = {"checkpoint": str(ckpt), "folders": [str(f) for f in folders], "n_records": len(records),
+           "skipped": skipped, "grounding_of_labels": ground_labels([(lab, m) for _, lab, _, m in records])}
+    model = load_checkpoint(Path(ckpt))
+    tok = SpTokenizer(Path(ckpt) / "tokenizer.model")
+    readings = []
+    for h, labels, x, meas in tqdm(records, desc="eval --real", unit="rec", disable=log is None):
+        text = tok.decode(reference_ids(model, tok, x, max_new_tokens))
+        readings.append((labels, meas, text))
+    out.update(score_labelled(readings))
+    return out
+
+
+def score_labelled(readings: list) -> dict:
+    """Scores of (RecordLabels, Measurements, text) triples: rhythm, conditions, and the grounding's flags on the
+    model's own statements (a finding stated several times counts once per record: flagged if any is)."""
+    from gem_runtime.diagnosis import CONTRADICTED, CRITERIA, RHYTHM_FINDINGS, check_diagnoses
+
+    from .real_labels import AF, SINUS, SR, empty_counts, flag_summary, statement_right
+    from .simulate import AF as SIM_AF, NSR as SIM_NSR, SB as SIM_SB, STACH as SIM_STACH
+
+    sim_to_finding = {SIM_NSR: "normal_sinus_rhythm", SIM_SB: "sinus_bradycardia", SIM_STACH: "sinus_tachycardia",
+                      SIM_AF: AF}
+    rhythm_named = {"n": 0, "right": 0, "none_named": 0}
+    confusion: dict[str, dict[str, int]] = {}
+    sinus_n = sinus_af = 0
+    conditions = {c.finding: {"tp": 0, "fp": 0, "fn": 0, "stated_unlabelled": 0}
+                  for c in CRITERIA if c.finding not in RHYTHM_FINDINGS}
+    flags = empty_counts()
+    wrong_missed, right_flagged, samples = [], [], []
+    for labels, meas, text in readings:
+        verdicts = check_diagnoses(text, meas, sex=labels.sex)
+        by_finding: dict[str, list] = {}
+        for v in verdicts:
+            by_finding.setdefault(v.finding, []).append(v)
+        named = parse_rhythm(text)
+        named = sim_to_finding.get(named, named)
+        if labels.rhythm is not None:
+            rhythm_named["n"] += 1
+            right = named is not None and (statement_right(named, labels)
+                                           or (labels.rhythm == SR and named in SINUS))
+            rhythm_named["right"] += bool(right)
+            rhythm_named["none_named"] += named is None
+            confusion.setdefault(labels.rhythm, {}).setdefault(str(named), 0)
+            confusion[labels.rhythm][str(named)] += 1
+            if labels.rhythm in SINUS:
+                sinus_n += 1
+                sinus_af += AF in by_finding
+        for finding, vs in by_finding.items():
+            right = statement_right(finding, labels)
+            if finding in conditions:
+                c = conditions[finding]
+                c["tp" if right else "fp" if right is False else "stated_unlabelled"] += 1
+            if finding not in RHYTHM_FINDINGS or right is None:
+                continue
+            verdict = CONTRADICTED if any(v.verdict == CONTRADICTED for v in vs) else vs[0].verdict
+            flags["right" if right else "wrong"][verdict] += 1
+            entry = {"record": labels.record, "finding": finding, "verdict": verdict, "reason": vs[0].reason}
+            if right and verdict == CONTRADICTED:
+                right_flagged.append(entry)
+            elif not right and verdict != CONTRADICTED:
+                wrong_missed.append(entry)
+        for finding in labels.present:
+            if finding in conditions and finding not in by_finding:
+                conditions[finding]["fn"] += 1
+        samples.append({"record": labels.record, "truth_rhythm": labels.rhythm, "labels": list(labels.labels),
+                        "named_rhythm": named, "text": text,
+                        "verdicts": [{"finding": v.finding, "verdict": v.verdict, "reason": v.reason}
+                                     for v in verdicts]})
+    n = rhythm_named["n"]
+    return {
+        "rhythm": {**rhythm_named, "accuracy": None if n == 0 else round(rhythm_named["right"] / n, 3),
+                   "confusion": confusion, "sinus_records": sinus_n, "sinus_called_af": sinus_af},
+        "conditions": {f: c for f, c in conditions.items() if any(c.values())},
+        "grounding_of_model": {"counts": flags, **flag_summary(flags), "wrong_not_flagged_statements": wrong_missed,
+                               "right_flagged_statements": right_flagged},
+        "samples": samples,
+    }

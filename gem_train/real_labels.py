@@ -196,6 +196,6 @@ def ground_labels(records: list[tuple[RecordLabels, object]]) -> dict:
                                      "reason": v.reason})
     return {"rhythm": {"counts": rhythm, **flag_summary(rhythm),
                        "by_finding": {f: {"counts": c, **flag_summary(c)} for f, c in by_finding.items()},
-                       "right_flagged": right_flagged,
-                       "wrong_not_flagged": wrong_missed},
+                       "right_flagged_statements": right_flagged,
+                       "wrong_not_flagged_statements": wrong_missed},
             "conditions": {f: {"counts": c, **flag_summary(c)} for f, c in sorted(conditions.items())}}

@@ -71,8 +71,9 @@ def _rr_state(ev: Evidence) -> str | None:
 
 
 def _rr_text(ev: Evidence) -> str:
-    return (f"RR {_rr_state(ev)} (median successive difference {ev.rr_irregularity:.1%} of the mean RR, "
-            f"CV {ev.rr_cv:.2f})")
+    words = {"regular": "RR regular", "irregular": "RR irregularly irregular",
+             "some": "RR irregular, not irregularly irregular"}[_rr_state(ev)]
+    return f"{words} (median successive difference {ev.rr_irregularity:.1%} of the mean RR, CV {ev.rr_cv:.2f})"
 
 
 def _p_text(ev: Evidence) -> str:
@@ -93,9 +94,9 @@ def check_af(ev: Evidence) -> Outcome:
         return Outcome(NOT_CHECKABLE, "too few beats to judge the RR rhythm" if ev.source == "ours" else
                        "the cart reports no RR series or P waves", keys, {})
     if state == "regular":
-        return Outcome(CONTRADICTED, f"{_rr_text(ev)}, not irregularly irregular; {_p_text(ev)}", keys, {})
+        return Outcome(CONTRADICTED, f"{_rr_text(ev)}; {_p_text(ev)}", keys, {})
     if ev.p_wave:
-        return Outcome(CONTRADICTED, f"{_p_text(ev)} in every beat of the median; {_rr_text(ev)}", keys, {})
+        return Outcome(CONTRADICTED, f"{_p_text(ev)}; {_rr_text(ev)}", keys, {})
     if state == "irregular" and ev.p_wave is False:
         return Outcome(SUPPORTED, f"{_rr_text(ev)}; {_p_text(ev)}", keys, {})
     return Outcome(NOT_CHECKABLE, f"{_rr_text(ev)}; {_p_text(ev)}", keys, {})
@@ -107,6 +108,9 @@ def check_flutter(ev: Evidence) -> Outcome:
             and ev.tp_ptp_mv is not None and ev.tp_ptp_mv < C.FLUTTER_TP_FLAT_MV:
         return Outcome(CONTRADICTED, f"{_p_text(ev)} and a flat baseline between T and P ({ev.tp_ptp_mv:.2f} mV "
                        f"peak-to-peak over {ev.tp_ms:.0f} ms in II, III, aVF, V1): no flutter waves", keys, {})
+    if ev.p_wave and ev.pr_ms is not None:
+        return Outcome(CONTRADICTED, f"{_p_text(ev)}, its onset placed where it leaves an isoelectric baseline: "
+                       "flutter waves have none between them", keys, {})
     if ev.p_wave is False and ev.p_consistency is not None:
         return Outcome(CONTRADICTED, f"{_p_text(ev)}: the atrial activity before the QRS is unlike from beat to "
                        "beat, not regular flutter waves conducted at a fixed FR interval", keys, {})

@@ -54,7 +54,7 @@ RR_JUMP_SHARE_REGULAR = 0.35           # at most this share of jumps in a "regul
 # P wave: the measurement's per-beat check of the atrial wave before the QRS (quality.p_consistency: mean correlation
 # of each beat's P window with the median's; quality.p_lag_ms: their median shift). Alike and locked: a P wave before
 # every QRS even where its edges were not placed; unlike or wandering: none (fibrillatory activity).
-P_LOCKED_CONSISTENCY, P_LOCKED_LAG_MS = 0.7, 4.0
+P_LOCKED_CONSISTENCY, P_LOCKED_LAG_MS = 0.6, 4.0
 P_UNLIKE_CONSISTENCY, P_UNLOCKED_LAG_MS = 0.5, 8.0
 MIN_RR = 4                             # fewer RR intervals: rhythm not checkable
 FLUTTER_TP_FLAT_MV = 0.08              # a TP baseline quieter than this (peak-to-peak) holds no flutter waves
@@ -84,8 +84,9 @@ CRITERIA: tuple[Criterion, ...] = (
               "mean RR) and no distinct P wave before the QRS complexes", AF_GUIDE, rhythm=True),
     Criterion("atrial_flutter", "atrial flutter", (r"\batrial\s+flutter\b", r"(?-i:\bAFL\b)"),
               "regular atrial flutter (F) waves at 240-340/min, sawtooth in II, III, aVF; no isoelectric baseline "
-              "between the atrial waves; each QRS conducted from an F wave at a fixed FR interval (a sinus P wave "
-              "with a flat TP baseline, or atrial activity before the QRS unlike from beat to beat, contradicts it)",
+              "between the atrial waves; each QRS conducted from an F wave at a fixed FR interval (a P wave rising "
+              "from an isoelectric baseline, a flat TP baseline, or atrial activity before the QRS unlike from beat "
+              "to beat contradicts it)",
               AHA_II, rhythm=True),
     Criterion("sinus_rhythm", "sinus rhythm",
               (r"\bsinus\s+rhythm\b", r"\brhythm\s+is\s+sinus\b", r"\bsinus\s+arrhythmia\b"),

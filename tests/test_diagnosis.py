@@ -1,0 +1,190 @@
+"""The diagnosis grounding: statements recognised (negations and questions are not statements), each finding's
+criterion on simulated ECGs whose truth we made, on real labelled records (CinC AF and sinus tachycardia, CPSC RBBB,
+LUDB sinus bradycardia), the cart's numbers as a second verdict, and the labels read as findings."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gem_runtime.diagnosis import (
+    CONTRADICTED, CRITERIA, NOT_CHECKABLE, SUPPORTED, check_diagnoses, find_statements, flagged,
+)
+from gem_runtime.measure import Measurements, measure_ecg
+from gem_runtime.readers.record import DeviceReport
+
+
+def _stated(text: str) -> list[str]:
+    return [m.finding for m in find_statements(text)]
+
+
+# --- statements ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, findings", [
+    ("Normal sinus rhythm at 72 bpm. No atrial fibrillation, flutter or AV block.", ["normal_sinus_rhythm"]),
+    ("Sinus rhythm without first-degree AV block or bundle branch block.", ["sinus_rhythm"]),
+    ("Irregularly irregular rhythm at 88 bpm with no P waves and a fibrillatory baseline, consistent with atrial "
+     "fibrillation.", ["atrial_fibrillation"]),
+    ("Sinus rhythm at 110 bpm; the rate above 100 bpm indicates sinus tachycardia.",
+     ["sinus_rhythm", "sinus_tachycardia"]),
+    ("The QT interval is not prolonged. Is the QT interval prolonged?", []),
+    ("Atrial fibrillation is not present; there is no evidence of left ventricular hypertrophy.", []),
+    ("Cannot rule out atrial fibrillation.", ["atrial_fibrillation"]),
+    ("Sinus rhythm rather than atrial fibrillation.", ["sinus_rhythm"]),
+    ("Non-specific intraventricular conduction delay, left axis deviation, incomplete right bundle branch block.",
+     ["nonspecific_ivcd", "left_axis_deviation", "incomplete_right_bundle_branch_block"]),
+    ("LVH with strain; RBBB; 1st degree AV block; prolonged QTc; low QRS voltage in the limb leads.",
+     ["left_ventricular_hypertrophy", "right_bundle_branch_block", "first_degree_av_block", "long_qt",
+      "low_voltage"]),
+    ("Sinus bradycardia. Impression: sinus bradycardia.", ["sinus_bradycardia", "sinus_bradycardia"]),
+    ("aVF and V1 show no ST change; the PR interval is normal.", []),
+])
+def test_statements_are_recognised_and_negations_are_not_statements(text, findings):
+    assert _stated(text) == findings
+
+
+def test_every_criterion_names_its_own_finding_and_has_a_source():
+    for c in CRITERIA:
+        assert _stated(c.name) == [c.finding], c.name
+        assert c.source and c.criterion
+
+
+def test_a_span_points_at_the_words_in_the_text():
+    text = "Regular rhythm, consistent with sinus tachycardia."
+    [v] = check_diagnoses(text, Measurements())
+    assert text[slice(*v.span)] == v.statement == "sinus tachycardia"
+    assert v.verdict == NOT_CHECKABLE                              # nothing measured: never guessed
+    d = json.loads(json.dumps(v.to_dict()))
+    assert d["finding"] == "sinus_tachycardia" and d["span"] == list(v.span) and d["source"]
+
+
+# --- criteria on simulated ECGs (their truth is known) -------------------------------------------------------------
+def _simulated(conditions: list[str], seed: int = 0) -> Measurements:
+    from gem_train.simulate import simulate_ecg
+
+    x, _ = simulate_ecg(np.random.default_rng(seed), conditions)
+    return measure_ecg(x, 500.0)
+
+
+def _verdict(name: str, meas, **kw) -> str:
+    [v] = [v for v in check_diagnoses(name, meas, **kw)]
+    return v.verdict
+
+
+RIGHT_AND_WRONG = [   # (simulated conditions, statements supported, statements contradicted)
+    (["normal sinus rhythm"], ["normal sinus rhythm", "sinus rhythm"],
+     ["atrial fibrillation", "sinus tachycardia", "right bundle branch block", "left bundle branch block",
+      "first-degree AV block", "left axis deviation", "right axis deviation"]),
+    (["atrial fibrillation"], ["atrial fibrillation"],
+     ["normal sinus rhythm", "sinus rhythm", "sinus bradycardia", "first-degree AV block", "atrial flutter"]),
+    (["sinus tachycardia"], ["sinus tachycardia"], ["atrial fibrillation", "normal sinus rhythm"]),
+    (["sinus bradycardia", "left bundle branch block"], ["sinus bradycardia", "left bundle branch block"],
+     ["right bundle branch block", "sinus tachycardia"]),
+    (["normal sinus rhythm", "right bundle branch block"], ["right bundle branch block"],
+     ["left bundle branch block"]),
+    (["normal sinus rhythm", "first-degree AV block"], ["first-degree AV block"], ["atrial fibrillation"]),
+    (["normal sinus rhythm", "left axis deviation"], ["left axis deviation"], ["right axis deviation"]),
+    (["normal sinus rhythm", "right axis deviation"], ["right axis deviation"], ["left axis deviation"]),
+    (["normal sinus rhythm", "left ventricular hypertrophy"], ["left ventricular hypertrophy"], ["low QRS voltage"]),
+]
+
+
+@pytest.mark.parametrize("conditions, supported, contradicted", RIGHT_AND_WRONG)
+def test_criteria_on_simulated_ecgs(conditions, supported, contradicted):
+    meas = _simulated(conditions)
+    for name in supported:
+        assert _verdict(name, meas) == SUPPORTED, (conditions, name, check_diagnoses(name, meas)[0].reason)
+    for name in contradicted:
+        assert _verdict(name, meas) == CONTRADICTED, (conditions, name, check_diagnoses(name, meas)[0].reason)
+
+
+def test_a_value_within_the_margin_of_a_threshold_is_not_checkable():
+    meas = Measurements(hr_bpm=101.5, pr_ms=205.0, qrs_ms=116.0, qrs_axis_deg=-27.0, qtc_bazett_ms=455.0,
+                        qtc_fridericia_ms=452.0)
+    assert _verdict("first-degree AV block", meas) == SUPPORTED
+    assert _verdict("left axis deviation", meas) == NOT_CHECKABLE            # -27: within 10 degrees of -30
+    assert _verdict("right bundle branch block", meas) == NOT_CHECKABLE      # 116 ms: within 10 ms of 120
+    assert _verdict("long QT", meas, sex="M") == SUPPORTED                  # >= 450 for a man
+    assert _verdict("long QT", meas, sex="F") == NOT_CHECKABLE              # near 460 for a woman
+    assert _verdict("long QT", meas) == NOT_CHECKABLE                       # sex unknown: between the limits
+    meas.pr_ms = 150.0
+    assert _verdict("first-degree AV block", meas) == CONTRADICTED
+
+
+def test_the_carts_numbers_give_a_second_verdict_and_its_statements_are_listed():
+    meas = Measurements(hr_bpm=72.0, pr_ms=230.0)
+    device = DeviceReport("Philips", "HeartstartMRx", "DXL", {"hr_bpm": 44.0, "pr_ms": 170.0},
+                          ("Sinus bradycardia (rate< 50)", "No first degree AV block"))
+    by = {v.finding: v for v in check_diagnoses("Sinus bradycardia, first-degree AV block.", meas, device=device)}
+    brady, avb = by["sinus_bradycardia"], by["first_degree_av_block"]
+    assert brady.verdict == CONTRADICTED and "72" in brady.reason              # ours: 72 bpm
+    assert brady.device_verdict == NOT_CHECKABLE                              # rate fits, P waves not reported
+    assert brady.device_statements == ("Sinus bradycardia (rate< 50)",)
+    assert avb.verdict == SUPPORTED and avb.device_verdict == CONTRADICTED   # the cart's PR is 170 ms
+    assert avb.device_statements == ()                                        # the cart denies it
+    assert flagged(list(by.values())) == [brady]
+
+
+# --- real labelled records ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real(shared_data):
+    from gem_runtime.constants import ECG_FS
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.readers import read_ecg
+
+    def measure(path):
+        x, _ = preprocess_ecg(read_ecg(path))
+        return measure_ecg(x, ECG_FS)
+    return lambda rel: measure(shared_data / "real" / rel)
+
+
+@pytest.mark.parametrize("record", ["labelled/A0003.hea", "labelled/A0004.hea", "labelled/A0009.hea"])
+def test_real_atrial_fibrillation(real, record):
+    meas = real(record)                                                       # CinC: SNOMED 164889003
+    assert _verdict("atrial fibrillation", meas) == SUPPORTED
+    for wrong in ("sinus rhythm", "normal sinus rhythm", "sinus tachycardia", "sinus bradycardia"):
+        assert _verdict(wrong, meas) == CONTRADICTED, wrong
+
+
+@pytest.mark.parametrize("record", ["labelled/JS20009.hea", "labelled/JS20016.hea"])
+def test_real_sinus_tachycardia_is_not_atrial_fibrillation(real, record):
+    meas = real(record)                                                       # CinC: SNOMED 427084000
+    [af] = check_diagnoses("Atrial fibrillation with rapid ventricular response.", meas)
+    assert af.verdict == CONTRADICTED and ("RR regular" in af.reason or "a consistent P wave" in af.reason)
+    assert _verdict("sinus tachycardia", meas) == SUPPORTED
+    assert _verdict("normal sinus rhythm", meas) == CONTRADICTED             # above 100 bpm
+
+
+def test_real_right_bundle_branch_block_and_sinus_bradycardia(real):
+    rbbb = real("labelled/A0010.hea")                                         # CPSC: SNOMED 59118001
+    assert _verdict("right bundle branch block", rbbb) == SUPPORTED
+    assert _verdict("left bundle branch block", rbbb) == CONTRADICTED
+    brady = real("ludb/1.hea")                                                # LUDB: "Sinus bradycardia", 45 bpm
+    assert _verdict("sinus bradycardia", brady) == SUPPORTED
+    assert _verdict("atrial fibrillation", brady) == CONTRADICTED
+    assert _verdict("normal sinus rhythm", brady) == CONTRADICTED
+
+
+def test_labels_are_read_as_findings(shared_data):
+    from gem_train.real_labels import read_labels
+
+    af = read_labels(shared_data / "real" / "labelled" / "A0003.hea")
+    assert af.rhythm == "atrial_fibrillation" and af.sex == "F" and af.source == "cinc"
+    assert af.absent == {"first_degree_av_block", "left_bundle_branch_block", "right_bundle_branch_block"}
+    tach = read_labels(shared_data / "real" / "labelled" / "JS20000.hea")
+    assert tach.rhythm == "sinus_tachycardia" and "nonspecific_ivcd" in tach.present and not tach.absent
+    ludb = read_labels(shared_data / "real" / "ludb" / "23.hea")
+    assert ludb.source == "ludb" and ludb.rhythm == "normal_sinus_rhythm"
+    assert "right_bundle_branch_block" in ludb.present and "left_bundle_branch_block" in ludb.absent
+
+
+def test_grounding_against_the_labels_alone(real, shared_data):
+    from gem_train.real_labels import ground_labels, read_labels
+
+    heads = ["labelled/A0003.hea", "labelled/A0009.hea", "labelled/JS20009.hea", "ludb/1.hea"]
+    res = ground_labels([(read_labels(shared_data / "real" / h), real(h)) for h in heads])
+    rhythm = res["rhythm"]
+    assert rhythm["wrong_statements"] > 0 and rhythm["right_statements"] > 0
+    assert rhythm["right_flagged"] == 0                                     # these four are clear cases
+    assert rhythm["wrong_flagged_share"] >= 0.8
+    assert rhythm["by_finding"]["atrial_fibrillation"]["counts"]["wrong"][CONTRADICTED] == 2   # JS20009, LUDB 1
