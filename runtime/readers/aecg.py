@@ -4,14 +4,16 @@ from the time increment, the device's measurements and statements as annotations
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from .ecgdatakit_read import EcgdatakitFormat, read_with_ecgdatakit, xml_root
+from .ecgdatakit_read import EcgdatakitFormat, read_with_ecgdatakit
 from .record import EcgRecord
+from .xmlread import root_pattern, xml_root
 
-_ROOT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?AnnotatedECG[\s>/]")
-AECG = EcgdatakitFormat("HL7 aECG", "hl7_aecg", "HL7aECGParser")
+_ROOT = root_pattern("AnnotatedECG")
+AECG = EcgdatakitFormat("HL7 aECG", "hl7_aecg", "HL7aECGParser", xml=True,
+                        no_scale="HL7 aECG lead {lead} has no <scale> with a finite value: its digits cannot be "
+                                 "turned into voltages")
 
 
 def is_aecg(head: bytes) -> bool:

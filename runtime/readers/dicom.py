@@ -6,9 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _unit_scale
-from .leads import INDEPENDENT_LEADS, _finish, _plan_leads, normalize_lead_name
+from ..errors import EcgReadError, one_line
+from .checks import (
+    check_channels,
+    check_duration,
+    check_fs,
+    check_fs_agrees,
+    kept_note,
+    kept_samples,
+    plausible_gain,
+    unit_scale,
+)
+from .leads import INDEPENDENT_LEADS, finish, normalize_lead_name, plan_leads
 from .record import DeviceReport, EcgRecord
 
 DICOM_MARKER = b"DICM"      # at byte 128, after the 128-byte preamble
@@ -27,14 +36,15 @@ _DERIVED_GROUP_WORDS = ("MEDIAN", "BEAT", "DERIVED", "AVERAGE", "TEMPLATE")
 
 
 def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
-    """12-lead ECG / General ECG waveform IODs: one multiplex group, converted by pydicom, then to mV."""
+    """12-lead ECG / General ECG waveform IODs: one multiplex group, converted by pydicom, then to mV (pydicom's
+    warnings go into the record's warnings: read_ecg captures them)."""
     import pydicom
     from pydicom.waveforms.numpy_handler import multiplex_array
 
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:
-        raise EcgReadError(path, f"not a readable DICOM file: {_one_line(exc)}") from exc
+        raise EcgReadError(path, f"not a readable DICOM file: {one_line(exc)}") from exc
     groups = ds.get("WaveformSequence")
     if not groups:
         raise EcgReadError(path, f"DICOM has no waveform (Modality {ds.get('Modality', '?')}, "
@@ -45,13 +55,16 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
     if missing:
         raise EcgReadError(path, f"waveform group {index} lacks {', '.join(missing)}")
     fs = float(group.SamplingFrequency)
-    _check_fs_agrees(path, fs, fs_arg)
-    _check_fs(path, fs)
+    check_fs_agrees(path, fs, fs_arg)
+    check_fs(path, fs)
     n_channels, n_samples = int(group.NumberOfWaveformChannels), int(group.NumberOfWaveformSamples)
-    _check_duration(path, n_samples, fs)
+    check_channels(path, n_channels, f"waveform group {index} NumberOfWaveformChannels")
+    check_duration(path, n_samples, fs)
     sample_type, bits = str(group.WaveformSampleInterpretation), int(group.WaveformBitsAllocated)
     if sample_type not in _DICOM_SAMPLE_TYPES:
         raise EcgReadError(path, f"waveform sample interpretation {sample_type} is not supported")
+    if bits not in (8, 16, 32, 64):
+        raise EcgReadError(path, f"WaveformBitsAllocated {bits} is not supported (8, 16, 32 or 64)")
     expected, held = n_channels * n_samples * bits // 8, len(group.WaveformData)
     if held < expected:
         raise EcgReadError(path, f"waveform group {index} says {n_samples} samples x {n_channels} channels "
@@ -60,18 +73,25 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
     if len(channels) != n_channels:
         raise EcgReadError(path, f"waveform group {index} says {n_channels} channels but defines {len(channels)}")
 
-    plan = _plan_leads(path, [_dicom_channel_name(ch, k) for k, ch in enumerate(channels)])
+    plan = plan_leads(path, [_dicom_channel_name(ch, k) for k, ch in enumerate(channels)])
     scales = []
     for c in plan.channels:
+        name = _dicom_channel_name(channels[c], c)
         if "ChannelSensitivity" not in channels[c]:
-            raise EcgReadError(path, f"channel {c} ({_dicom_channel_name(channels[c], c)}) has no sensitivity: "
-                                     "samples are uncalibrated")
+            raise EcgReadError(path, f"channel {c} ({name}) has no sensitivity: samples are uncalibrated")
         units = channels[c].get("ChannelSensitivityUnitsSequence")
         unit = units[0].get("CodeValue") if units else None
         if unit is None:
             raise EcgReadError(path, f"channel {c} has no sensitivity units")
-        scales.append(_unit_scale(path, _dicom_channel_name(channels[c], c), unit))
+        scales.append(unit_scale(path, name, unit))
+        correction = float(channels[c].get("ChannelSensitivityCorrectionFactor", 1) or 1)
+        plausible_gain(path, float(channels[c].ChannelSensitivity) * correction * scales[-1],
+                       f"channel {c} ({name}) sensitivity")
 
+    kept = kept_samples(n_samples, fs)           # pydicom converts only the samples kept
+    if kept < n_samples:
+        group.NumberOfWaveformSamples = kept
+        group.WaveformData = bytes(group.WaveformData[:kept * n_channels * bits // 8])
     # pydicom applies raw * sensitivity * correction factor + baseline here; do not apply them again.
     physical = ds.waveform_array(index).T[list(plan.channels)]          # (n_used, N) in file units
     if "WaveformPaddingValue" in group:                                 # padded samples are missing data
@@ -79,7 +99,7 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
         raw = multiplex_array(ds, index, as_raw=True).T[list(plan.channels)]
         physical = np.where(raw == pad, np.nan, physical)
     signal = physical * np.asarray(scales)[:, None]                    # (n_used, N) mV
-    return _finish(path, signal, fs, plan, list(plan.warnings), device=device_report(ds))
+    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n_samples, fs), device=device_report(ds))
 
 
 def _dicom_channel_name(channel, k: int) -> str:

@@ -10,22 +10,36 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
-from ..errors import EcgReadError
-from .checks import _one_line, _size
+import numpy as np
+
+from ..errors import EcgReadError, one_line
+from .aecg import is_aecg, read_aecg
+from .cardiosoft import is_cardiosoft, read_cardiosoft
+from .checks import size_text
 from .dicom import is_dicom, read_dicom
 from .edf import is_edf, read_edf
-from .aecg import is_aecg, read_aecg
 from .muse import is_muse, read_muse
 from .npy import is_npy, read_npy
 from .philips import is_philips, read_philips
-from .scp import is_scp, read_scp
 from .record import EcgRecord
+from .scp import describe as describe_scp
+from .scp import is_scp, read_scp
 from .wfdb import read_wfdb
+from .xmlread import head_text
 
 DEFAULT_MAX_BYTES = 200 * 2**20
+# Library warnings go into the record's warnings, never to stderr; these are about the libraries, not the file.
+_NOT_ABOUT_FILE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
+# Contec ECG90A's own files: 7 ASCII digits and a NUL, then the recording's date "YYYY-MM-DD hh:mm:ss"
+_CONTEC = re.compile(rb"^\d{7}\x00.{0,4}\d{4}-\d{1,2}-\d{1,2} \d{1,2}:\d{2}:\d{2}", re.DOTALL)
+_XML_ROOT = re.compile(r"<([A-Za-z_][\w.:-]*)(?![^>]*\?>)[\s>/]")
 HEAD_BYTES = 4096                     # the DICM marker at byte 128; an XML root element after its prolog
 
 
@@ -45,25 +59,37 @@ _BY_CONTENT = (
     _ContentFormat("a Philips Sierra XML file", is_philips, read_philips, (), "<restingecgdata> root element"),
     _ContentFormat("a GE MUSE XML file", is_muse, read_muse, (), "<RestingECG> root element"),
     _ContentFormat("an HL7 aECG file", is_aecg, read_aecg, (), "<AnnotatedECG> root element"),
+    _ContentFormat("a GE CardioSoft XML file", is_cardiosoft, read_cardiosoft, (), "<CardiologyXML> root element"),
     _ContentFormat("an EDF/BDF file", is_edf, read_edf, (".edf", ".bdf"), "EDF version field '0' or BDF marker"),
     _ContentFormat("an SCP-ECG file", is_scp, read_scp, (".scp",), "section 0 at byte 7"),
 )
 
 
 def read_ecg(path, *, fs: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> EcgRecord:
-    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra, GE MUSE or HL7 aECG XML,
-    an SCP-ECG record, an EDF/EDF+/BDF file or a (12, N) mV .npy (needs `fs`).
+    """Read a WFDB record (.hea or record path), a DICOM ECG (.dcm), a Philips Sierra, GE MUSE, HL7 aECG or GE
+    CardioSoft XML, an SCP-ECG record, an EDF/EDF+/BDF file or a (12, N) mV .npy (needs `fs`).
 
-    Dispatches on the file's content (NUMPY / DICM magic, the XML root element, SCP-ECG's section 0), then
-    extension. `fs` is required for .npy and must agree with the file where the file has its own rate. Raises
+    Dispatches on the file's content (NUMPY / DICM magic, the XML root element in UTF-8 or UTF-16/32, SCP-ECG's
+    section 0), then extension. `fs` is required for .npy and must agree with the file where the file has its own rate. Raises
     EcgReadError for every bad input.
     """
     try:
-        return _read(Path(path), fs, max_bytes)
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+            warnings.simplefilter("always")
+            record = _read(Path(path), fs, max_bytes)
     except EcgReadError:
         raise
     except Exception as exc:   # a reader library's own error: keep its message, on one line
-        raise EcgReadError(path, f"could not read: {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise EcgReadError(path, f"could not read: {type(exc).__name__}: {one_line(exc)}") from exc
+    said = [f"{_library(w)}: {one_line(w.message)}" for w in caught if not issubclass(w.category, _NOT_ABOUT_FILE)]
+    said = [note for note in dict.fromkeys(said) if note not in record.warnings]
+    return replace(record, warnings=record.warnings + tuple(said)) if said else record
+
+
+def _library(w: warnings.WarningMessage) -> str:
+    """The package that warned ("pydicom", "numpy"), from the warning's file."""
+    parts = Path(w.filename).parts
+    return next((parts[k + 1] for k in range(len(parts) - 1) if parts[k] == "site-packages"), w.category.__name__)
 
 
 def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
@@ -80,7 +106,7 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
     if size == 0:
         raise EcgReadError(path, "empty file (0 bytes)")
     if size > max_bytes:
-        raise EcgReadError(path, f"file is {_size(size)}, over the {_size(max_bytes)} limit")
+        raise EcgReadError(path, f"file is {size_text(size)}, over the {size_text(max_bytes)} limit")
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
     suffix = path.suffix.lower()
@@ -91,12 +117,12 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
         return read_wfdb(path, path, fs, max_bytes)
     for fmt in _BY_CONTENT:
         if suffix in fmt.suffixes:
-            raise EcgReadError(path, f"not {fmt.name} (no {fmt.magic}; looks like {_sniff(head)})")
+            raise EcgReadError(path, f"not {fmt.name} (no {fmt.magic}; it is {_sniff(head)})")
     if path.with_suffix(".hea").exists():   # a WFDB signal file (.dat, .xyz) next to its header
         return read_wfdb(path, path.with_suffix(".hea"), fs, max_bytes)
     raise EcgReadError(path, f"unknown ECG format ({_sniff(head)}): expected a WFDB record (.hea), "
-                             "a DICOM ECG (.dcm), a Philips Sierra, GE MUSE or HL7 aECG XML, an SCP-ECG record, "
-                             "an EDF/EDF+/BDF file or a .npy array")
+                             "a DICOM ECG (.dcm), a Philips Sierra, GE MUSE, HL7 aECG or GE CardioSoft XML, an "
+                             "SCP-ECG record, an EDF/EDF+/BDF file or a .npy array")
 
 
 def claimed_by_content(path: Path) -> bool:
@@ -114,9 +140,20 @@ def claimed_by_content(path: Path) -> bool:
 def _sniff(head: bytes) -> str:
     """A short guess at what a non-ECG file is, for the error message."""
     for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF"),
-                        (b"<?xml", "XML, none of Philips Sierra, GE MUSE or HL7 aECG"), (b"PK\x03\x04", "a ZIP archive")):
+                        (b"PK\x03\x04", "a ZIP archive")):
         if head.startswith(magic):
             return what
+    if _CONTEC.match(head):
+        return ("a Contec ECG90A native recording (the cart's own binary format, limb leads only), "
+                "not a 12-lead format read here")
+    scp_like = describe_scp(head)
+    if scp_like:
+        return scp_like
+    text = head_text(head).lstrip(" \t\r\n\ufeff")
+    if text.startswith("<"):
+        root = _XML_ROOT.search(text)
+        name = f" with root element <{root.group(1)}>" if root else ""
+        return f"XML{name}, none of Philips Sierra, GE MUSE, HL7 aECG or GE CardioSoft"
     try:
         head.decode("utf-8")
         return "text"

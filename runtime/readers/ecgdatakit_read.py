@@ -9,17 +9,24 @@ Without it, a file of one of these formats is refused in one line that names the
 from __future__ import annotations
 
 import importlib
-import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import EcgReadError
-from .checks import _one_line, _one_rate_and_length, _unit_scale
-from .leads import _finish, _plan_leads
+from ..errors import EcgReadError, one_line
+from .checks import (
+    kept_note,
+    kept_samples,
+    one_rate_and_length,
+    plausible_gain,
+    unit_scale,
+)
+from .leads import finish, plan_leads
 from .record import DeviceReport, EcgRecord
+from .xmlread import check_cost
 
 _INSTALL = "reading {name} needs the formats extra: pip install 'gem-edge[formats]' (ecgdatakit)"
 
@@ -40,44 +47,58 @@ class EcgdatakitFormat(NamedTuple):
     # the format's own extra device measurements from the parsed record: {our key: value}
     extra_measurements: Callable[[object], dict[str, float]] = lambda record: {}
     refuse_warning: str = ""      # an ecgdatakit.exceptions warning that means the file is damaged: refused
+    xml: bool = False             # an XML format: its element count is checked before ecgdatakit parses it
+    # a lead the format must carry a scale for: the message when it has none (ecgdatakit reads it as 1.0)
+    no_scale: str = ""
 
 
-def xml_root(pattern: re.Pattern, head: bytes) -> bool:
-    """An XML document whose root element matches `pattern` within the file's first bytes."""
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and pattern.search(head) is not None
-
-
-def read_with_ecgdatakit(path: Path, fs_arg: float | None, fmt: EcgdatakitFormat) -> EcgRecord:
+def read_with_ecgdatakit(path: Path, fs_arg: float | None, fmt: EcgdatakitFormat, parse_path: Path | None = None,
+                         notes: list[str] | tuple[str, ...] = ()) -> EcgRecord:
+    """`path` read by ecgdatakit (from `parse_path`, a corrected copy, where given), checked as every reader's
+    output is; `notes` are warnings the caller adds."""
     try:
         from ecgdatakit import ECGDataKitError, exceptions
 
         parser_cls = getattr(importlib.import_module(f"ecgdatakit.parsing.parsers.{fmt.module}"), fmt.parser)
     except ImportError:
         raise EcgReadError(path, _INSTALL.format(name=fmt.name)) from None
+    if fmt.xml:
+        check_cost(path, path.read_bytes(), fmt.name)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")
-            record = parser_cls().parse(Path(path)).to_physical()
+            record = parser_cls().parse(Path(parse_path or path)).to_physical()
     except (ECGDataKitError, ValueError) as exc:
-        raise EcgReadError(path, f"{fmt.name} unreadable: {_one_line(exc)}") from None
+        said = one_line(exc).replace(str(parse_path), str(path)) if parse_path else one_line(exc)
+        raise EcgReadError(path, f"{fmt.name} unreadable: {said}") from None
     damaged = getattr(exceptions, fmt.refuse_warning) if fmt.refuse_warning else ()
     for w in caught:
         if damaged and issubclass(w.category, damaged):
-            raise EcgReadError(path, f"{fmt.name} damaged: {_one_line(w.message)}")
+            raise EcgReadError(path, f"{fmt.name} damaged: {one_line(w.message)}")
     leads = record.leads
     if not leads:
         raise EcgReadError(path, f"{fmt.name} holds no rhythm waveform")
     raw = [lead.label for lead in leads if lead.is_raw]
     if raw:
         raise EcgReadError(path, f"leads {', '.join(raw)} have no amplitude units: samples are uncalibrated")
-    plan = _plan_leads(path, [lead.label for lead in leads])
+    plan = plan_leads(path, [lead.label for lead in leads])
     used = [leads[c] for c in plan.channels]
-    fs, _ = _one_rate_and_length(path, [lead.sampling_rate for lead in used], [len(lead.samples) for lead in used],
-                                 fs_arg)
-    scales = [_unit_scale(path, leads[c].label, leads[c].resolution_unit or leads[c].units) for c in plan.channels]
-    signal = np.stack([np.asarray(leads[c].samples, np.float64) for c in plan.channels]) * np.asarray(scales)[:, None]
-    notes = [f"{fmt.name}: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
-    return _finish(path, signal, fs, plan, list(plan.warnings) + notes, device=_device_report(record, fmt))
+    fs, n = one_rate_and_length(path, [lead.sampling_rate for lead in used], [len(lead.samples) for lead in used],
+                                fs_arg)
+    scales = [unit_scale(path, lead.label, lead.resolution_unit or lead.units) for lead in used]
+    for lead, scale in zip(used, scales):
+        if fmt.no_scale and not lead.adc_resolution:
+            raise EcgReadError(path, fmt.no_scale.format(lead=lead.label))
+        if lead.resolution:
+            plausible_gain(path, float(lead.resolution) * scale, f"{fmt.name} lead {lead.label} resolution")
+    kept = kept_samples(n, fs)
+    signal = np.stack([np.asarray(lead.samples[:kept], np.float64) for lead in used]) * np.asarray(scales)[:, None]
+    said = [f"{fmt.name}: {one_line(w.message)}" for w in caught]
+    if parse_path is not None:
+        said = [note.replace(str(parse_path), str(path)) for note in said]
+    return finish(path, signal, fs, plan, list(plan.warnings) + list(notes) + list(dict.fromkeys(said))
+                  + kept_note(n, fs),
+                  device=_device_report(record, fmt))
 
 
 def _device_report(record, fmt: EcgdatakitFormat) -> DeviceReport | None:

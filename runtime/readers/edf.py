@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EcgReadError
-from .checks import _one_line, _one_rate_and_length, _unit_scale
-from .leads import _finish, _plan_leads
+from ..errors import EcgReadError, one_line
+from .checks import kept_note, kept_samples, one_rate_and_length, unit_scale
+from .leads import INDEPENDENT_LEADS, finish, normalize_lead_name, plan_leads
 from .record import EcgRecord
 
 _EDF_MAGIC = b"0       "             # version field of an EDF / EDF+ header
 _BDF_MAGIC = b"\xffBIOSEMI"
-_ECG_PREFIX = re.compile(r"^\s*(?:ecg|ekg)[\s_:-]*", re.I)
+_ECG_PREFIX = re.compile(r"^\s*(?:ecg|ekg)[\s_:-]*", re.IGNORECASE)
 
 
 def is_edf(head: bytes) -> bool:
@@ -34,23 +34,38 @@ def read_edf(path: Path, fs_arg: float | None) -> EcgRecord:
     import edfio
 
     with open(path, "rb") as f:
-        reader = edfio.read_bdf if f.read(8) == _BDF_MAGIC else edfio.read_edf
+        bdf = f.read(8) == _BDF_MAGIC
     try:
         with warnings.catch_warnings():
             # edfio reads a truncated file with a warning and fewer samples: here that is a damaged file
             warnings.simplefilter("error", UserWarning)
-            edf = reader(path)
+            edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path, lazy_load_data=True)   # samples read later
             signals = [s for s in edf.signals]      # edfio leaves "EDF Annotations" out of .signals
-            for s in signals:
-                s.data                              # read now, inside the warning filter
     except Exception as exc:                        # edfio's own header / size checks
-        raise EcgReadError(path, f"not a readable EDF/BDF file: {_one_line(exc)}") from None
+        raise EcgReadError(path, f"not a readable EDF/BDF file: {one_line(exc)}") from None
     if not signals:
         raise EcgReadError(path, "EDF file holds no signals")
     names = [_ECG_PREFIX.sub("", s.label) or s.label for s in signals]
-    plan = _plan_leads(path, names)
+    ecg = [s.label for s in signals if _ECG_PREFIX.match(s.label)]
+    if 0 < len(ecg) < len(INDEPENDENT_LEADS) and sum(normalize_lead_name(n) is not None for n in names) < 2:
+        raise EcgReadError(path, f"an EDF recording with {len(ecg)} ECG channel{'s' if len(ecg) > 1 else ''} "
+                                 f"({', '.join(ecg)}) and {len(signals) - len(ecg)} others: a Holter or patch "
+                                 "recording, not a 12-lead ECG (need I, II, V1-V6)")
+    plan = plan_leads(path, names)
     used = [signals[c] for c in plan.channels]
-    fs, _ = _one_rate_and_length(path, [s.sampling_frequency for s in used], [len(s.data) for s in used], fs_arg)
-    scales = [_unit_scale(path, names[c], signals[c].physical_dimension) for c in plan.channels]
-    signal = np.stack([np.asarray(s.data, np.float64) for s in used]) * np.asarray(scales)[:, None]   # (n, N) mV
-    return _finish(path, signal, fs, plan, list(plan.warnings))
+    lengths = [s.samples_per_data_record * edf.num_data_records for s in used]
+    fs, n = one_rate_and_length(path, [s.sampling_frequency for s in used], lengths, fs_arg)
+    scales = [unit_scale(path, names[c], signals[c].physical_dimension) for c in plan.channels]
+    kept = kept_samples(n, fs)                      # only the samples kept are read from the file
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            data = [np.asarray(s.get_data_slice(0, kept / fs), np.float64)[:kept] for s in used]
+    except Exception as exc:
+        raise EcgReadError(path, f"not a readable EDF/BDF file: {one_line(exc)}") from None
+    if {len(d) for d in data} != {kept}:
+        raise EcgReadError(path, f"EDF data records hold {sorted({len(d) for d in data})} samples, the header "
+                                 f"says {kept}")
+    signal = np.stack(data) * np.asarray(scales)[:, None]                          # (n, N) mV
+    limits = [tuple(sorted((s.physical_min * k, s.physical_max * k))) for s, k in zip(used, scales)]
+    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n, fs), adc_limits=limits)

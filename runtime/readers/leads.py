@@ -1,21 +1,23 @@
 """From a file's channel names to the 12 GEM leads: name normalization, the lead plan, assembly.
 
-A reader first plans (`_plan_leads`, from the names alone, before reading samples), then reads only the
-planned channels and hands them to `_finish`, which checks each lead for signal, derives missing limb
-leads and returns the `EcgRecord`.
+A reader first plans (`plan_leads`, from the names alone, before reading samples), then reads only the
+planned channels and hands them to `finish`, which checks each lead's signal (`signal_checks`), derives missing
+limb leads and returns the `EcgRecord`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..constants import LEADS
 from ..errors import EcgReadError
+from .checks import plausible_device_values
 from .record import DeviceReport, EcgRecord
+from .signal_checks import check_leads
 
 PLAUSIBLE_MAX_MV = 20.0  # larger amplitudes usually mean wrong units (uV stored as mV)
 
@@ -44,8 +46,11 @@ def normalize_lead_name(raw: str) -> tuple[str, float] | None:
     return (gem, sign) if gem else None
 
 
+_PEDIATRIC = {"v3r", "v4r", "v7"}     # the pediatric set: I, II, V4R (or V3R), V1, V2, V4, V6, V7
+
+
 @dataclass(frozen=True)
-class _LeadPlan:
+class LeadPlan:
     """Which file channels become which GEM leads; decided from names alone, before reading samples."""
 
     channels: tuple[int, ...]          # file channel indices to read, ascending
@@ -54,7 +59,7 @@ class _LeadPlan:
     warnings: tuple[str, ...]
 
 
-def _plan_leads(path: Path, names: list[str]) -> _LeadPlan:
+def plan_leads(path: Path, names: list[str]) -> LeadPlan:
     """Map file channel names to GEM leads; refuse a lead set that cannot give the 12 GEM leads."""
     found, extras, warnings = {}, [], []
     for channel, name in enumerate(names):
@@ -72,6 +77,10 @@ def _plan_leads(path: Path, names: list[str]) -> _LeadPlan:
         have = ", ".join(map(str, names)) or "no channels"
         holter = [name for name in extras if name.strip().upper().startswith("ML")]
         note = f"; {', '.join(holter)} is a modified Holter lead, not a 12-lead one" if holter else ""
+        pediatric = [name for name in extras if re.sub(r"[\s_]|lead", "", str(name).lower()) in _PEDIATRIC]
+        if pediatric and any(lead in missing for lead in ("V3", "V5")):
+            note += (f"; {', '.join(pediatric)} in place of {', '.join(l for l in ('V3', 'V5') if l in missing)}: "
+                     "a pediatric lead set")
         raise EcgReadError(path, f"wrong lead set for a 12-lead ECG: missing {', '.join(missing)} "
                                  f"(file has {have}{note}; need I, II, V1-V6, the other limb leads can be derived)")
     derived = tuple(lead for lead in LEADS if lead not in found)
@@ -84,15 +93,19 @@ def _plan_leads(path: Path, names: list[str]) -> _LeadPlan:
         warnings.append(f"inverted {', '.join(inverted)} to get the standard leads")
     channels = tuple(sorted(c for c, _ in found.values()))
     stored = {lead: (channels.index(c), sign) for lead, (c, sign) in found.items()}
-    return _LeadPlan(channels, stored, derived, tuple(warnings))
+    return LeadPlan(channels, stored, derived, tuple(warnings))
 
 
-def _finish(path: Path, signal: np.ndarray, fs: float, plan: _LeadPlan, warnings: list[str],
-            device: DeviceReport | None = None) -> EcgRecord:
-    """Check each stored lead for signal, derive missing limb leads, return the 12 leads in GEM order."""
-    # signal: (len(plan.channels), N) float mV, rows in plan.channels order
+def finish(path: Path, signal: np.ndarray, fs: float, plan: LeadPlan, warnings: list[str],
+           device: DeviceReport | None = None, device_off: dict[str, tuple[float, str]] | None = None,
+           adc_limits: list[tuple[float, float]] | None = None) -> EcgRecord:
+    """Check each stored lead's signal, derive missing limb leads, return the 12 leads in GEM order.
+
+    signal: (len(plan.channels), N) float mV, rows in plan.channels order; device_off: GEM lead -> (seconds,
+    what the device says) of its own leads-off marking, where the file has one; adc_limits: each row's ADC
+    range in mV (after the sign the plan gives it is not applied), where the format declares it."""
     row_leads = sorted(plan.stored, key=lambda lead: plan.stored[lead][0])   # GEM name of each signal row
-    _check_leads_alive(path, signal, row_leads, fs)
+    issues = check_leads(path, signal, row_leads, fs, device_off or {}, plan.derived, adc_limits)
     leads = {lead: signal[row] * sign for lead, (row, sign) in plan.stored.items()}
     for lead in plan.derived:
         leads[lead] = LIMB_FORMULAS[lead](leads["I"], leads["II"])
@@ -101,28 +114,10 @@ def _finish(path: Path, signal: np.ndarray, fs: float, plan: _LeadPlan, warnings
         peak = float(np.nanmax(np.abs(out)))
     if peak > PLAUSIBLE_MAX_MV:
         warnings.append(f"amplitudes reach {peak:.0f} mV (ECG is usually < 5 mV): check the units")
-    return EcgRecord(out, fs, LEADS, str(path), tuple(warnings), device)
-
-
-def _check_leads_alive(path: Path, signal: np.ndarray, lead_names: list[str], fs: float) -> None:
-    """No lead may be all NaN/Inf, hold an infinite sample, or be flat (lead off or a blank channel)."""
-    finite = np.isfinite(signal)
-    for row, lead in enumerate(lead_names):
-        if not finite[row].any():
-            raise EcgReadError(path, f"lead {lead} is all NaN/Inf ({signal.shape[1]} samples)")
-    infinite = np.isinf(signal)            # NaN is a missing sample (WFDB's invalid value); inf is no value at all
-    for row, lead in enumerate(lead_names):
-        if infinite[row].any():
-            first = int(np.flatnonzero(infinite[row])[0])
-            raise EcgReadError(path, f"lead {lead} has {int(infinite[row].sum())} infinite samples (first at "
-                                     f"{first / fs:.3f} s): not an ECG value")
-    lows = np.where(finite, signal, np.inf).min(axis=1)
-    highs = np.where(finite, signal, -np.inf).max(axis=1)
-    flat = [lead for lead, lo, hi in zip(lead_names, lows, highs) if lo == hi]
-    seconds = signal.shape[1] / fs
-    if len(flat) == len(lead_names):
-        raise EcgReadError(path, f"all {len(flat)} leads are flat over {seconds:.1f} s: no signal")
-    if flat:
-        values = ", ".join(f"{lead} = {lows[lead_names.index(lead)]:.3g} mV" for lead in flat)
-        raise EcgReadError(path, f"flat lead{'s' if len(flat) > 1 else ''} {', '.join(flat)} "
-                                 f"(constant {values} over {seconds:.1f} s): lead off?")
+    warnings += [f"lead {lead}: {problem}" for lead, problem in issues.items()]
+    if device is not None:
+        measurements, notes = plausible_device_values(device.measurements)
+        warnings += notes
+        device = replace(device, measurements=measurements,
+                         statements=tuple(s for s in device.statements if s.strip()))
+    return EcgRecord(out, fs, LEADS, str(path), tuple(warnings), device, issues)

@@ -4,13 +4,13 @@ references refused); the `formats` extra."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from .ecgdatakit_read import EcgdatakitFormat, read_with_ecgdatakit, xml_root
+from .ecgdatakit_read import EcgdatakitFormat, read_with_ecgdatakit
 from .record import EcgRecord
+from .xmlread import root_pattern, xml_root
 
-_ROOT = re.compile(rb"<RestingECG[\s>]")
+_ROOT = root_pattern("RestingECG")
 
 
 def _qtc(record) -> dict[str, float]:
@@ -22,7 +22,7 @@ def _qtc(record) -> dict[str, float]:
 
 
 MUSE = EcgdatakitFormat("GE MUSE XML", "ge_muse_xml", "GEMuseXMLParser", vendor="GE", program="12SL",
-                        extra_measurements=_qtc)
+                        extra_measurements=_qtc, xml=True)
 
 
 def is_muse(head: bytes) -> bool:

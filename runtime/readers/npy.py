@@ -9,8 +9,8 @@ import numpy as np
 
 from ..constants import LEADS
 from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs
-from .leads import _finish, _plan_leads
+from .checks import check_duration, check_fs, kept_note, kept_samples
+from .leads import finish, plan_leads
 from .record import EcgRecord
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -54,11 +54,12 @@ def read_npy(path: Path, fs: float | None) -> EcgRecord:
     if fs is None:
         raise EcgReadError(path, "a .npy array has no sampling rate: pass fs (Hz)")
     fs = float(fs)
-    _check_fs(path, fs)
+    check_fs(path, fs)
     n_samples = shape[0] if transpose else shape[1]
-    _check_duration(path, n_samples, fs)
+    check_duration(path, n_samples, fs)
 
-    array = np.load(path, allow_pickle=False)
-    signal = (array.T if transpose else array).astype(np.float64)       # (12, N) mV
-    plan = _plan_leads(path, list(LEADS))
-    return _finish(path, signal, fs, plan, warnings)
+    array = np.load(path, allow_pickle=False, mmap_mode="r")          # only the samples kept are read
+    kept = kept_samples(n_samples, fs)
+    signal = np.array((array.T if transpose else array)[:, :kept], np.float64)   # (12, N) mV
+    plan = plan_leads(path, list(LEADS))
+    return finish(path, signal, fs, plan, warnings + kept_note(n_samples, fs))

@@ -10,75 +10,86 @@ here as sierraecg reads them. Samples are in units of `signalresolution` uV.
 A Sierra record runs a little past 10 s with a 1 mV calibration pulse at its end (10.7-10.9 s in the shared
 Philips file); preprocessing keeps the first 10 s, so the pulse reaches neither the measurements nor the model.
 defusedxml is pure Python (128 kB installed): a base dependency, so a cart reads these files as installed.
+
+1.04 and 1.04.01 (PageWriter TC / Touch, written in UTF-16) name the resolution `resolution` and keep the
+device's numbers in `interpretation/globalmeasurements` (`print`, `qrsdur`, `qtint`, `qtcb`, ...) where 1.03 has
+`signalresolution` and `interpretationmeasurements` (`meanprint`, ...). The cart's per-lead quality states
+(`leadmeasurement/leadqualitystates/inops/inop`: a lead off from `starttime` for `duration` ms) go to the lead
+checks, so a lead the device marks off is named, and a record with fewer usable leads is refused.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _positive_number
-from .leads import _finish, _plan_leads
+from ..errors import EcgReadError, one_line
+from .checks import (
+    check_channels,
+    check_duration,
+    check_fs,
+    check_fs_agrees,
+    kept_note,
+    kept_samples,
+    plausible_gain,
+    positive_number,
+)
+from .leads import finish, normalize_lead_name, plan_leads
 from .record import DeviceReport, EcgRecord
 from .xli import XliError, decode_waveforms
+from .xmlread import descendant, find, findall, parse, root_pattern, text, xml_root
 
 ROOT = b"restingecgdata"
-_ROOT_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?restingecgdata[\s>/]")
-_INSTALL = "reading Philips Sierra XML needs defusedxml (pip install defusedxml)"
+_ROOT_TAG = root_pattern("restingecgdata")
 DOCUMENT_TYPES = ("SierraECG", "PhilipsECG")
 DOCUMENT_VERSIONS = ("1.03", "1.04", "1.04.01", "1.04.02")
 # acquisitiontype -> its channels' names, for a <parsedwaveforms> without leadlabels (others: "Channel k")
 DEFAULT_LABELS = dict.fromkeys(("STD-12", "10-WIRE"), ("I", "II", "III", "aVR", "aVL", "aVF",
                                                       "V1", "V2", "V3", "V4", "V5", "V6"))
 
-# interpretationmeasurements element -> our measurement key (device values in ms, bpm, degrees)
-DEVICE_MEASUREMENTS = {"heartrate": "hr_bpm", "meanprint": "pr_ms", "meanqrsdur": "qrs_ms", "meanqtint": "qt_ms",
-                       "meanqtc": "qtc_ms", "pfrontaxis": "p_axis_deg", "qrsfrontaxis": "qrs_axis_deg",
-                       "tfrontaxis": "t_axis_deg"}
+# the device's measurements (ms, bpm, degrees) -> our key: 1.03's interpretationmeasurements, then 1.04's
+# globalmeasurements (a document has one of them; QTc is Bazett's in both)
+DEVICE_MEASUREMENTS = {"interpretationmeasurements": {
+                           "heartrate": "hr_bpm", "meanprint": "pr_ms", "meanqrsdur": "qrs_ms", "meanqtint": "qt_ms",
+                           "meanqtc": "qtc_ms", "pfrontaxis": "p_axis_deg", "qrsfrontaxis": "qrs_axis_deg",
+                           "tfrontaxis": "t_axis_deg"},
+                       "globalmeasurements": {
+                           "heartrate": "hr_bpm", "rrint": "rr_ms", "print": "pr_ms", "qrsdur": "qrs_ms",
+                           "qtint": "qt_ms", "qtcb": "qtc_ms", "pfrontaxis": "p_axis_deg",
+                           "qrsfrontaxis": "qrs_axis_deg", "tfrontaxis": "t_axis_deg"}}
 
 
 def is_philips(head: bytes) -> bool:
-    """An XML document whose root element is <restingecgdata> (within the first bytes)."""
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") and _ROOT_TAG.search(head) is not None
+    """An XML document (UTF-8 or UTF-16) whose root element is <restingecgdata> (within the first bytes)."""
+    return xml_root(_ROOT_TAG, head)
 
 
 def read_philips(path: Path, fs_arg: float | None) -> EcgRecord:
-    try:
-        import defusedxml
-        import defusedxml.ElementTree as ET
-    except ImportError:
-        raise EcgReadError(path, _INSTALL) from None
-    try:
-        tree = ET.parse(path)
-    except defusedxml.DefusedXmlException as exc:
-        raise EcgReadError(path, f"XML refused: {_one_line(exc)} (entities and external references are not "
-                                 "read from untrusted files)") from None
-    except ET.ParseError as exc:
-        raise EcgReadError(path, f"not well-formed XML: {_one_line(exc)}") from None
-    root = tree.getroot()
-    signal_info = _find(root, "dataacquisition/signalcharacteristics")
+    root = parse(path, "Philips Sierra XML")
+    signal_info = find(root, "dataacquisition/signalcharacteristics")
     if signal_info is None:
         raise EcgReadError(path, "Sierra XML lacks dataacquisition/signalcharacteristics")
     fs = _number(path, signal_info, "samplingrate")
-    uv_per_unit = _number(path, signal_info, "signalresolution")
-    _check_fs_agrees(path, fs, fs_arg)
-    _check_fs(path, fs)
+    resolution = "signalresolution" if find(signal_info, "signalresolution") is not None else "resolution"
+    mv_per_count = plausible_gain(path, _number(path, signal_info, resolution) / 1000, f"Sierra XML {resolution}")
+    check_fs_agrees(path, fs, fs_arg)
+    check_fs(path, fs)
     _check_version(path, root)
     labels, stored = _waveforms(path, root, signal_info, fs)          # stored: (n, N) int16
-    _check_duration(path, stored.shape[1], fs)
-    plan = _plan_leads(path, labels)
-    signal = stored[list(plan.channels)].astype(np.float64) * (uv_per_unit / 1000)
-    return _finish(path, signal, fs, plan, list(plan.warnings), device=_device_report(root))   # (n, N) mV
+    check_duration(path, stored.shape[1], fs)
+    plan = plan_leads(path, labels)
+    n = kept_samples(stored.shape[1], fs)
+    signal = stored[list(plan.channels), :n].astype(np.float64) * mv_per_count   # (n_used, N) mV
+    limits = [(-32768 * mv_per_count, 32767 * mv_per_count)] * len(plan.channels)       # int16 samples
+    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(stored.shape[1], fs),
+                  device=_device_report(root), device_off=_leads_off(root), adc_limits=limits)
 
 
 def _check_version(path: Path, root) -> None:
-    info = _descendant(root, "documentinfo")
-    kind, version = ((_text(_find(info, name)) or "").strip() if info is not None else ""
-                     for name in ("documenttype", "documentversion"))
+    info = descendant(root, "documentinfo")
+    kind, version = (text(find(info, name)) for name in ("documenttype", "documentversion"))
     if not kind or not version:
         raise EcgReadError(path, "Sierra XML lacks documentinfo/documenttype and documentversion")
     if kind not in DOCUMENT_TYPES or version not in DOCUMENT_VERSIONS:
@@ -89,7 +100,7 @@ def _check_version(path: Path, root) -> None:
 def _waveforms(path: Path, root, signal_info, fs: float) -> tuple[list[str], np.ndarray]:
     """The lead labels and the decoded <parsedwaveforms> (n_labels, N) int16, its attributes read as sierraecg
     reads them."""
-    waveforms = _descendant(root, "parsedwaveforms")
+    waveforms = descendant(root, "parsedwaveforms")
     if waveforms is None:
         raise EcgReadError(path, "Sierra XML lacks waveforms/parsedwaveforms")
     encoding = waveforms.get("dataencoding")
@@ -98,82 +109,74 @@ def _waveforms(path: Path, root, signal_info, fs: float) -> tuple[list[str], np.
                            f"Sierra XML waveform encoding {encoding!r} is not supported (Base64)")
     if waveforms.get("leadlabels", ""):          # the first numberofleads of them
         count = _whole(path, waveforms.get("numberofleads"), "parsedwaveforms numberofleads")
+        check_channels(path, count, "Sierra XML parsedwaveforms numberofleads")
         labels = waveforms.get("leadlabels").split(" ")[:count]
     else:                                        # the acquisition type's channel names
-        count = _whole(path, _text(_find(signal_info, "numberchannelsallocated")), "numberchannelsallocated")
-        names = DEFAULT_LABELS.get((_text(_find(signal_info, "acquisitiontype")) or "").strip(), ())
+        count = _whole(path, text(find(signal_info, "numberchannelsallocated")), "numberchannelsallocated")
+        check_channels(path, count, "Sierra XML numberchannelsallocated")
+        names = DEFAULT_LABELS.get(text(find(signal_info, "acquisitiontype")), ())
         labels = [names[k] if k < len(names) else f"Channel {k + 1}" for k in range(count)]
     duration_ms = _whole(path, waveforms.get("durationperchannel"), "parsedwaveforms durationperchannel")
     compression = waveforms.get("compressmethod", waveforms.get("compression", "Uncompressed"))
-    try:
+    try:            # the decoder checks declared sizes against the payload before it allocates
         stored = decode_waveforms(waveforms.text or "", compression, labels, int(duration_ms * (fs / 1000)))
     except XliError as exc:
-        raise EcgReadError(path, f"Sierra XML waveforms unreadable: {_one_line(exc)}") from None
+        raise EcgReadError(path, f"Sierra XML waveforms unreadable: {one_line(exc)}") from None
     return labels, stored
 
 
 def _device_report(root) -> DeviceReport:
-    machine = _find(root, "dataacquisition/machine")
-    interpretation = _find(root, "interpretations/interpretation")
+    machine = find(root, "dataacquisition/machine")
+    interpretation = find(root, "interpretations/interpretation")
     measurements, statements, program = {}, [], ""
     if interpretation is not None:
         program = " ".join(filter(None, ("Philips DXL", interpretation.get("criteriaversion"),
                                          interpretation.get("customcriteriaversion"))))
-        values = _find(interpretation, "interpretationmeasurements")
-        for tag, key in DEVICE_MEASUREMENTS.items():
-            element = _find(values, tag) if values is not None else None
-            try:
-                value = float((element.text or "").strip()) if element is not None else math.nan
-            except ValueError:             # "Failed", "Indeterminate": the device could not measure it
-                continue
-            if math.isfinite(value):
-                measurements[key] = value
-        for statement in _findall(interpretation, "statement"):
-            left = (_text(_find(statement, "leftstatement")) or "").strip()
-            right = (_text(_find(statement, "rightstatement")) or "").strip()
+        for block, names in DEVICE_MEASUREMENTS.items():
+            values = find(interpretation, block)
+            for tag, key in names.items():
+                try:
+                    value = float(text(find(values, tag)) or "nan")
+                except ValueError:             # "Failed", "Indeterminate": the device could not measure it
+                    continue
+                if math.isfinite(value) and key not in measurements:
+                    measurements[key] = value
+        for statement in findall(interpretation, "statement"):
+            left, right = text(find(statement, "leftstatement")), text(find(statement, "rightstatement"))
             if left:
                 statements.append(f"{left} ({right})" if right else left)
-    return DeviceReport(vendor="Philips", model=(_text(machine) or "").strip(), program=program,
+    return DeviceReport(vendor="Philips", model=text(machine), program=program,
                         measurements=measurements, statements=tuple(statements))
 
 
-# Sierra XML puts every element in its default namespace: match local names.
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _find(element, path: str):
-    for name in path.split("/"):
-        element = next((child for child in element if _local(child.tag) == name), None)
-        if element is None:
-            return None
-    return element
-
-
-def _findall(element, name: str) -> list:
-    return [child for child in element if _local(child.tag) == name]
-
-
-def _descendant(element, name: str):
-    """The first element named `name` at any depth (as sierraecg looks its elements up), or None."""
-    return next((e for e in element.iter() if isinstance(e.tag, str) and _local(e.tag) == name), None)
-
-
-def _text(element) -> str | None:
-    return None if element is None else element.text
+def _leads_off(root) -> dict[str, tuple[float, str]]:
+    """The cart's own leads-off marking: {GEM lead: (seconds it marks the lead inop, what it says)}."""
+    block = descendant(root, "leadmeasurements")
+    off = {}
+    for measurement in findall(block, "leadmeasurement"):
+        named = normalize_lead_name(measurement.get("leadname", ""))
+        total = 0.0
+        for inop in findall(find(measurement, "leadqualitystates/inops"), "inop"):
+            try:
+                total += max(0.0, float(inop.get("duration", "0"))) / 1000
+            except ValueError:
+                continue
+        if named and math.isfinite(total) and total > 0:
+            off[named[0]] = (total, f"the device marks it inop for {total:.1f} s")
+    return off
 
 
 def _number(path: Path, parent, name: str) -> float:
-    return _positive_number(path, (_text(_find(parent, name)) or "").strip(), f"Sierra XML {name}")
+    return positive_number(path, text(find(parent, name)), f"Sierra XML {name}")
 
 
-def _whole(path: Path, text: str | None, what: str) -> int:
-    if text is None:
+def _whole(path: Path, value: str | None, what: str) -> int:
+    if value is None:
         raise EcgReadError(path, f"Sierra XML lacks {what}")
     try:
-        value = int(text.strip())
+        number = int(value.strip())
     except ValueError:
-        raise EcgReadError(path, f"Sierra XML {what} is {text!r}, not a whole number") from None
-    if value < 0:
-        raise EcgReadError(path, f"Sierra XML {what} is {value}, not a count")
-    return value
+        raise EcgReadError(path, f"Sierra XML {what} is {value!r}, not a whole number") from None
+    if number < 0:
+        raise EcgReadError(path, f"Sierra XML {what} is {number}, not a count")
+    return number

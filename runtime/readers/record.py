@@ -32,6 +32,9 @@ class EcgRecord:
     source: str                 # the path read
     warnings: tuple[str, ...] = ()
     device: DeviceReport | None = None   # the device's own measurements and statements, where the file has them
+    # leads kept with a problem the reader found or the device marks ("saturated at its limit for 0.4 s");
+    # a lead with no usable signal never gets here: the record is refused (readers/signal_checks.py)
+    lead_issues: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.signal.ndim != 2 or self.signal.shape[0] != len(self.leads):

@@ -11,9 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EcgReadError
-from .checks import _check_duration, _check_fs, _check_fs_agrees, _one_line, _positive_number, _size, _unit_scale
-from .leads import _finish, _plan_leads
+from ..errors import EcgReadError, one_line
+from .checks import (
+    check_channels,
+    check_duration,
+    check_fs,
+    check_fs_agrees,
+    kept_note,
+    kept_samples,
+    plausible_gain,
+    positive_number,
+    size_text,
+    unit_scale,
+)
+from .leads import finish, plan_leads
 from .record import EcgRecord
 from .wfdb_fast import WfdbHeader, can_read_fast, parse_header, read_physical
 
@@ -30,48 +41,57 @@ def read_wfdb(path: Path, header_path: Path, fs_arg: float | None, max_bytes: in
     fields = _wfdb_record_line(path, header_path, text)
     header = parse_header(text)                    # the plain case, without wfdb's ~6 ms pandas parse
     if header is None:
-        import wfdb                                # imported only when needed: it pulls in pandas
+        import wfdb  # imported only when needed: it pulls in pandas
 
         try:
             header = wfdb.rdheader(record_name)
         except Exception as exc:
-            raise EcgReadError(path, f"unreadable WFDB header {header_path.name}: {_one_line(exc)}") from exc
+            raise EcgReadError(path, f"unreadable WFDB header {header_path.name}: {one_line(exc)}") from exc
     if getattr(header, "seg_name", None):          # a wfdb.MultiRecord
         raise EcgReadError(path, "multi-segment WFDB records are not supported")
     if not header.n_sig:
         raise EcgReadError(path, f"{header_path.name} declares no signals")
+    check_channels(path, int(header.n_sig), f"{header_path.name}: number of signals")
     if len(fields) < 3:       # wfdb would silently assume 250 Hz
         if fs_arg is None:
             raise EcgReadError(path, f"{header_path.name} gives no sampling rate (WFDB would assume 250 Hz); pass fs")
         fs = float(fs_arg)
     else:
         fs = _record_line_fs(path, header_path, fields[2], float(header.fs))
-        _check_fs_agrees(path, fs, fs_arg)
-    _check_fs(path, fs)
+        check_fs_agrees(path, fs, fs_arg)
+    check_fs(path, fs)
     if len(fields) < 4 or not header.sig_len:
         raise EcgReadError(path, f"{header_path.name} gives no record length (samples per signal)")
     sig_len = int(header.sig_len)
-    _check_duration(path, sig_len, fs)
+    check_duration(path, sig_len, fs)
 
-    plan = _plan_leads(path, list(header.sig_name))
-    scales = [_unit_scale(path, header.sig_name[c], header.units[c]) for c in plan.channels]
+    plan = plan_leads(path, list(header.sig_name))
+    scales = [unit_scale(path, header.sig_name[c], header.units[c]) for c in plan.channels]
     warnings = list(plan.warnings)
     warnings += _check_wfdb_files(path, header_path, header, plan.channels, sig_len, max_bytes)
 
-    channels = list(plan.channels)
+    for c, scale in zip(plan.channels, scales):
+        gain = float(header.adc_gain[c] or 0) if header.adc_gain is not None else 0.0
+        if gain:                                   # wfdb reads a gain of 0 as 200
+            plausible_gain(path, scale / gain, f"{header_path.name}: gain {gain:g} of {header.sig_name[c]}")
+    channels, kept = list(plan.channels), kept_samples(sig_len, fs)   # only the samples kept are decoded
+    limits = None
     if isinstance(header, WfdbHeader) and can_read_fast(header, channels):
-        physical = read_physical(header, header_path.parent, channels)   # (n_used, N), as wfdb.rdrecord
+        physical = read_physical(header, header_path.parent, channels, kept)   # (n_used, N), as wfdb.rdrecord
+        rail = {"16": 32767, "212": 2047}[header.fmt[channels[0]]]           # -32768 / -2048 mean "no sample"
+        limits = [tuple(sorted((d - header.baseline[c]) / header.adc_gain[c] * scale for d in (-rail, rail)))
+                  for c, scale in zip(channels, scales)]
     else:
         import wfdb
 
-        physical = wfdb.rdrecord(record_name, channels=channels, physical=True).p_signal.T
+        physical = wfdb.rdrecord(record_name, channels=channels, physical=True, sampto=kept).p_signal.T
     signal = physical * np.asarray(scales)[:, None]                # (n_used, N) mV
-    return _finish(path, signal, fs, plan, warnings)
+    return finish(path, signal, fs, plan, warnings + kept_note(sig_len, fs), adc_limits=limits)
 
 
 def _wfdb_header_text(path: Path, header_path: Path) -> str:
     if header_path.stat().st_size > 2**20:
-        raise EcgReadError(path, f"{header_path.name} is {_size(header_path.stat().st_size)}: not a WFDB header")
+        raise EcgReadError(path, f"{header_path.name} is {size_text(header_path.stat().st_size)}: not a WFDB header")
     try:
         return header_path.read_bytes().decode("ascii")
     except UnicodeDecodeError as exc:
@@ -81,7 +101,7 @@ def _wfdb_header_text(path: Path, header_path: Path) -> str:
 def _record_line_fs(path: Path, header_path: Path, field: str, parsed: float) -> float:
     """The rate as the record line writes it (`fs[/counter_freq[(base_counter)]]`). wfdb's parser reads a
     rate it cannot match (a negative one, "-500") as absent, i.e. 250 Hz: that is refused here."""
-    fs = _positive_number(path, field.split("/")[0], f"{header_path.name}: sampling rate")
+    fs = positive_number(path, field.split("/")[0], f"{header_path.name}: sampling rate")
     if abs(fs - parsed) > 1e-9 * fs:     # our reading and the parser's must agree
         raise EcgReadError(path, f"{header_path.name}: sampling rate field {field!r} read as {parsed:g} Hz")
     return fs
@@ -127,5 +147,5 @@ def _check_wfdb_files(path, header_path, header, channels, sig_len, max_bytes) -
         if held > sig_len:
             warnings.append(f"{file_name} holds {held} samples, header says {sig_len}: read the first {sig_len}")
     if total > max_bytes:
-        raise EcgReadError(path, f"signal files are {_size(total)}, over the {_size(max_bytes)} limit")
+        raise EcgReadError(path, f"signal files are {size_text(total)}, over the {size_text(max_bytes)} limit")
     return warnings

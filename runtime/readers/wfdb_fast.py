@@ -84,13 +84,15 @@ def can_read_fast(h: WfdbHeader, channels: list[int]) -> bool:
     return len({(h.fmt[c], h.byte_offset[c]) for c in in_file}) == 1 and h.fmt[in_file[0]] in FAST_FORMATS
 
 
-def read_physical(h: WfdbHeader, folder: Path, channels: list[int]) -> np.ndarray:
-    """(len(channels), sig_len) float64 in the header's units, as wfdb.rdrecord(physical=True) gives them.
-    The caller has checked (can_read_fast, file sizes) that the file holds sig_len frames."""
+def read_physical(h: WfdbHeader, folder: Path, channels: list[int], n_samples: int | None = None) -> np.ndarray:
+    """(len(channels), n_samples) float64 in the header's units, as wfdb.rdrecord(physical=True, sampto=n_samples)
+    gives them: only the first n_samples frames (default sig_len) are read. The caller has checked (can_read_fast,
+    file sizes) that the file holds sig_len frames."""
     name = h.file_name[channels[0]]
     in_file = [c for c in range(h.n_sig) if h.file_name[c] == name]
     fmt, offset, n = h.fmt[in_file[0]], h.byte_offset[in_file[0]], len(in_file)
-    count = h.sig_len * n
+    frames = h.sig_len if n_samples is None else min(int(n_samples), h.sig_len)
+    count = frames * n
     if fmt == "16":
         digital = np.fromfile(folder / name, dtype="<i2", count=count, offset=offset).astype(np.int32)
     else:                                             # 212: two 12-bit samples in three bytes
@@ -99,9 +101,9 @@ def read_physical(h: WfdbHeader, folder: Path, channels: list[int]) -> np.ndarra
         pairs = np.stack([raw[:, 0] | ((raw[:, 1] & 0x0F) << 8), raw[:, 2] | ((raw[:, 1] & 0xF0) << 4)], axis=1)
         digital = pairs.reshape(-1)[:count]
         digital = np.where(digital >= 2048, digital - 4096, digital)
-    digital = digital.reshape(h.sig_len, n)
+    digital = digital.reshape(frames, n)
     cols = [in_file.index(c) for c in channels]
-    d = digital[:, cols].T                                               # (len(channels), sig_len)
+    d = digital[:, cols].T                                               # (len(channels), frames)
     out = d.astype(np.float64)
     out[d == FAST_FORMATS[fmt]] = np.nan
     out -= np.asarray([h.baseline[c] for c in channels], np.float64)[:, None]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
