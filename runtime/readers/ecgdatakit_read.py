@@ -9,6 +9,7 @@ Without it, a file of one of these formats is refused in one line that names the
 from __future__ import annotations
 
 import importlib
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from .checks import (
 )
 from .leads import finish, plan_leads
 from .record import DeviceReport, EcgRecord
-from .xmlread import check_cost
+from .xmlread import check_cost, utf8_bytes, xml_encoding
 
 _INSTALL = "reading {name} needs the formats extra: pip install 'gem-edge[formats]' (ecgdatakit)"
 
@@ -62,8 +63,14 @@ def read_with_ecgdatakit(path: Path, fs_arg: float | None, fmt: EcgdatakitFormat
         parser_cls = getattr(importlib.import_module(f"ecgdatakit.parsing.parsers.{fmt.module}"), fmt.parser)
     except ImportError:
         raise EcgReadError(path, _INSTALL.format(name=fmt.name)) from None
-    if fmt.xml:
-        check_cost(path, path.read_bytes(), fmt.name)
+    if fmt.xml and parse_path is None:
+        data = path.read_bytes()
+        check_cost(path, data, fmt.name)
+        if xml_encoding(data[:4])[0] != "utf-8":     # ecgdatakit reads UTF-16 only with a BOM: give it UTF-8
+            with tempfile.TemporaryDirectory(prefix="gem-xml-") as folder:
+                copy = Path(folder) / path.name
+                copy.write_bytes(utf8_bytes(path, data))
+                return read_with_ecgdatakit(path, fs_arg, fmt, copy, notes)
     try:
         with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")
