@@ -12,6 +12,7 @@ import sys
 import click
 
 from ..cli_errors import run_cli
+from .audit import audit
 from .batch import batch
 from .chat import chat
 from .dicom_listen import dicom_listen
@@ -19,6 +20,7 @@ from .measure import measure
 from .run import run
 from .serve import serve
 from .tune import tune
+from .verify_bundle import verify_bundle
 
 DEFAULT_COMMAND = "run"
 
@@ -39,7 +41,7 @@ def cli():
     HL7 aECG XML, SCP-ECG, EDF, .npy), or one of the commands below."""
 
 
-for _command in (run, measure, chat, serve, batch, dicom_listen, tune):
+for _command in (run, measure, chat, serve, batch, dicom_listen, tune, verify_bundle, audit):
     cli.add_command(_command, _command.name.replace("_", "-"))
 
 

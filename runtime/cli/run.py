@@ -2,7 +2,10 @@
 measurements, the grounding and the timings (or one JSON object with --json).
 
     gem-run ECG_FILE [--image PNG] [--bundle DIR] [--quant TYPE] [--backend auto|tensorrt|cuda|cpu]
-            [--json] [--save-image OUT.png] [--max-new-tokens N]
+            [--json] [--save-image OUT.png] [--max-new-tokens N] [--audit FILE]
+
+With --audit FILE (or $GEM_AUDIT_LOG) each interpretation, or its refusal, is one hash-chained line there
+(gem_runtime.audit): the input's sha256, the bundle and its signer, the LLM type, the settings, the report's sha256.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from ..audit import AUDIT_LOG_ENV
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
 from .format import measurement_lines, timing_lines
@@ -39,26 +43,28 @@ from .format import measurement_lines, timing_lines
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
 @click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
               help="refuse ECG files (with their signal files) larger than this")
+@click.option("--audit", "audit_file", type=click.Path(dir_okay=False, path_type=Path), envvar=AUDIT_LOG_ENV,
+              default=None, help=f"append one hash-chained line per interpretation to this file (or ${AUDIT_LOG_ENV})")
 def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len, fs, as_json, save_image,
-        max_new_tokens, max_bytes):
+        max_new_tokens, max_bytes, audit_file):
     """Interpret one ECG file with GEM (the default command: `gem-run ECG_FILE`)."""
-    from ..bundle import default_bundle
-    from ..interpreter import Interpreter
-    from ..readers import read_ecg
-    from ..timings import Timings
+    from ..audit import AuditLog
 
     if save_image is not None and not save_image.parent.is_dir():
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
-    timings = Timings()
-    with timings.request(), timings.stage("read"):
-        record = read_ecg(ecg_file, fs=fs, max_bytes=max_bytes)  # input errors before any model is loaded
-    if bundle_dir is None:
-        click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
-    with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads,
-                          encoder_precision=encoder_precision, draft_len=draft_len) as gem:
-        stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
-        result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
-                               save_image=save_image, timings=timings)
+    audit = AuditLog(audit_file) if audit_file is not None else None    # a bad log is one line, before any work
+    settings = {"max_new_tokens": max_new_tokens, "backend": backend, "image_given": image is not None,
+                "fs": fs, "draft_len": draft_len}
+    loaded = []
+    try:
+        result, gem = _interpret(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len,
+                                 fs, as_json, save_image, max_new_tokens, max_bytes, loaded)
+    except GemEdgeError as e:
+        if audit is not None:
+            audit.append(_audit_entry(ecg_file, max_bytes, settings, loaded[0] if loaded else None, None, e))
+        raise
+    if audit is not None:
+        audit.append(_audit_entry(ecg_file, max_bytes, settings, gem, result, None))
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, allow_nan=False))
         return
@@ -68,3 +74,36 @@ def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads,
     click.echo("\n".join(measurement_lines(result)))
     click.echo("\n".join(timing_lines(result)))
     click.echo(f"  {'load':15s} {gem.load_ms:9.1f} ms  (once per process)")
+
+
+def _interpret(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len, fs, as_json,
+               save_image, max_new_tokens, max_bytes, loaded: list):
+    """(result, interpreter): the interpreter is appended to `loaded` once it is loaded, for the audit line."""
+    from ..bundle import default_bundle
+    from ..interpreter import Interpreter
+    from ..readers import read_ecg
+    from ..timings import Timings
+
+    timings = Timings()
+    with timings.request(), timings.stage("read"):
+        record = read_ecg(ecg_file, fs=fs, max_bytes=max_bytes)  # input errors before any model is loaded
+    if bundle_dir is None:
+        click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
+    with Interpreter.load(bundle_dir, quant=quant, backend=backend, threads=threads,
+                          encoder_precision=encoder_precision, draft_len=draft_len) as gem:
+        loaded.append(gem)
+        stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+        result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
+                               save_image=save_image, timings=timings)
+    return result, gem
+
+
+def _audit_entry(ecg_file: Path, max_bytes: int, settings: dict, gem, result, error):
+    from ..audit import AuditEntry, cli_caller, dicom_study_uid, error_outcome, file_sha256, text_sha256
+
+    plan = {} if gem is None else {"bundle_id": gem.bundle.bundle_id, "signer": gem.bundle.signer,
+                                   "llm_type": gem.quant, "encoder_precision": dict(gem.plan.encoder_precision)}
+    return AuditEntry(tool="gem-run", caller=cli_caller(), outcome="ok" if error is None else error_outcome(error),
+                      input_sha256=file_sha256(ecg_file, max_bytes), study_uid=dicom_study_uid(ecg_file),
+                      settings={**settings, **({"threads": gem.threads, "draft_len": gem.draft_len} if gem else {})},
+                      output_sha256=None if result is None else text_sha256(result.text), **plan)
