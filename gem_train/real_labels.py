@@ -9,9 +9,10 @@ Two label sources are read from the WFDB headers:
 
 Every record has a rhythm truth (or None where the labels name none, or two that conflict), the findings labelled
 present, and the findings its source excludes by not labelling them: only where the source labels that class
-for every record (CPSC 2018's nine classes; LUDB's conduction and hypertrophy columns), never from silence alone.
-LUDB's axis classes follow another convention (its "left axis deviation" includes axes near 0 degrees) and are
-left out.
+for every record (CPSC 2018's nine classes; LUDB's conduction column), never from silence alone.
+LUDB's axis and hypertrophy labels are left out: the shared LUDB copy's per-lead gains scale every lead to 1.0 mV
+peak-to-peak (III != II - I; every lead's median QRS about 0.75 mV), so its amplitudes, voltage criteria and frontal
+axes are not physical; its rhythm, intervals and QRS shapes are.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ LUDB_RHYTHM = {"sinus rhythm": NSR, "sinus bradycardia": SB, "sinus tachycardia"
 LUDB_FINDINGS = {"i degree av block": AVB1, "complete left bundle branch block": LBBB,
                  "complete right bundle branch block": RBBB, "incomplete right bundle branch block": IRBBB,
                  "incomplete left bundle branch block": ILBBB, "non-specific intravintricular conduction delay": IVCD,
-                 "non-specific intraventricular conduction delay": IVCD, "left ventricular hypertrophy": LVH}
-LUDB_CLASSES = (AVB1, LBBB, RBBB, IRBBB, ILBBB, IVCD, LVH)
+                 "non-specific intraventricular conduction delay": IVCD}
+LUDB_CLASSES = (AVB1, LBBB, RBBB, IRBBB, ILBBB, IVCD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +97,6 @@ def read_labels(header: Path) -> RecordLabels | None:
                 rhythm = found.pop() if len(found) == 1 and len(names) == 1 else None
         present = frozenset(LUDB_FINDINGS[ln.lower()] for ln in lines if ln.lower() in LUDB_FINDINGS)
         absent = frozenset(LUDB_CLASSES) - present
-        if LVH not in present and any("ventricular overload" in ln.lower() for ln in lines):
-            absent = absent - {LVH}                                 # "overload" is not a "no"
         return RecordLabels(stem, "ludb", _sex(sex.group(1) if sex else None), rhythm, present, absent,
                             tuple(lines))
     return None

@@ -60,14 +60,34 @@ def test_a_span_points_at_the_words_in_the_text():
 
 # --- criteria on simulated ECGs (their truth is known) -------------------------------------------------------------
 def _simulated(conditions: list[str], seed: int = 0) -> Measurements:
-    from gem_train.simulate import simulate_ecg
+    """Measurements as the simulator's truth gives them (intervals, axes, R peaks, P waves), with median beats
+    averaged around the R peaks and fiducials from the truth: the criteria alone, apart from the delineation."""
+    from gem_train.simulate import AF, simulate_ecg
 
-    x, _ = simulate_ecg(np.random.default_rng(seed), conditions)
-    return measure_ecg(x, 500.0)
+    x, t = simulate_ecg(np.random.default_rng(seed), conditions)
+    fs, before, after = 500.0, 250, 400
+    r = np.asarray(t.r_peaks)
+    keep = r[(r >= before) & (r + after <= x.shape[1])]
+    beats = np.stack([x[:, k - before:k + after] for k in keep])                # (n, 12, 650)
+    median = np.median(beats, axis=0)
+    qrs_on = before - int(np.median(np.asarray(t.r_peaks) - np.asarray(t.qrs_onsets)))
+    median = median - median[:, qrs_on - 10:qrs_on - 2].mean(axis=1, keepdims=True)   # PR level at 0
+    af = t.rhythm == AF
+    meas = Measurements(hr_bpm=t.hr_bpm, rr_ms=t.rr_ms, pr_ms=t.pr_ms, p_ms=t.p_ms, qrs_ms=t.qrs_ms, qt_ms=t.qt_ms,
+                        qtc_bazett_ms=t.qtc_bazett_ms, qtc_fridericia_ms=t.qtc_fridericia_ms,
+                        p_axis_deg=t.p_axis_deg, qrs_axis_deg=t.qrs_axis_deg, t_axis_deg=t.t_axis_deg,
+                        rhythm_regular=t.rr_regular, fs=fs, median_beats=median, r_peaks=r)
+    meas.fiducials = {"r": before, "qrs_on": qrs_on, "qrs_off": qrs_on + int(round(t.qrs_ms * fs / 1000)) - 1,
+                      "t_end": qrs_on + int(round(t.qt_ms * fs / 1000)),
+                      "p_on": None if af else qrs_on - int(round(t.pr_ms * fs / 1000))}
+    if af:
+        meas.quality.flags.append("p_absent")
+        meas.quality.p_consistency, meas.quality.p_lag_ms = 0.2, 20.0
+    return meas
 
 
 def _verdict(name: str, meas, **kw) -> str:
-    [v] = [v for v in check_diagnoses(name, meas, **kw)]
+    [v] = check_diagnoses(name, meas, **kw)
     return v.verdict
 
 
@@ -96,6 +116,16 @@ def test_criteria_on_simulated_ecgs(conditions, supported, contradicted):
         assert _verdict(name, meas) == SUPPORTED, (conditions, name, check_diagnoses(name, meas)[0].reason)
     for name in contradicted:
         assert _verdict(name, meas) == CONTRADICTED, (conditions, name, check_diagnoses(name, meas)[0].reason)
+
+
+def test_measured_simulated_rhythms():
+    from gem_train.simulate import simulate_ecg
+
+    for conditions, right, wrong in ((["atrial fibrillation"], "atrial fibrillation", "sinus rhythm"),
+                                     (["sinus tachycardia"], "sinus tachycardia", "atrial fibrillation")):
+        x, _ = simulate_ecg(np.random.default_rng(1), conditions)
+        meas = measure_ecg(x, 500.0)
+        assert _verdict(right, meas) == SUPPORTED and _verdict(wrong, meas) == CONTRADICTED, conditions
 
 
 def test_a_value_within_the_margin_of_a_threshold_is_not_checkable():

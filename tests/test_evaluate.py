@@ -37,3 +37,54 @@ def test_an_unreadable_real_file_is_one_line_and_no_input_is_a_usage_error(tmp_p
     assert not (tmp_path / "o.json").exists()
     code, _, err = run_main(main, ["eval", "--checkpoint", str(tiny_checkpoint)], capsys)
     assert code == 2 and "give --data DIR, --real FILE or both" in err, err
+
+
+def _labelled_folder(tmp_path, shared_data, names=("A0003", "JS20009")):
+    import shutil
+
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    for name in names:
+        for ext in (".hea", ".mat"):
+            shutil.copy(shared_data / "real" / "labelled" / (name + ext), folder)
+    return folder
+
+
+def test_labelled_real_records_are_scored_and_the_grounding_flags_counted(tmp_path, tiny_checkpoint, shared_data,
+                                                                          capsys):
+    folder = _labelled_folder(tmp_path, shared_data)
+    out = tmp_path / "labelled.json"
+    code, stdout, err = run_main(main, ["eval", "--checkpoint", str(tiny_checkpoint), "--real", str(folder),
+                                        "--max-new-tokens", "16", "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads(out.read_text())["labelled"]
+    assert res["n_records"] == 2 and res["skipped"] == [] and res["rhythm"]["n"] == 2
+    assert [s["record"] for s in res["samples"]] == ["A0003", "JS20009"]
+    labels = res["grounding_of_labels"]["rhythm"]            # no model needed: AF and sinus tachycardia stated
+    assert labels["right_flagged"] == 0 and labels["wrong_flagged"] >= 0.8 * labels["wrong_statements"] > 0
+    assert "rhythm named right" in stdout and "grounding on the model's rhythm statements" in stdout
+
+
+def test_the_models_rhythm_statements_are_scored_against_the_labels(shared_data):
+    from gem_runtime.constants import ECG_FS
+    from gem_runtime.measure import measure_ecg
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.readers import read_ecg
+    from gem_train.evaluate import score_labelled
+    from gem_train.real_labels import read_labels
+
+    def reading(name, text):
+        head = shared_data / "real" / "labelled" / f"{name}.hea"
+        x, _ = preprocess_ecg(read_ecg(head))
+        return read_labels(head), measure_ecg(x, ECG_FS), text
+
+    af = "Irregularly irregular rhythm with no P waves, consistent with atrial fibrillation. Impression: atrial " \
+         "fibrillation."
+    res = score_labelled([reading("A0003", af), reading("JS20009", af),
+                          reading("JS20016", "Sinus rhythm at 130 bpm, a sinus tachycardia. Impression: sinus "
+                                             "tachycardia, right bundle branch block.")])
+    assert res["rhythm"]["right"] == 2 and res["rhythm"]["sinus_records"] == 2 and res["rhythm"]["sinus_called_af"] == 1
+    g = res["grounding_of_model"]
+    assert (g["wrong_statements"], g["wrong_flagged"]) == (1, 1)             # AF on JS20009: flagged
+    assert (g["right_statements"], g["right_flagged"]) == (3, 0)             # AF on A0003, sinus (tachycardia)
+    assert res["conditions"]["right_bundle_branch_block"] == {"tp": 0, "fp": 0, "fn": 0, "stated_unlabelled": 1}

@@ -30,7 +30,7 @@ LOW_VOLTAGE_SOURCE = (AHA_II + " (statements 'low voltage, extremity leads' and 
 BRADY_BPM, TACHY_BPM = 60.0, 100.0     # sinus bradycardia below, tachycardia above
 BRADY_LOW_BPM = 50.0                   # some programs call sinus bradycardia only below 50 bpm (Philips DXL:
                                        # "Sinus bradycardia (rate< 50)"): a normal sinus rhythm at 50-60 is borderline
-HR_MARGIN_BPM = 3.0
+HR_MARGIN_BPM = 1.0                    # the rate is the mean of every RR in the record: precise to well under 1 bpm
 P_AXIS_SINUS_DEG = (-30.0, 105.0)      # a sinus P wave is upright in I and II (normal P axis 0 to +75)
 P_AXIS_MARGIN_DEG = 30.0               # ... and an axis beyond the range by more than this is not sinus
 PR_AVB1_MS, PR_MARGIN_MS = 200.0, 10.0
