@@ -12,13 +12,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .constants import EOS_ID, ROLES, SEP
-from .errors import ConversationNotFound
+from .errors import ContextOverflowError, ConversationNotFound
 from .grounding import GroundingItem
 from .measure import Measurements
 from .readers import DeviceReport
 from .timings import Timings
 
-_FORGOTTEN_IDS = 4096           # how many evicted ids are remembered, to say "evicted" rather than "unknown"
+_FORGOTTEN_IDS = 4096           # how many dropped ids are remembered, to say why rather than "unknown"
+# why a conversation is no longer kept, as a follow-up's 404 says it
+EVICTED = "was evicted to keep the cached states under the memory limit"
+CUT_SHORT = ("was dropped: its last follow-up was cut short while it was being written (a timeout, a client that "
+             "left, or an error), so its state is unusable; interpret the ECG again")
 
 
 @dataclass
@@ -43,6 +47,14 @@ class Conversation:
         """`</s>USER: <question> ASSISTANT:` after the last answer (and its unfed last token)."""
         user, assistant = ROLES
         return self.pending + [EOS_ID] + list(tokenize(f"{user}: {question.strip()}{SEP}{assistant}:"))[1:]
+
+    def check_room(self, turn_ids: list[int], n_ctx: int) -> None:
+        """ContextOverflowError when the new turn would not leave room for an answer; raised before anything is
+        written to the KV, so the conversation stays as it was (a shorter question still works)."""
+        if self.pos + len(turn_ids) >= n_ctx:
+            raise ContextOverflowError(f"the question's turn is {len(turn_ids)} tokens and the conversation holds "
+                                       f"{self.pos}: over the context of {n_ctx}; the conversation is kept, ask a "
+                                       "shorter question")
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class ConversationCache:
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self._items: OrderedDict[str, Conversation] = OrderedDict()
-        self._forgotten: OrderedDict[str, None] = OrderedDict()
+        self._forgotten: OrderedDict[str, str] = OrderedDict()      # ecg_id -> why it was dropped
 
     def __len__(self) -> int:
         return len(self._items)
@@ -84,8 +96,7 @@ class ConversationCache:
     def get(self, ecg_id: str) -> Conversation:
         conv = self._items.get(ecg_id)
         if conv is None:
-            why = ("was evicted to keep the cached states under the memory limit" if ecg_id in self._forgotten
-                   else "is not known to this service (interpret the ECG first)")
+            why = self._forgotten.get(ecg_id) or "is not known to this service (interpret the ECG first)"
             raise ConversationNotFound(f"ECG {ecg_id} {why}")
         self._items.move_to_end(ecg_id)
         return conv
@@ -95,9 +106,10 @@ class ConversationCache:
         self._items.move_to_end(conv.ecg_id)
         self._evict()
 
-    def drop(self, ecg_id: str) -> None:
+    def drop(self, ecg_id: str, why: str = EVICTED) -> None:
+        """No longer keep a conversation; a later get says `why` (EVICTED, CUT_SHORT)."""
         if self._items.pop(ecg_id, None) is not None:
-            self._forget(ecg_id)
+            self._forget(ecg_id, why)
 
     def _evict(self) -> None:
         """Parked conversations, oldest first; the live one holds no state bytes and stays."""
@@ -107,7 +119,8 @@ class ConversationCache:
                 break
             self.drop(oldest)
 
-    def _forget(self, ecg_id: str) -> None:
-        self._forgotten[ecg_id] = None
+    def _forget(self, ecg_id: str, why: str) -> None:
+        self._forgotten[ecg_id] = why
+        self._forgotten.move_to_end(ecg_id)
         while len(self._forgotten) > _FORGOTTEN_IDS:
             self._forgotten.popitem(last=False)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import constants as K
 from .bundle import Bundle
-from .conversation import Answer, Conversation, ConversationCache
+from .conversation import CUT_SHORT, Answer, Conversation, ConversationCache
 from .encoders import Encoder, load_encoders
 from .errors import BundleError, ConfigError, EcgReadError
 from .files import atomic_write
@@ -242,9 +242,10 @@ class Interpreter:
         if not question.strip():
             raise ConfigError("the question is empty")
         t, lt = Timings(), LlmTimings()
+        ids = conv.next_turn_ids(question, self.llm.tokenize)
+        conv.check_room(ids, self.llm.n_ctx)            # too long: refused before the KV is touched, conv kept
         try:
             with t.request():
-                ids = conv.next_turn_ids(question, self.llm.tokenize)
                 with t.stage("prefill"):                 # the new turn only (after restoring a parked state)
                     if conv is not self._live:
                         self._park_live()
@@ -253,7 +254,7 @@ class Interpreter:
                     pos = self.llm.eval_tokens(ids, conv.pos, "last")
                 out, text = self._decode(pos, max_new_tokens, lt, t, stream, False, ids)
         except BaseException:
-            self.conversations.drop(ecg_id)      # a turn cut short leaves the sequence half-written
+            self.conversations.drop(ecg_id, CUT_SHORT)      # a turn cut short leaves the sequence half-written
             self._live = None
             raise
         conv.pos, conv.pending = _after(pos, out, max_new_tokens, self.llm.n_ctx)
