@@ -184,7 +184,7 @@ def test_limits_413_429_504_and_the_token(tiny_bundle):
         r = _interpret(base)
         assert r.status_code == 504 and "timeout" in r.json()["error"]
     with serving(tiny_bundle, "--token", "s3cret") as (base, _):
-        assert httpx.get(f"{base}/v1/health").status_code == 200             # a load balancer's probe
+        assert httpx.get(f"{base}/v1/health").status_code == 401             # a probe sends the token too
         assert httpx.get(f"{base}/metrics").status_code == 401
         assert _interpret(base).status_code == 401
         with open(DICOM, "rb") as f:

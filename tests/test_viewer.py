@@ -148,7 +148,10 @@ def _text(driver, element_id: str) -> str:
 
 
 def _uncaught_errors(driver) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if "Uncaught" in e["message"]]
+    """Uncaught exceptions, and anything the page's Content-Security-Policy blocked (issue 26: the viewer must
+    work under the strict policy the service sends)."""
+    return [e["message"] for e in driver.get_log("browser")
+            if "Uncaught" in e["message"] or "Content Security Policy" in e["message"]]
 
 
 def test_viewer_interprets_streams_and_answers(server, browser, tmp_path):

@@ -1,9 +1,11 @@
 """gem-run serve: the warm local service (gem_runtime.serve, docs/serve-api.md).
 
     gem-run serve [--bundle B] [--host 127.0.0.1] [--port 8717] [--queue N] [--token T] [--timeout S]
+                  [--max-bytes N] [--read-timeout S] [--shutdown-timeout S] [--allow-host NAME] [--allow-origin O]
 """
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -33,10 +35,20 @@ _SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[ser
               help="largest upload (all files of one request)")
 @click.option("--state-mb", type=click.IntRange(0), default=512, show_default=True,
               help="memory for the follow-up states of earlier ECGs (least recently used evicted first)")
-def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb):
+@click.option("--read-timeout", "read_timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="seconds a client may take to send a request's body; past it 408")
+@click.option("--shutdown-timeout", "shutdown_timeout_s", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="on SIGTERM, seconds to let requests in flight finish before they are cut")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="another Host name to answer to besides the bound address (repeat); others get 421")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="a browser origin (https://emr.example.org) allowed to post from another site (repeat)")
+def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb,
+          read_timeout_s, shutdown_timeout_s, allow_hosts, allow_origins):
     """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
     if host not in LOCAL_HOSTS and not token:
         raise GemEdgeError(f"--host {host} would let other machines in: give --token too (or keep 127.0.0.1)")
+    os.umask(0o077)                                         # anything written for a request is this user's only
     try:
         import uvicorn
 
@@ -48,19 +60,23 @@ def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s,
     Bundle.open(bundle_dir or default_bundle())            # a bad bundle is one line before anything binds
     options = ServeOptions(bundle=None if bundle_dir is None else str(bundle_dir), quant=quant, threads=threads,
                            queue=queue_limit, token=token, timeout_s=timeout_s, max_bytes=max_bytes,
-                           state_mb=state_mb)
+                           state_mb=state_mb, host=host, allow_hosts=tuple(allow_hosts),
+                           allow_origins=tuple(allow_origins), read_timeout_s=read_timeout_s)
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
-    config = uvicorn.Config(build_app(options), host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=None)
+    app = build_app(options)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=shutdown_timeout_s)
     _graceful_server(uvicorn)(config).run()
 
 
 def _graceful_server(uvicorn):
     class GracefulServer(uvicorn.Server):
-        """On SIGTERM: stop accepting, finish the requests in flight, shut the model down and exit 0 (plain
-        uvicorn re-raises the signal after its graceful shutdown, so the process would die of it)."""
+        """On SIGTERM: stop accepting, cut the bodies still arriving (503), finish the requests in flight
+        (at most --shutdown-timeout s), shut the model down and exit 0 (plain uvicorn re-raises the signal after
+        its graceful shutdown, so the process would die of it)."""
 
         def handle_exit(self, sig, frame):
+            self.config.app.state.stopping.set()
             if sig == signal.SIGTERM:
                 self.should_exit = True
             else:

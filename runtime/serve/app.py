@@ -7,11 +7,14 @@ reader's one line) before it queues, so a bad upload gets its 4xx at once, even 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
+import threading
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -23,6 +26,7 @@ from ..readers import DEFAULT_MAX_BYTES
 from ..tuning import LoadPlan
 from . import routes
 from .errors import BUG_MESSAGE, HttpError, http_error
+from .guard import GuardPolicy, RequestGuard
 from .metrics import Metrics
 from .worker import ModelWorker
 
@@ -39,6 +43,14 @@ class ServeOptions:
     timeout_s: float | None = None         # a request still generating after this gets 504
     max_bytes: int = DEFAULT_MAX_BYTES     # upload limit (all files of one request)
     state_mb: int = 512                    # memory for follow-up states of earlier ECGs
+    host: str = "127.0.0.1"                # the bound address: the Host header must name it (guard.py)
+    allow_hosts: tuple[str, ...] = ()      # more Host names to answer to
+    allow_origins: tuple[str, ...] = ()    # browser origins allowed to post from another site
+    read_timeout_s: float = 60.0           # a request's body must arrive within this
+
+    def guard_policy(self, stopping: threading.Event) -> GuardPolicy:
+        return GuardPolicy(bound_host=self.host, allow_hosts=self.allow_hosts, allow_origins=self.allow_origins,
+                           upload_limit=self.max_bytes, read_timeout_s=self.read_timeout_s, stopping=stopping)
 
     def load_plan(self) -> LoadPlan:
         return LoadPlan.resolve(self.bundle, quant=self.quant, threads=self.threads, state_bytes=self.state_mb << 20)
@@ -70,16 +82,24 @@ def build_app(options: ServeOptions, interpreter: Interpreter | None = None) -> 
              Route("/metrics", guarded(routes.metrics_text)),
              Mount("/static", StaticFiles(directory=routes.STATIC, check_dir=False), name="static")]
     handlers = {HttpError: error_response, GemEdgeError: error_response, Exception: error_response}
-    app = Starlette(routes=table, lifespan=lifespan, exception_handlers=handlers)
+    stopping = threading.Event()                  # set on SIGTERM: bodies still arriving are cut (guard.py)
+    guard = Middleware(RequestGuard, policy=options.guard_policy(stopping), on_error=error_response)
+    app = Starlette(routes=table, lifespan=lifespan, exception_handlers=handlers, middleware=[guard])
     app.state.options = options
+    app.state.stopping = stopping
     return app
 
 
 def _check_token(request: Request, token: str | None) -> None:
-    if token and request.url.path != "/v1/health" and (request.url.path.startswith("/v1/")
-                                                        or request.url.path == "/metrics"):
-        if request.headers.get("authorization", "") != f"Bearer {token}":
-            raise HttpError(401, "missing or wrong token (send Authorization: Bearer <token>)", "unauthorized")
+    """Every /v1 call and /metrics (the routes `guarded` wraps) needs the token when one is set: the scheme's
+    name in any case (RFC 9110), the token compared in constant time."""
+    if not token:
+        return
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    # headers arrive as latin-1 text: back to their bytes, so that any byte compares and none raises
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("latin-1"), token.encode()):
+        raise HttpError(401, "missing or wrong token (send Authorization: Bearer <token>)", "unauthorized",
+                        {"WWW-Authenticate": "Bearer"})
 
 
 async def error_response(request: Request, exc: Exception):

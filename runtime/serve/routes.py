@@ -46,6 +46,7 @@ def _metrics(request: Request) -> Metrics:
 # --- routes ---
 async def health(request: Request):
     gem, worker = _worker(request).interpreter, _worker(request)
+    count(request, "health", 200)
     return JSONResponse({"status": "ok", "bundle_id": gem.bundle.bundle_id, "quant": gem.quant,
                          "backends": gem.backends.to_dict(), "threads": gem.threads,
                          "queue_depth": worker.depth, "queue_limit": request.app.state.options.queue,
@@ -75,14 +76,14 @@ async def interpret(request: Request):
 
 async def ask(request: Request):
     ecg_id = request.path_params["ecg_id"]
+    _worker(request).interpreter.conversation(ecg_id)      # 404 before the body is read, and before queueing
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = await request.json()                        # bounded as it arrives (guard.py)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise HttpError(400, "the body is not JSON: send {\"question\": ...}", "bad_request") from None
     if not isinstance(body, dict) or not isinstance(body.get("question"), str) or not body["question"].strip():
         raise HttpError(400, "the body needs a non-empty \"question\" string", "bad_request")
     max_new = int_field(body.get("max_new_tokens"), "max_new_tokens", 256, 1, MAX_NEW_TOKENS)
-    _worker(request).interpreter.conversation(ecg_id)      # 404 now, not after waiting in the queue
 
     def run(gem: Interpreter, emit) -> JobResult:
         answer = gem.ask(ecg_id, body["question"], max_new_tokens=max_new, stream=emit)
@@ -95,6 +96,7 @@ async def image(request: Request):
     conv = _worker(request).interpreter.conversation(request.path_params["ecg_id"])
     if conv.image_png is None:
         raise HttpError(404, "no image was kept for this ECG", "not_found")
+    count(request, "image", 200)
     return Response(conv.image_png, media_type="image/png")
 
 
@@ -105,12 +107,14 @@ async def measure(request: Request):
     with form:
         record = await run_in_threadpool(form.read, fs, options.max_bytes, Timings())
     _, _, report = await run_in_threadpool(measurement_report, record, form.source)
+    count(request, "measure", 200)
     return JSONResponse(report)
 
 
 async def metrics_text(request: Request):
     metrics = _metrics(request)
     metrics.states.set(_worker(request).interpreter.conversation_bytes)
+    count(request, "metrics", 200)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
@@ -138,6 +142,8 @@ async def _answer(request: Request, run, endpoint: str):
         raise err from exc
     finally:
         watcher.cancel()
+        if not future.done():                      # cancelled (a shutdown past its bound): stop generating
+            job.cancelled = True
     _done(request, endpoint, result)
     return JSONResponse(result.body)
 

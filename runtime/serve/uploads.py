@@ -2,18 +2,24 @@
 checked as a client's bytes must be: sizes bounded, names sanitised, numbers parsed or refused with a 400."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ..errors import EcgReadError
+from ..files import PRIVATE_FILE_MODE
 from ..readers import EcgRecord, read_ecg
 from ..timings import Timings
 from .errors import HttpError
 
 MAX_FILES = 16                   # a WFDB record: .hea and its signal files
+MAX_NAME = 128                   # characters of a kept file name (a file system allows 255 bytes)
+MAX_SUFFIX = 16                  # characters of its extension kept when a long name is cut
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -49,11 +55,12 @@ class Upload:
 
 
 async def read_form(request: Request, max_bytes: int) -> Upload:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes + 64 * 1024:
-        raise HttpError(413, f"upload of {int(length)} bytes is over the {max_bytes} byte limit", "too_large")
+    """The request's multipart form, its files written 0600 under a fresh 0700 folder. The body itself is
+    bounded as it arrives (guard.py: 413, 408); here the files' total is checked exactly."""
     try:
         form = await request.form(max_files=MAX_FILES, max_fields=16)
+    except HttpError:                                          # the body's bound, from guard.BoundedBody
+        raise
     except Exception as exc:                                   # noqa: BLE001 - a malformed multipart body
         raise HttpError(400, f"not a multipart form upload: {exc}", "bad_request") from None
     files = [f for f in form.getlist("file") if hasattr(f, "filename")]
@@ -61,23 +68,47 @@ async def read_form(request: Request, max_bytes: int) -> Upload:
         raise HttpError(400, "no ECG in the upload: send it as the multipart field \"file\"", "bad_request")
     if sum(f.size or 0 for f in files) > max_bytes:
         raise HttpError(413, f"upload is over the {max_bytes} byte limit", "too_large")
-    folder = tempfile.TemporaryDirectory(prefix="gem-upload-")
-    paths = []
-    for k, f in enumerate(files):
-        name = _SAFE_NAME.sub("_", Path(f.filename or f"ecg{k}").name) or f"ecg{k}"
-        path = Path(folder.name) / name
-        path.write_bytes(await f.read())
-        paths.append(path)
+    names = [safe_name(f.filename, k) for k, f in enumerate(files)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise HttpError(400, f"two uploaded files are both named {twice[0]!r} (as kept here)", "bad_request")
+    folder = tempfile.TemporaryDirectory(prefix="gem-upload-")          # 0700
+    paths = [Path(folder.name) / name for name in names]
+    try:
+        for f, path in zip(files, paths):
+            await run_in_threadpool(_write_private, f.file, path)
+    except BaseException:
+        folder.cleanup()
+        raise
     return Upload(form, folder, paths)
+
+
+def safe_name(filename: str | None, k: int) -> str:
+    """A client's file name as a plain name in our folder: its last component, characters outside
+    [A-Za-z0-9._-] as "_", no leading dot (so never "." or ".."), at most MAX_NAME characters (its extension
+    kept, which the readers look at); `ecg<k>` when nothing is left."""
+    name = _SAFE_NAME.sub("_", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    if len(name) > MAX_NAME:
+        suffix = Path(name).suffix[:MAX_SUFFIX]
+        name = name[:MAX_NAME - len(suffix)] + suffix
+    return name or f"ecg{k}"
+
+
+def _write_private(source, path: Path) -> None:
+    source.seek(0)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
 
 
 def int_field(value, name: str, default: int, lo: int, hi: int) -> int:
     if value is None or value == "":
         return default
     try:
+        if isinstance(value, (bool, float)):        # JSON's true is not 1, nor is 3.7 three
+            raise TypeError(value)
         number = int(value)
     except (TypeError, ValueError):
-        raise HttpError(400, f"{name} is {value!r}, not a whole number", "bad_request") from None
+        raise HttpError(400, f"{name} is {str(value)[:40]!r}, not a whole number", "bad_request") from None
     if not lo <= number <= hi:
         raise HttpError(400, f"{name} is {number}, outside {lo}..{hi}", "bad_request")
     return number
