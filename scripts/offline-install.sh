@@ -5,7 +5,8 @@
 #   bash OUT/install.sh PREFIX        # e.g. /opt/gem-edge
 #
 # PREFIX/venv/                  a venv: pip install --no-index from OUT/wheels only, binary wheels only (nothing
-#                               compiled; no pip configuration or index of this machine is read)
+#                               compiled; no pip configuration or index of this machine is read); run again
+#                               with a newer OUT, it upgrades in place
 # PREFIX/bundles/<bundle id>/   the bundle, copied
 # PREFIX/bundles/current        a symbolic link to it, switched atomically (an upgrade or a rollback is a switch)
 # then every file of the bundle is re-hashed against its manifest (gem-run verify-bundle), and its signature
@@ -34,8 +35,12 @@ unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_CONSTRAINT PIP_REQUIR
 mkdir -p "$prefix/bundles"
 prefix=$(cd "$prefix" && pwd)
 [ -d "$prefix/venv" ] || "$python" -m venv "$prefix/venv"
-"$prefix/venv/bin/python" -m pip install -q --no-index --no-cache-dir --only-binary :all: --no-compile \
-  --find-links "$here/wheels" "gem-edge[$(cat "$here/EXTRAS")]"
+pip_install() {
+  "$prefix/venv/bin/python" -m pip install -q --no-index --no-cache-dir --only-binary :all: --no-compile \
+    --find-links "$here/wheels" "$@"
+}
+pip_install --upgrade "gem-edge[$(cat "$here/EXTRAS")]"
+pip_install --force-reinstall --no-deps gem-edge     # a rebuilt gem-edge keeps its version number: install it anyway
 # bytecode now, on every core (a service's venv is read-only at run time); the packages' own tests left out
 "$prefix/venv/bin/python" -m compileall -q -j0 -x '/(tests?|testing)/' "$prefix/venv/lib" >/dev/null
 
