@@ -126,13 +126,20 @@ def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256
         text = tok.decode(reference_ids(model, tok, x, max_new_tokens))
         readings.append((labels, meas, text))
     out.update(score_labelled(readings))
+    out["by_source"] = {}
+    for source in sorted({labels.source for labels, _, _ in readings}):
+        part = score_labelled([r for r in readings if r[0].source == source])
+        g = part["grounding_of_model"]
+        out["by_source"][source] = {"rhythm": part["rhythm"], "grounding_of_model": {
+            k: g[k] for k in ("counts", "wrong_statements", "wrong_flagged", "wrong_flagged_share", "right_statements",
+                              "right_flagged", "right_flagged_share")}}
     return out
 
 
 def score_labelled(readings: list) -> dict:
     """Scores of (RecordLabels, Measurements, text) triples: rhythm, conditions, and the grounding's flags on the
     model's own statements (a finding stated several times counts once per record: flagged if any is)."""
-    from gem_runtime.diagnosis import CONTRADICTED, CRITERIA, RHYTHM_FINDINGS, check_diagnoses
+    from gem_runtime.diagnosis import CONTRADICTED, CRITERIA, EVIDENCE_FINDINGS, RHYTHM_FINDINGS, check_diagnoses
 
     from .real_labels import AF, SINUS, SR, empty_counts, flag_summary, statement_right
     from .simulate import AF as SIM_AF, NSR as SIM_NSR, SB as SIM_SB, STACH as SIM_STACH
@@ -143,8 +150,9 @@ def score_labelled(readings: list) -> dict:
     confusion: dict[str, dict[str, int]] = {}
     sinus_n = sinus_af = 0
     conditions = {c.finding: {"tp": 0, "fp": 0, "fn": 0, "stated_unlabelled": 0}
-                  for c in CRITERIA if c.finding not in RHYTHM_FINDINGS}
+                  for c in CRITERIA if c.finding not in RHYTHM_FINDINGS + EVIDENCE_FINDINGS}
     flags = empty_counts()
+    evidence: dict[str, dict[str, int]] = {}             # evidence statements ("irregularly irregular"): verdicts
     wrong_missed, right_flagged, samples = [], [], []
     for labels, meas, text in readings:
         verdicts = check_diagnoses(text, meas, sex=labels.sex)
@@ -166,6 +174,11 @@ def score_labelled(readings: list) -> dict:
                 sinus_af += AF in by_finding
         for finding, vs in by_finding.items():
             right = statement_right(finding, labels)
+            if finding in EVIDENCE_FINDINGS:
+                verdict = CONTRADICTED if any(v.verdict == CONTRADICTED for v in vs) else vs[0].verdict
+                evidence.setdefault(finding, {}).setdefault(verdict, 0)
+                evidence[finding][verdict] += 1
+                continue
             if finding in conditions:
                 c = conditions[finding]
                 c["tp" if right else "fp" if right is False else "stated_unlabelled"] += 1
@@ -190,7 +203,8 @@ def score_labelled(readings: list) -> dict:
         "rhythm": {**rhythm_named, "accuracy": None if n == 0 else round(rhythm_named["right"] / n, 3),
                    "confusion": confusion, "sinus_records": sinus_n, "sinus_called_af": sinus_af},
         "conditions": {f: c for f, c in conditions.items() if any(c.values())},
-        "grounding_of_model": {"counts": flags, **flag_summary(flags), "wrong_not_flagged_statements": wrong_missed,
+        "grounding_of_model": {"counts": flags, **flag_summary(flags), "evidence_statements": evidence,
+                               "wrong_not_flagged_statements": wrong_missed,
                                "right_flagged_statements": right_flagged},
         "samples": samples,
     }

@@ -24,7 +24,9 @@ def _stated(text: str) -> list[str]:
     ("Normal sinus rhythm at 72 bpm. No atrial fibrillation, flutter or AV block.", ["normal_sinus_rhythm"]),
     ("Sinus rhythm without first-degree AV block or bundle branch block.", ["sinus_rhythm"]),
     ("Irregularly irregular rhythm at 88 bpm with no P waves and a fibrillatory baseline, consistent with atrial "
-     "fibrillation.", ["atrial_fibrillation"]),
+     "fibrillation.", ["irregularly_irregular_rr", "atrial_fibrillation"]),
+    ("Normal sinus rhythm with regular RR intervals and an upright P wave before every QRS complex.",
+     ["normal_sinus_rhythm", "regular_rr", "p_wave_before_every_qrs"]),
     ("Sinus rhythm at 110 bpm; the rate above 100 bpm indicates sinus tachycardia.",
      ["sinus_rhythm", "sinus_tachycardia"]),
     ("The QT interval is not prolonged. Is the QT interval prolonged?", []),
@@ -50,7 +52,7 @@ def test_every_criterion_names_its_own_finding_and_has_a_source():
 
 
 def test_a_span_points_at_the_words_in_the_text():
-    text = "Regular rhythm, consistent with sinus tachycardia."
+    text = "The rate is fast, consistent with sinus tachycardia."
     [v] = check_diagnoses(text, Measurements())
     assert text[slice(*v.span)] == v.statement == "sinus tachycardia"
     assert v.verdict == NOT_CHECKABLE                              # nothing measured: never guessed

@@ -21,8 +21,10 @@ API (all of it):
   against the criterion), evidence (the values read), criterion, source, device_verdict, device_reason,
   device_statements; `to_dict()`.
 - `find_statements(text) -> list[Mention]`: the recognition step alone.
-- `CRITERIA` / `CRITERION`: the table (finding, name, patterns, criterion, source, rhythm), in `criteria.py`
-  with every threshold as a constant.
+- `CRITERIA` / `CRITERION`: the table (finding, name, patterns, criterion, source, rhythm, evidence), in
+  `criteria.py` with every threshold as a constant. `RHYTHM_FINDINGS`: the rhythm diagnoses; `EVIDENCE_FINDINGS`:
+  statements of the evidence behind a rhythm ("irregularly irregular RR intervals", "regular rhythm", "a P wave
+  before every QRS"), checked the same way but not diagnoses.
 - `flagged(verdicts) -> list[DiagnosisVerdict]`: the contradicted ones (what a report marks).
 
 Verdicts: "contradicted" only where a measured value lies beyond the criterion's threshold by more than a margin
@@ -38,13 +40,15 @@ import dataclasses
 
 from .checks import CHECKS
 from .criteria import (
-    CONTRADICTED, CRITERIA, CRITERION, NOT_CHECKABLE, RHYTHM_FINDINGS, SUPPORTED, VERDICTS, Criterion,
+    CONTRADICTED, CRITERIA, CRITERION, EVIDENCE_FINDINGS, NOT_CHECKABLE, RHYTHM_FINDINGS, SUPPORTED, VERDICTS,
+    Criterion,
 )
 from .evidence import as_dict, from_device, from_measurements
 from .statements import Mention, find_statements
 
 __all__ = ["check_diagnoses", "flagged", "find_statements", "DiagnosisVerdict", "Mention", "Criterion", "CRITERIA",
-           "CRITERION", "RHYTHM_FINDINGS", "SUPPORTED", "CONTRADICTED", "NOT_CHECKABLE", "VERDICTS"]
+           "CRITERION", "RHYTHM_FINDINGS", "EVIDENCE_FINDINGS", "SUPPORTED", "CONTRADICTED", "NOT_CHECKABLE",
+           "VERDICTS"]
 
 
 @dataclasses.dataclass(frozen=True)

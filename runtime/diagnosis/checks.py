@@ -350,7 +350,36 @@ def check_lvh(ev: Evidence, sex: str | None) -> Outcome:
     return Outcome(NOT_CHECKABLE, text + ": near a limit", ("qrs_ms",), v)
 
 
+def check_irregular(ev: Evidence) -> Outcome:
+    keys = ("rr_irregularity", "rr_cv", "rr_jump_share")
+    state = _rr_state(ev)
+    if state is None:
+        return Outcome(NOT_CHECKABLE, "too few beats to judge the RR rhythm", keys, {})
+    verdict = {"irregular": SUPPORTED, "regular": CONTRADICTED, "some": NOT_CHECKABLE}[state]
+    return Outcome(verdict, _rr_text(ev), keys, {})
+
+
+def check_regular(ev: Evidence) -> Outcome:
+    keys = ("rr_irregularity", "rr_cv", "rr_jump_share")
+    state = _rr_state(ev)
+    if state is None:
+        return Outcome(NOT_CHECKABLE, "too few beats to judge the RR rhythm", keys, {})
+    verdict = {"irregular": CONTRADICTED, "regular": SUPPORTED, "some": NOT_CHECKABLE}[state]
+    return Outcome(verdict, _rr_text(ev), keys, {})
+
+
+def check_p_before_qrs(ev: Evidence) -> Outcome:
+    keys = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms")
+    verdict = {True: SUPPORTED, False: CONTRADICTED, None: NOT_CHECKABLE}[ev.p_wave]
+    if ev.source == "device":
+        return Outcome(NOT_CHECKABLE, "the cart reports no P-wave series", keys, {})
+    return Outcome(verdict, _p_text(ev), keys, {})
+
+
 CHECKS: dict[str, Callable[[Evidence, str | None], Outcome]] = {
+    "irregularly_irregular_rr": lambda ev, sex: check_irregular(ev),
+    "regular_rr": lambda ev, sex: check_regular(ev),
+    "p_wave_before_every_qrs": lambda ev, sex: check_p_before_qrs(ev),
     "atrial_fibrillation": lambda ev, sex: check_af(ev),
     "atrial_flutter": lambda ev, sex: check_flutter(ev),
     "sinus_rhythm": lambda ev, sex: check_sinus(ev),

@@ -74,6 +74,7 @@ class Criterion:
     criterion: str                 # the measurable criterion, in words
     source: str
     rhythm: bool = False           # a rhythm statement (the evaluation's rhythm counts)
+    evidence: bool = False         # a statement of evidence ("irregularly irregular RR"), not a diagnosis
 
 
 _BBB = r"bundle[\s-]+branch\s+block"
@@ -145,5 +146,23 @@ CRITERIA: tuple[Criterion, ...] = (
               f"R aVL + S V3 > {CORNELL_MV['M']} mV (men) / > {CORNELL_MV['F']} mV (women); not applicable with a "
               "bundle branch block", AHA_V),
 )
+# Statements of the evidence behind a rhythm: checked as the diagnoses are, not counted as diagnoses.
+CRITERIA += (
+    Criterion("irregularly_irregular_rr", "irregularly irregular RR intervals",
+              (r"\birregularly\s+irregular\b",),
+              f"median successive RR difference >= {RR_IRREGULAR:.0%} of the mean RR (no dominant cycle)", AF_GUIDE,
+              evidence=True),
+    Criterion("regular_rr", "regular RR intervals",
+              (r"\bregular\s+(?:RR|R-R)(?:\s+intervals?)?\b", r"\bregular\s+rhythm\b",
+               r"\b(?:RR|R-R)\s+intervals?\s+(?:are|is)\s+regular\b"),
+              f"median successive RR difference < {RR_REGULAR:.1%} of the mean RR, at most "
+              f"{RR_JUMP_SHARE_REGULAR:.0%} of successive differences above {RR_JUMP:.0%} (ectopic beats)", AHA_II,
+              evidence=True),
+    Criterion("p_wave_before_every_qrs", "a P wave before every QRS complex",
+              (r"\bP\s+waves?\s+(?:before|preceding)\s+(?:every|each)\s+QRS\b",
+               r"\b(?:every|each)\s+QRS(?:\s+complex)?\s+(?:is\s+)?preceded\s+by\s+a\s+P\s+wave\b"),
+              "a P wave alike in every beat at a fixed place before the QRS", AHA_II, evidence=True),
+)
 CRITERION = {c.finding: c for c in CRITERIA}
 RHYTHM_FINDINGS = tuple(c.finding for c in CRITERIA if c.rhythm)
+EVIDENCE_FINDINGS = tuple(c.finding for c in CRITERIA if c.evidence)

@@ -148,7 +148,7 @@ def _lead_qrs(seg: np.ndarray, fs: float) -> LeadQrs:
         r_mv=float(max(seg.max(), 0.0)), s_mv=float(max(-seg.min(), 0.0)), ptp_mv=float(np.ptp(seg)),
         net_mv=float(seg.mean()), terminal_mv=float(seg[-n_term:].mean()),
         r_peak_time_ms=last_r * ms, r_ms=float(pos.sum()) * ms, s_after_r_ms=float(neg[peak:].sum()) * ms,
-        r_prime=_r_prime(seg, fs))
+        r_prime=bool(_r_prime(seg, fs)))
 
 
 def _r_prime(seg: np.ndarray, fs: float) -> bool:
