@@ -8,6 +8,7 @@
 #                 holds, built once with scripts/llama_cmake_args.sh (built here if the cache has none)
 # OUT/bundles/    the bundle (default bundles/demo), with its manifest.sig when signed
 # OUT/install.sh  `bash OUT/install.sh PREFIX` on the target: no network, nothing compiled
+# OUT/deploy/     deploy/ of this repository: gem-edge.toml, the systemd units, the sysusers line
 # OUT/BASELINE    the CPU flags the llama.cpp wheel needs (read from its machine code); install.sh checks them
 # OUT/PYTHON      the Python version the wheels are for (3.11); install.sh checks it
 set -euo pipefail
@@ -65,6 +66,8 @@ rm -rf "${out:?}/bundles/$name"
 cp -a "$bundle" "$out/bundles/$name"
 rm -f "$out/bundles/$name"/*.tune.json        # a tune file is for the machine that measured it
 cp "$repo/scripts/offline-install.sh" "$out/install.sh"
+rm -rf "${out:?}/deploy"
+cp -r "$repo/deploy" "$out/deploy"              # the example config, the systemd units, the sysusers line
 chmod +x "$out/install.sh"
 echo "make-offline: $out: $(ls "$out/wheels" | wc -l) wheels ($(du -sh "$out/wheels" | cut -f1)), bundle $name," \
      "extras $extras, llama.cpp CPU baseline: $baseline; $(( $(date +%s) - start )) s" >&2

@@ -23,7 +23,7 @@ INSTALL_LIMIT_S = 120
 
 def _key() -> str:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", "pyproject.toml", "scripts",
-                            "runtime", "export", "gem_train", "benchmarks", "bundles/demo"],
+                            "runtime", "export", "gem_train", "benchmarks", "bundles/demo", "deploy"],
                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     h = hashlib.sha256()
     for name in sorted(files):
@@ -62,6 +62,8 @@ def test_make_offline_holds_every_wheel_and_the_bundle(offline):
     assert {"gem_edge", "llama_cpp_python", "onnxruntime", "numpy", "pynacl", "starlette", "pynetdicom"} <= names
     assert not list((offline / "wheels").glob("*.tar.gz")), "an sdist would be compiled on the target"
     assert (offline / "bundles" / "demo" / "manifest.json").is_file()
+    assert {"gem-edge.toml", "gem-edge-serve.service", "gem-edge-dicom.service"} <= {
+        p.name for p in (offline / "deploy").iterdir()}
     assert (offline / "PYTHON").read_text().strip() == "%d.%d" % sys.version_info[:2]
     assert "avx2" in (offline / "BASELINE").read_text().split()
     assert (offline / "EXTRAS").read_text().strip() == "deploy,serve,hospital"
