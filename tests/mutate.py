@@ -408,7 +408,7 @@ def child(fmt: str, seed: int, count: int, start: int, workdir: Path, real: Path
             outcome, detail = "read", ""
             try:
                 json.dumps({"device": record.device.to_dict() if record.device else None, "fs": record.fs,
-                            "warnings": list(record.warnings), "lead_issues": record.lead_issues},
+                            "warnings": list(record.warnings), "lead_issues": getattr(record, "lead_issues", {})},
                            allow_nan=False)
                 if np.isinf(record.signal).any() or not np.isfinite(record.fs):
                     outcome, detail = "bad", "infinite samples or rate"

@@ -43,6 +43,7 @@ def run_format(fmt: str, workdir: Path, real: Path, count: int = COUNT, seed: in
     results, start = {}, 0
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     while start < count:
+        run_start = start
         stderr_path = workdir / f"{fmt}-{start}.stderr"
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen([sys.executable, str(MUTATE), fmt, str(seed), str(count), str(start),
@@ -75,8 +76,9 @@ def run_format(fmt: str, workdir: Path, real: Path, count: int = COUNT, seed: in
                     current, since = item, time.monotonic()
             proc.stdout.close()
             selector.close()
-        if stderr_path.stat().st_size:                          # what no single mutant claimed (imports)
-            results[-1 - start] = {"k": -1, "outcome": "stderr", "detail": stderr_path.read_text()[:500]}
+        claimed = sum(r.get("stderr", 0) for k, r in results.items() if k >= run_start)
+        if stderr_path.stat().st_size > claimed:                # what no single mutant's read claimed
+            results[-1 - start] = {"k": -1, "outcome": "stderr", "detail": stderr_path.read_text()[-500:]}
     return results
 
 
