@@ -312,8 +312,7 @@ def huge_npy(rng, data: bytes, path: Path) -> None:
         np.lib.format.write_array_header_1_0(f, {"descr": "<f2", "fortran_order": True,
                                                  "shape": (12, piece.shape[1] * repeats)})
         column_major = piece.T.tobytes()                         # fortran order: sample after sample
-        for _ in range(repeats):
-            f.write(column_major)
+        f.writelines(column_major for _ in range(repeats))
 
 
 # --- the sources, from the real files --------------------------------------------------------------------
@@ -370,8 +369,7 @@ def make(fmt: str, k: int, seed: int, source_list, folder: Path) -> tuple[Path, 
             repeats = 190 * 2**20 // len(dat)
             header = re.sub(r"^(\S+ \d+ \S+) \d+", rf"\g<1> {repeats * len(dat) // 24}", header, count=1)
             with open(folder / "1.dat", "wb") as f:
-                for _ in range(repeats):
-                    f.write(dat)
+                f.writelines(dat for _ in range(repeats))
             dat = None
         if dat is not None:
             (folder / "1.dat").write_bytes(dat)
@@ -393,10 +391,14 @@ def make(fmt: str, k: int, seed: int, source_list, folder: Path) -> tuple[Path, 
 
 def child(fmt: str, seed: int, count: int, start: int, workdir: Path, real: Path) -> None:
     """Read mutants start..count-1, one JSON line before and after each (see the module docstring)."""
+    limit = int(os.environ.get("GEM_MUTANT_ADDRESS_SPACE", "0"))
+    if limit:                                     # a runaway allocation fails here instead of swapping the machine
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     from gem_runtime.readers import EcgReadError, read_ecg
     warnings.simplefilter("always")               # anything a reader lets through reaches stderr and is counted
     source_list = sources(fmt, real)
-    stderr_size = lambda: os.fstat(2).st_size    # noqa: E731 (stderr is a file the parent gave)
+    stderr_size = lambda: os.fstat(2).st_size
     for k in range(start, count):
         folder = workdir / f"{fmt}-{k}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-
 from gem_runtime.constants import LEADS
 from gem_runtime.readers import EcgReadError, read_ecg
 

@@ -164,7 +164,7 @@ def device_report(ds) -> DeviceReport | None:
             measurements[key] = float(value) * scale
         except (TypeError, ValueError):
             continue
-    if "hr_bpm" not in measurements and measurements.get("rr_ms"):
+    if "hr_bpm" not in measurements and 0 < measurements.get("rr_ms", 0) < float("inf"):
         measurements["hr_bpm"] = round(60000.0 / measurements["rr_ms"], 1)     # the rate its RR implies
     if not measurements and not statements:
         return None
