@@ -34,11 +34,16 @@ def _all(parts: list[Part]) -> tuple[str, str]:
     return SUPPORTED, "; ".join(p.reason for p in parts)
 
 
+def _num(value: float, limit: float) -> str:
+    """A value as a reason shows it: whole units, or one decimal where rounding would reach the limit."""
+    return f"{value:.1f}" if round(value) == round(limit) else f"{value:.0f}"
+
+
 def _above(value, limit, margin, what, unit, strict=True) -> Part:
     """value > limit (>= where not strict): supported; at or below limit - margin: contradicted; between: borderline."""
     if value is None:
         return Part(NOT_CHECKABLE, f"{what} not measured")
-    shown = f"{what} {value:.0f} {unit}"
+    shown = f"{what} {_num(value, limit)} {unit}"
     if value > limit or (not strict and value >= limit):
         return Part(SUPPORTED, f"{shown} {'>' if strict else '>='} {limit:.0f}")
     if value <= limit - margin:
@@ -49,7 +54,7 @@ def _above(value, limit, margin, what, unit, strict=True) -> Part:
 def _below(value, limit, margin, what, unit) -> Part:
     if value is None:
         return Part(NOT_CHECKABLE, f"{what} not measured")
-    shown = f"{what} {value:.0f} {unit}"
+    shown = f"{what} {_num(value, limit)} {unit}"
     if value < limit:
         return Part(SUPPORTED, f"{shown} < {limit:.0f}")
     if value >= limit + margin:
