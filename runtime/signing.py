@@ -12,7 +12,7 @@ $GEM_TRUSTED_KEYS: a PEM file (one or more public keys) or a folder of them (`*.
 keys configured, a bundle that is unsigned, signed by another key, or whose manifest changed after signing is
 refused in one line (BundleError) before its manifest is parsed; every file is then checked against the signed
 manifest's sha256 before a native loader opens it (Bundle.path). Without them nothing changes, and a one-line
-notice says so, once per process. Verifying needs PyNaCl (`pip install 'gem-edge[deploy]'`: 3.9 MB installed,
+notice says so, once per process ($GEM_TRUSTED_KEYS set but empty: not checked, deliberately, and no notice). Verifying needs PyNaCl (`pip install 'gem-edge[deploy]'`: 3.9 MB installed,
 against 15 MB for `cryptography`); it is imported only when trusted keys are configured.
 """
 from __future__ import annotations
@@ -110,12 +110,17 @@ class TrustedKeys:
 
 
 def trusted_keys_from(arg: "str | os.PathLike | TrustedKeys | bool | None") -> TrustedKeys | bool | None:
-    """The argument, else $GEM_TRUSTED_KEYS, loaded; None where neither is set (signatures are not checked, with
-    the notice); False stays False (not checked, no notice: for the tool that is about to sign the bundle)."""
+    """The argument, else $GEM_TRUSTED_KEYS, loaded. None where neither is set: signatures are not checked, and
+    the notice says so. False (the argument, or $GEM_TRUSTED_KEYS set but empty): not checked, deliberately, so no
+    notice (the tool about to sign the bundle; a site that does not sign; the tests)."""
     if isinstance(arg, TrustedKeys) or arg is False:
         return arg
-    source = arg if arg not in (None, "") else os.environ.get(TRUSTED_KEYS_ENV) or None
-    return None if source is None else TrustedKeys.load(source)
+    if arg not in (None, ""):
+        return TrustedKeys.load(arg)
+    env = os.environ.get(TRUSTED_KEYS_ENV)
+    if env is None:
+        return None
+    return TrustedKeys.load(env) if env else False
 
 
 @dataclass(frozen=True)

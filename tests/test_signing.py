@@ -164,3 +164,6 @@ def test_without_trusted_keys_one_notice_per_process(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert p.returncode == 0 and p.stderr.splitlines() == [
         "gem-edge: notice: bundle signatures are not checked (no trusted keys: set GEM_TRUSTED_KEYS)"], p.stderr
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={**env, "GEM_TRUSTED_KEYS": ""})               # set but empty: deliberately off
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
