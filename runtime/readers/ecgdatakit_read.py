@@ -18,17 +18,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import EcgReadError, one_line
-from .checks import (
-    kept_note,
-    kept_samples,
-    one_rate_and_length,
-    plausible_gain,
-    unit_scale,
-)
+from .checks import kept_note, kept_samples, one_rate_and_length, plausible_gain, size_text, unit_scale
 from .leads import finish, plan_leads
 from .record import DeviceReport, EcgRecord
 from .xmlread import check_cost, utf8_bytes, xml_encoding
 
+# ecgdatakit parses an XML document whole (an HL7 aECG of 10 MB, the sample's digits repeated: 0.65 s, 51 MB);
+# a 10 s 12-lead aECG or MUSE file is 0.1-0.6 MB, so this bounds the time to about a second
+MAX_XML_BYTES = 16 * 2**20
 _INSTALL = "reading {name} needs the formats extra: pip install 'gem-edge[formats]' (ecgdatakit)"
 
 # ecgdatakit GlobalMeasurements field -> our key
@@ -65,6 +62,9 @@ def read_with_ecgdatakit(path: Path, fs_arg: float | None, fmt: EcgdatakitFormat
         raise EcgReadError(path, _INSTALL.format(name=fmt.name)) from None
     if fmt.xml and parse_path is None:
         data = path.read_bytes()
+        if len(data) > MAX_XML_BYTES:
+            raise EcgReadError(path, f"{fmt.name} of {size_text(len(data))}: more than a resting ECG's document "
+                                     f"({size_text(MAX_XML_BYTES)} at most; ecgdatakit parses it whole)")
         check_cost(path, data, fmt.name)
         if xml_encoding(data[:4])[0] != "utf-8":     # ecgdatakit reads UTF-16 only with a BOM: give it UTF-8
             with tempfile.TemporaryDirectory(prefix="gem-xml-") as folder:
