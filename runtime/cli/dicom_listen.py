@@ -1,21 +1,31 @@
 """gem-run dicom-listen: the DICOM Storage SCP for ECG waveforms, with SR and HL7 results (the hospital extra).
 
     gem-run dicom-listen --port P --out DIR [--ae-title GEMEDGE] [--allow-ae AE ...] [--forward HOST:PORT:AE]
-                         [--hl7 HOST:PORT] [--bundle B] [--host 127.0.0.1]
+                         [--hl7 HOST:PORT] [--bundle B] [--host 127.0.0.1] [--max-associations N]
 """
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
 
 import click
 
-from ..errors import GemEdgeError
+from ..errors import GemEdgeError, one_line
 from .serve import LOCAL_HOSTS
 
 _INSTALL = "gem-run dicom-listen needs the hospital extra: pip install 'gem-edge[hospital]' (pynetdicom, highdicom, hl7apy)"
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every record's message as one line (a dataset's text cannot split or forge a line); a traceback, where a
+    record has one, follows on its own lines as usual."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
 
 def _peer(text: str, parts: int, what: str):
@@ -39,7 +49,10 @@ def _peer(text: str, parts: int, what: str):
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None)
 @click.option("--threads", type=click.IntRange(1, 256), default=None)
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
-def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, max_new_tokens):
+@click.option("--max-associations", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="associations open at once; more are refused, each with a log line")
+def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, max_new_tokens,
+                 max_associations):
     """Receive ECG waveforms by DICOM C-STORE; interpret each and write result.json, an SR and an HL7 ORU."""
     if host not in LOCAL_HOSTS and not allow_ae:
         raise GemEdgeError(f"--host {host} would accept any caller: give --allow-ae too (or keep 127.0.0.1)")
@@ -53,8 +66,12 @@ def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, 
 
     options = ListenerOptions(out=out, port=port, host=host, ae_title=ae_title, allow_ae=tuple(allow_ae),
                               forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,
-                              hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens)
-    logging.basicConfig(format="gem-run dicom-listen: %(message)s", level=logging.INFO)
+                              hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens,
+                              max_associations=max_associations)
+    os.umask(0o077)                                       # patient data: 0600 files in 0700 folders
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("gem-run dicom-listen: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.INFO)
     logging.getLogger("pynetdicom").setLevel(logging.ERROR)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,5 +84,5 @@ def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, 
         click.echo("gem-run dicom-listen: stopping (finishing what is stored)", err=True)
         listener.stop()
     s = listener.stats
-    click.echo(f"gem-run dicom-listen: stored {s.stored}, refused {s.refused}, interpreted {s.interpreted}, "
-               f"failed {s.failed}", err=True)
+    click.echo(f"gem-run dicom-listen: stored {s.stored}, refused {s.refused}, rejected associations "
+               f"{s.rejected}, interpreted {s.interpreted}, failed {s.failed}", err=True)

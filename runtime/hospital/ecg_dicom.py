@@ -188,7 +188,8 @@ def _dataset(patient_id: str, patient_name: str, study_uid: str, now: dt.datetim
     return ds
 
 
-def save_dataset(ds, path: Path) -> Path:
-    """Write a DICOM file so that a reader sees no file or the whole of it (gem_runtime.files.atomic_write)."""
+def save_dataset(ds, path: Path, mode: int | None = None) -> Path:
+    """Write a DICOM file so that a reader sees no file or the whole of it (gem_runtime.files.atomic_write);
+    `mode`: its permission bits (PRIVATE_FILE_MODE for patient data)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
+    return atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True), mode=mode)

@@ -3,16 +3,23 @@
     listener = EcgListener(ListenerOptions(out=Path("inbox"), port=11112), interpreter)
     listener.start()            # C-ECHO and C-STORE of the ECG waveform SOP classes; other classes are refused
 
-Each received object is read (an unreadable or non-ECG object gets a failure status and one log line), written to
-OUT/<SOPInstanceUID>/ecg.dcm and fsync'ed before the success response. One worker thread interprets the stored
-ECGs in order on the one warm model and writes, beside each: result.json (as `gem-run --json`), report.sr.dcm (a
-Comprehensive SR) and report.hl7 (an ORU^R01), each atomically; with a forward address the SR is sent on by
-C-STORE, with an HL7 address the ORU over MLLP, both retried with back-off and marked done only when
-acknowledged. A listener started on a folder picks up whatever a previous one stored but did not finish.
+Each received object is read and checked for everything its reports need (an unreadable or non-ECG object, or
+one an SR could not reference, gets a failure status and one log line), written to OUT/<SOPInstanceUID>/ecg.dcm
+and fsync'ed before the success response: what is acknowledged can be reported. One worker thread interprets
+the stored ECGs in order on the one warm model and writes, beside each: result.json (as `gem-run --json`),
+report.sr.dcm (a Comprehensive SR) and report.hl7 (an ORU^R01), each atomically; with a forward address the SR
+is sent on by C-STORE, with an HL7 address the ORU over MLLP, both retried with back-off and marked done only
+when acknowledged. A listener started on a folder picks up whatever a previous one stored but did not finish.
+
+An instance sent again with other content (a corrected patient) replaces the stored one and its reports are
+made again; the same bytes again change nothing. Associations are refused, with one log line (calling AE, address,
+reason), for a calling AE title not allowed, a called AE title that is not ours, or past `max_associations`.
+Patient data is written 0600 in 0700 folders, and every log line is one line whatever a dataset holds.
 """
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import json
 import logging
 import os
@@ -27,8 +34,8 @@ from pydicom import dcmread
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from ..errors import EcgReadError, GemEdgeError
-from ..files import atomic_write, fsync_folder
+from ..errors import EcgReadError, GemEdgeError, one_line
+from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder
 from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
 
@@ -41,9 +48,11 @@ ECG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storag
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]   # explicit/implicit LE, BE
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SUCCESS, CANNOT_UNDERSTAND, NOT_MY_CLASS, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA900, 0xA700
+DOES_NOT_MATCH_CLASS = NOT_MY_CLASS           # 0xA900: "data set does not match SOP class" (a type 1 element missing)
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 ECG_FILE, RESULT_FILE, SR_FILE, HL7_FILE = "ecg.dcm", "result.json", "report.sr.dcm", "report.hl7"
 FORWARDED, HL7_SENT = "sr.forwarded", "hl7.sent"        # markers: written once the peer acknowledged
+REPORT_FILES = (RESULT_FILE, SR_FILE, HL7_FILE, FORWARDED, HL7_SENT)      # removed when the ECG is replaced
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class ListenerOptions:
     host: str = "127.0.0.1"
     ae_title: str = "GEMEDGE"
     allow_ae: tuple[str, ...] = ()                # calling AE titles allowed; empty: any
+    max_associations: int = 10                    # at once; more are refused (logged)
     forward: Peer | None = None                   # the SR by C-STORE
     hl7: Peer | None = None                       # the ORU over MLLP
     max_new_tokens: int = 256
@@ -72,7 +82,8 @@ class ListenerOptions:
 @dataclass
 class ListenerStats:
     stored: int = 0
-    refused: int = 0
+    refused: int = 0                                          # objects refused with a failure status
+    rejected: int = 0                                         # associations refused
     interpreted: int = 0
     failed: int = 0
     latency_ms: list[float] = field(default_factory=list)     # C-STORE received -> SR written
@@ -82,16 +93,18 @@ class EcgListener:
     def __init__(self, options: ListenerOptions, interpreter: Interpreter):
         self.options, self.interpreter = options, interpreter
         self.stats = ListenerStats()
-        self._work: queue.Queue[tuple[str, float, EcgRecord | None] | None] = queue.Queue()   # uid, received, read
+        # (uid, received, the ECG as read, which file it was): None for what a previous listener left
+        self._work: queue.Queue[tuple[str, float, EcgRecord | None, tuple | None] | None] = queue.Queue()
         self._server = None
         self._worker = threading.Thread(target=self._interpret_loop, name="gem-interpret", daemon=True)
-        options.out.mkdir(parents=True, exist_ok=True)
+        self._files = threading.Lock()            # an ECG replaced vs. its reports written (see _write)
+        options.out.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
 
     # --- running ---
     def start(self) -> None:
         """Pick up what a previous listener left, then answer associations (non-blocking)."""
         for uid in self.unfinished():
-            self._work.put((uid, time.monotonic(), None))
+            self._work.put((uid, time.monotonic(), None, None))
         self._worker.start()
         ae = AE(ae_title=self.options.ae_title)
         ae.add_supported_context(Verification)
@@ -99,8 +112,11 @@ class EcgListener:
             ae.add_supported_context(uid, TRANSFER_SYNTAXES)
         if self.options.allow_ae:
             ae.require_calling_aet = list(self.options.allow_ae)
-        self._server = ae.start_server((self.options.host, self.options.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo)])
+        ae.require_called_aet = True
+        ae.maximum_associations = self.options.max_associations
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
+                    (evt.EVT_REJECTED, self._on_rejected)]
+        self._server = ae.start_server((self.options.host, self.options.port), block=False, evt_handlers=handlers)
 
     def stop(self) -> None:
         """Stop accepting, then finish every stored ECG already queued."""
@@ -127,84 +143,139 @@ class EcgListener:
     def _on_echo(self, event) -> int:
         return SUCCESS
 
+    def _on_rejected(self, event) -> None:
+        """An association refused (by pynetdicom, on our settings): one line with the caller and the reason."""
+        self.stats.rejected += 1
+        log.warning("rejected association: %s", one_line(f"{_caller(event)}: {self._rejection(event)}"))
+
+    def _rejection(self, event) -> str:
+        request = event.assoc.requestor.primitive
+        calling, called = str(request.calling_ae_title).strip(), str(request.called_ae_title).strip()
+        if self.options.allow_ae and calling not in self.options.allow_ae:
+            return f"calling AE title {calling!r} is not allowed (--allow-ae)"
+        if called != self.options.ae_title:
+            return f"called AE title {called!r} is not ours ({self.options.ae_title})"
+        busy = sum(a.is_acceptor for a in event.assoc.ae.active_associations)
+        if busy > self.options.max_associations:
+            return f"{busy - 1} associations are open, the limit (--max-associations {self.options.max_associations})"
+        return "refused in negotiation"
+
     def _on_store(self, event) -> int:
-        """Checked, written and fsync'ed before the success status goes back; a refusal is one log line."""
+        """Checked (readable, and reportable), written and fsync'ed before the success status goes back; a refusal
+        is one log line."""
         received = time.monotonic()
-        who = f"{event.assoc.requestor.ae_title} {event.assoc.requestor.address}"
+        who = _caller(event)
         sop_class = str(event.request.AffectedSOPClassUID)
         uid = str(event.request.AffectedSOPInstanceUID)
         if sop_class not in ECG_SOP_CLASSES:
             return self._refuse(NOT_MY_CLASS, f"{who}: SOP class {sop_class} is not an ECG waveform")
         if not _UID.match(uid) or len(uid) > 64:
             return self._refuse(CANNOT_UNDERSTAND, f"{who}: SOP Instance UID {uid[:80]!r} is not a UID")
+        from .sr import source_problems
+
         folder = self.options.out / uid
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
         tmp = folder / f".{ECG_FILE}.{threading.get_ident()}.tmp"
         try:
-            with open(tmp, "wb") as f:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "wb") as f:
                 f.write(event.encoded_dataset(include_meta=True))
                 f.flush()
                 os.fsync(f.fileno())
             record = read_ecg(tmp)                                # an ECG we can interpret, or refused now
-            os.replace(tmp, folder / ECG_FILE)
+            problems = source_problems(dcmread(tmp, stop_before_pixels=True))    # and one we can report
+            if problems:
+                tmp.unlink()
+                _remove_if_empty(folder)
+                return self._refuse(DOES_NOT_MATCH_CLASS, f"{who}: {uid}: cannot be reported: {'; '.join(problems)}")
+            changed, kept = self._keep(tmp, folder)
             record = dataclasses.replace(record, source=str(folder / ECG_FILE))    # as it is kept, not the tmp
-            fsync_folder(folder)
-            fsync_folder(self.options.out)
         except EcgReadError as exc:
             tmp.unlink(missing_ok=True)
             _remove_if_empty(folder)
-            return self._refuse(CANNOT_UNDERSTAND, f"{who}: {uid}: {str(exc).split(': ', 1)[-1]}")
+            return self._refuse(CANNOT_UNDERSTAND, f"{who}: {uid}: {exc.problem}")
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             return self._refuse(OUT_OF_RESOURCES, f"{who}: {uid}: not stored: {exc}")
         self.stats.stored += 1
-        log.info("stored %s from %s", uid, who)
-        self._work.put((uid, received, record))
+        log.info("%s", one_line(f"stored {uid} from {who}" + ("" if changed else " (the same bytes again)")))
+        if changed or not self._finished(folder):
+            self._work.put((uid, received, record, kept))
         return SUCCESS
+
+    def _keep(self, tmp: Path, folder: Path) -> tuple[bool, tuple | None]:
+        """Put the received file in place as ECG_FILE, durably. An instance sent again with other content loses
+        the reports of the old one first (they are made again); the same bytes again are left as they are.
+        Returns (whether the kept ECG changed, which file it is now)."""
+        kept = folder / ECG_FILE
+        with self._files:
+            if kept.exists() and filecmp.cmp(tmp, kept, shallow=False):
+                tmp.unlink()
+                return False, _identity(kept)
+            for name in REPORT_FILES:
+                (folder / name).unlink(missing_ok=True)
+            os.replace(tmp, kept)
+            identity = _identity(kept)
+        fsync_folder(folder)
+        fsync_folder(self.options.out)
+        return True, identity
 
     def _refuse(self, status: int, line: str) -> int:
         self.stats.refused += 1
-        log.warning("refused (0x%04X): %s", status, line)
+        log.warning("refused (0x%04X): %s", status, one_line(line))
         return status
 
     # --- interpretation and reports ---
     def _interpret_loop(self) -> None:
         while (item := self._work.get()) is not None:
-            uid, received, record = item
+            uid, received, record, stored = item
             try:
-                self.process(uid, record)
+                self.process(uid, record, stored)
                 self.stats.interpreted += 1
                 self.stats.latency_ms.append((time.monotonic() - received) * 1000)
+            except Superseded:
+                log.info("%s was sent again while it was being reported: reporting the new one", uid)
             except Exception:                                     # noqa: BLE001 - logged, the next ECG goes on
                 self.stats.failed += 1
                 log.exception("interpreting %s failed; it stays in %s for the next start", uid, self.options.out)
 
-    def process(self, uid: str, record: EcgRecord | None = None) -> None:
+    def process(self, uid: str, record: EcgRecord | None = None, stored: tuple | None = None) -> None:
         """Reports for one stored ECG (each step skipped when already done), then the deliveries. `record`: the
-        ECG as read when it was stored (None: read it again, as after a restart)."""
+        ECG as read when it was stored (None: read it again, as after a restart); `stored`: which file that was
+        (Superseded when another has replaced it since)."""
         from .hl7 import build_oru, send_mllp
         from .sr import write_sr
 
         folder = self.options.out / uid
+        ecg = _identity(folder / ECG_FILE)                        # the ECG these reports are of
+        if stored is not None and stored != ecg:
+            raise Superseded(uid)
         source = dcmread(folder / ECG_FILE)
         if not (folder / RESULT_FILE).exists():
-            ecg = folder / ECG_FILE if record is None else record
-            result = self.interpreter.interpret(ecg, max_new_tokens=self.options.max_new_tokens)
-            body = {**result.to_dict(), "sop_instance_uid": uid}
-            atomic_write(folder / RESULT_FILE, json.dumps(body, indent=1).encode())
-        body = json.loads((folder / RESULT_FILE).read_text())
+            result = self.interpreter.interpret(record or folder / ECG_FILE, max_new_tokens=self.options.max_new_tokens)
+            body = json.dumps({**result.to_dict(), "sop_instance_uid": uid}, indent=1).encode()
+            self._write(folder, ecg, lambda: atomic_write(folder / RESULT_FILE, body, mode=PRIVATE_FILE_MODE))
+        result = json.loads((folder / RESULT_FILE).read_text())
         if not (folder / SR_FILE).exists():
-            write_sr(body, source, folder / SR_FILE)
+            self._write(folder, ecg, lambda: write_sr(result, source, folder / SR_FILE, mode=PRIVATE_FILE_MODE))
         if not (folder / HL7_FILE).exists():
-            atomic_write(folder / HL7_FILE, build_oru(body, source).encode())
+            oru = build_oru(result, source).encode()
+            self._write(folder, ecg, lambda: atomic_write(folder / HL7_FILE, oru, mode=PRIVATE_FILE_MODE))
         if self.options.forward is not None and not (folder / FORWARDED).exists():
             self._forward(folder / SR_FILE)
-            atomic_write(folder / FORWARDED, b"")
+            self._write(folder, ecg, lambda: atomic_write(folder / FORWARDED, b"", mode=PRIVATE_FILE_MODE))
         if self.options.hl7 is not None and not (folder / HL7_SENT).exists():
             peer = self.options.hl7
             send_mllp(peer.host, peer.port, (folder / HL7_FILE).read_text(), retries=self.options.retries,
                       backoff_s=self.options.backoff_s, log=log.warning)
-            atomic_write(folder / HL7_SENT, b"")
+            self._write(folder, ecg, lambda: atomic_write(folder / HL7_SENT, b"", mode=PRIVATE_FILE_MODE))
+
+    def _write(self, folder: Path, ecg: tuple | None, write) -> None:
+        """One report step's `write()`, only while the stored ECG is still the one it was made from (an instance
+        sent again replaces it and removes its reports under the same lock): Superseded otherwise."""
+        with self._files:
+            if _identity(folder / ECG_FILE) != ecg:
+                raise Superseded(folder.name)
+            write()
 
     def _forward(self, sr_path: Path) -> None:
         """The SR by C-STORE to the forward AE, retried with back-off; raises after the last try."""
@@ -226,6 +297,25 @@ class EcgListener:
             if attempt < self.options.retries:
                 time.sleep(self.options.backoff_s * 2 ** (attempt - 1))
         raise GemEdgeError(f"forwarding {sr_path} failed after {self.options.retries} tries; it stays for the next start")
+
+
+class Superseded(Exception):
+    """The stored ECG was replaced (sent again) while its reports were being made; the new one is queued."""
+
+
+def _identity(path: Path) -> tuple | None:
+    """Which file `path` is now (a replace makes a new inode); None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _caller(event) -> str:
+    """The calling AE title and address of an event's association, as one line."""
+    requestor = event.assoc.requestor
+    return one_line(f"{str(requestor.ae_title).strip()} {requestor.address}")
 
 
 def _remove_if_empty(folder: Path) -> None:

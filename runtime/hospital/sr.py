@@ -67,7 +67,7 @@ LOCAL_CODES = {"grounding": "Grounding of the stated numbers", "grounding-item":
                "not-measured": "Not measurable", "quality-flag": "Signal quality flag"}
 REPORT_TITLE = ("11524-6", "LN", "EKG study")
 SR_SERIES_NUMBER = 900                # SRs we write sort after the cart's series
-_REQUIRED_SOURCE = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+REQUIRED_SOURCE = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 _TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
           "StudyDate", "StudyTime", "ReferringPhysicianName")
 
@@ -81,15 +81,28 @@ def measurement_concept(key: str):
     return CodedConcept(value, "MDC" if m.mdc else "LN", meaning)
 
 
-def write_sr(result: dict, source, path: str | Path) -> Path:
+def source_problems(source) -> list[str]:
+    """Why `write_sr` would refuse `source` (a waveform's pydicom Dataset): the elements an SR must reference,
+    missing or not UIDs; [] when it can be reported. A listener asks before it acknowledges the waveform."""
+    problems = []
+    for name in REQUIRED_SOURCE:
+        value = str(source.get(name, "") or "")
+        if not value:
+            problems.append(f"no {name}")
+        elif len(value) > 64 or not all(part.isdigit() for part in value.split(".")):
+            problems.append(f"{name} {value[:80]!r} is not a UID")
+    return problems
+
+
+def write_sr(result: dict, source, path: str | Path, mode: int | None = None) -> Path:
     """Write `result` (`Result.to_dict()`) as a Comprehensive SR beside `source` (the waveform's pydicom
-    Dataset) to `path`, atomically; returns the path."""
+    Dataset) to `path`, atomically; returns the path. `mode`: the file's permission bits."""
     from highdicom.coding_schemes import CodingSchemeIdentificationItem
     from highdicom.sr import ComprehensiveSR
     from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
-    missing = [name for name in _REQUIRED_SOURCE if not source.get(name)]
+    missing = [name for name in REQUIRED_SOURCE if not source.get(name)]
     if missing:
         raise ValueError(f"source dataset lacks {', '.join(missing)}: an SR must reference its waveform")
     evidence = Dataset()                              # the source's elements, plus the absent type 2 ones
@@ -110,7 +123,7 @@ def write_sr(result: dict, source, path: str | Path) -> Path:
             content_date=now.date(), content_time=now.time(), specific_character_set="ISO_IR 192",
             coding_schemes=[CodingSchemeIdentificationItem(
                 LOCAL_SCHEME, name="gem-edge local codes", responsible_organization=MANUFACTURER)])
-    return save_dataset(sr, Path(path))
+    return save_dataset(sr, Path(path), mode)
 
 
 def _content(result: dict, source):

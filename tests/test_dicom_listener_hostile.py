@@ -1,0 +1,170 @@
+"""gem-run dicom-listen against careless and hostile senders (issue 26): a re-sent instance with a corrected
+patient, an ECG that cannot be reported, a Modality that tries to forge a log line, wrong called AE titles,
+callers not allowed, more associations than allowed; patient files 0600 in 0700 folders. A real listener
+process on a loopback port with the tiny bundle; pynetdicom as the sender, so that each dataset and title is
+exactly what the test says."""
+from __future__ import annotations
+
+import json
+import stat
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from test_dicom_listener import listening
+
+DICOM = Path(get_testdata_file("waveform_ecg.dcm"))
+REPORTS = ("result.json", "report.sr.dcm", "report.hl7")
+FORGED = "gem-run dicom-listen: stored 1.2.3 from CART7 10.0.0.7"
+
+
+def _dataset(**changes) -> pydicom.Dataset:
+    """pydicom's el250 ECG with a fresh SOP Instance UID (unless given) and the changes; None deletes."""
+    ds = pydicom.dcmread(DICOM)
+    uid = changes.pop("SOPInstanceUID", None) or generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    for name, value in changes.items():
+        if value is None:
+            delattr(ds, name)
+        else:
+            setattr(ds, name, value)
+    return ds
+
+
+def _associate(port: int, calling: str = "CART", called: str = "GEMEDGE"):
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(DICOM_SOP_CLASS, pydicom.uid.ExplicitVRLittleEndian)
+    return ae.associate("127.0.0.1", port, ae_title=called)
+
+
+def _send(port: int, ds: pydicom.Dataset, calling: str = "CART", called: str = "GEMEDGE") -> int | None:
+    """The C-STORE status the listener answers, or None where the association is rejected."""
+    assoc = _associate(port, calling, called)
+    if not assoc.is_established:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                 # a hostile value is what the test sends
+        reply = assoc.send_c_store(ds)
+    assoc.release()
+    return int(reply.Status)
+
+
+DICOM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.9.1.1"
+
+
+def _wait(condition, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.2)
+
+
+def _stderr_lines(proc) -> list[str]:
+    from clirun import terminate
+
+    terminate(proc, 60)
+    return proc.stderr.read().splitlines()
+
+
+# --- defect 7: a re-sent SOP Instance UID kept its stale reports ---
+def test_an_instance_sent_again_with_a_corrected_patient_is_reported_again(tiny_bundle, tmp_path):
+    out = tmp_path / "inbox"
+    uid = generate_uid()
+    with listening(tiny_bundle, out) as (port, proc):
+        assert _send(port, _dataset(SOPInstanceUID=uid, PatientID="WRONG-1", PatientName="Wrong^Patient")) == 0
+        folder = out / uid
+        _wait(lambda: all((folder / f).exists() for f in REPORTS), "the first reports")
+        assert _send(port, _dataset(SOPInstanceUID=uid, PatientID="RIGHT-2", PatientName="Right^Patient")) == 0
+        _wait(lambda: all((folder / f).exists() for f in REPORTS)
+              and "RIGHT-2" in (folder / "report.hl7").read_text(), "the reports of the corrected instance")
+        sr = pydicom.dcmread(folder / "report.sr.dcm")
+        assert (sr.PatientID, str(sr.PatientName)) == ("RIGHT-2", "Right^Patient")
+        assert "WRONG-1" not in (folder / "report.hl7").read_text()
+        assert json.loads((folder / "result.json").read_text())["sop_instance_uid"] == uid
+        # the same bytes again: acknowledged, nothing made again
+        before = {f: (folder / f).stat().st_mtime_ns for f in REPORTS}
+        assert _send(port, _dataset(SOPInstanceUID=uid, PatientID="RIGHT-2", PatientName="Right^Patient")) == 0
+        time.sleep(1)
+        assert {f: (folder / f).stat().st_mtime_ns for f in REPORTS} == before
+        # patient data: 0600 files in 0700 folders
+        for path in (out, folder):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+        for path in folder.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    lines = _stderr_lines(proc)
+    assert any("(the same bytes again)" in line for line in lines), lines
+
+
+# --- defect 8: an ECG acknowledged that can never be reported ---
+def test_an_ecg_an_sr_could_not_reference_is_refused_before_the_success_status(tiny_bundle, tmp_path):
+    out = tmp_path / "inbox"
+    no_study, bad_series = _dataset(StudyInstanceUID=None), _dataset(SeriesInstanceUID="1.2.x")
+    with listening(tiny_bundle, out) as (port, proc):
+        assert _send(port, no_study) == 0xA900
+        assert _send(port, bad_series) == 0xA900
+        assert not (out / no_study.SOPInstanceUID).exists() and not (out / bad_series.SOPInstanceUID).exists()
+        ok = _dataset()
+        assert _send(port, ok) == 0                                  # still listening, and a good one reported
+        _wait(lambda: all((out / ok.SOPInstanceUID / f).exists() for f in REPORTS), "the good one's reports")
+    lines = _stderr_lines(proc)
+    assert any("refused (0xA900)" in line and "no StudyInstanceUID" in line for line in lines), lines
+    assert not any("failed" in line and "interpreting" in line for line in lines), lines
+
+
+# --- defect 9: a Modality holding CR/LF split the refusal line and forged a "stored" line ---
+def test_a_dataset_cannot_forge_a_log_line(tiny_bundle, tmp_path):
+    forged = _dataset(WaveformSequence=None, Modality=f"ECG\r\n{FORGED}\r\n")
+    with listening(tiny_bundle, tmp_path / "inbox") as (port, proc):
+        assert _send(port, forged) == 0xC000
+    lines = _stderr_lines(proc)
+    refusal = [line for line in lines if "refused (0xC000)" in line]
+    assert len(refusal) == 1 and FORGED in refusal[0], lines                 # the text kept, on the one line
+    assert not any(line.startswith(FORGED) or line.startswith("gem-run dicom-listen: stored 1.2.3")
+                   for line in lines), lines
+
+
+# --- smaller: the called AE title, callers not allowed and the association limit, each logged ---
+def test_rejected_associations_are_logged_with_the_caller_and_the_reason(tiny_bundle, tmp_path):
+    with listening(tiny_bundle, tmp_path / "inbox", "--allow-ae", "CART", "--max-associations", "2") as (port, proc):
+        assert _send(port, _dataset(), called="SOMEONE") is None
+        assert _send(port, _dataset(), calling="STRANGER") is None
+        held = [_associate(port) for _ in range(2)]
+        assert all(a.is_established for a in held)
+        third = _associate(port)
+        assert not third.is_established
+        for a in held:
+            a.release()
+        _wait(lambda: _send(port, _dataset()) == 0, "an association once the others closed", 30)
+    lines = [line for line in _stderr_lines(proc) if "rejected association" in line]
+    assert any("called AE title 'SOMEONE' is not ours (GEMEDGE)" in line and "CART 127.0.0.1" in line
+               for line in lines), lines
+    assert any("calling AE title 'STRANGER' is not allowed" in line and "127.0.0.1" in line for line in lines), lines
+    assert any("--max-associations 2" in line for line in lines), lines
+
+
+def test_three_at_once_within_the_limit_are_all_stored(tiny_bundle, tmp_path):
+    out = tmp_path / "inbox"
+    sets = [_dataset() for _ in range(3)]
+    with listening(tiny_bundle, out, "--max-associations", "3") as (port, _):
+        codes: list = []
+        threads = [threading.Thread(target=lambda d=d: codes.append(_send(port, d))) for d in sets]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert codes == [0, 0, 0]
+        for ds in sets:
+            assert (out / ds.SOPInstanceUID / "ecg.dcm").exists()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pynetdicom():
+    import logging
+
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
