@@ -9,6 +9,8 @@ second signal stops at once (KeyboardInterrupt), the record in hand unwritten.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -18,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import BundleError, EcgReadError, one_line
+from ..errors import BundleError, EcgReadError, GemEdgeError, one_line
 from ..tuning import LoadPlan
-from .store import ResultStore
+from .store import ResultStore, check_writable, folder_error
 from .walk import Record, Walk
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ def resolve_plan(options: LocalOptions, settings: dict | None = None) -> LoadPla
 def open_store(out_dir: Path, options: LocalOptions) -> tuple[ResultStore, LoadPlan]:
     """The bundle checked (its LLM type too), the load plan, and the writer for out_dir keyed on this run's
     settings: the same for every engine."""
+    check_writable(out_dir)                             # before anything is loaded or read
     plan = resolve_plan(options)
     bundle = plan.bundle
     if plan.quant not in bundle.manifest.llm:
@@ -83,9 +86,13 @@ def open_store(out_dir: Path, options: LocalOptions) -> tuple[ResultStore, LoadP
     return store, plan
 
 
-def record_key(store: ResultStore, record: Record) -> tuple[dict | None, str | None]:
-    """(the record's "batch" key, None), or (None, why its files cannot be read)."""
+def record_key(store: ResultStore, record: Record, max_bytes: int | None = None) -> tuple[dict | None, str | None]:
+    """(the record's "batch" key, None), or (None, why its files are not read): over `max_bytes` together
+    (checked before they are hashed: a 2 GiB file is refused by its size, not read), or unreadable."""
     try:
+        size = sum(os.stat(f).st_size for f in record.files)
+        if max_bytes is not None and size > max_bytes:
+            return None, f"{size} bytes, over the {max_bytes} byte limit (--max-bytes); not read"
         return store.key(record), None
     except OSError as exc:
         return None, f"could not read: {type(exc).__name__}: {one_line(exc)}"
@@ -100,6 +107,7 @@ def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
     engine = RecordRunner(options, store, plan)
     with SignalStop() as stop, ExitStack() as stack:
         stack.callback(engine.close)
+        walked = {r.rel for r in walk.records} | {rel for rel, _ in walk.refused}
         try:
             for rel, reason in walk.refused:
                 store.refuse(rel, reason)
@@ -112,8 +120,11 @@ def run_local(walk: Walk, out_dir: Path, options: LocalOptions,
                 for record, (outcome, reason) in zip(group, engine.run(group)):
                     counts[outcome] += 1
                     on_record(record.rel, outcome, reason)
-        finally:
-            store.finish({r.rel for r in walk.records} | {rel for rel, _ in walk.refused})
+        except BaseException:
+            with contextlib.suppress(GemEdgeError):       # the first failure is the one to report
+                store.finish(walked)
+            raise
+        store.finish(walked)
     return BatchSummary(**counts, seconds=time.perf_counter() - t0, hidden=walk.hidden,
                         interrupted=stop.signal_name)
 
@@ -137,7 +148,7 @@ class RecordRunner:
         outcomes: list = [None] * len(records)
         todo = []                                     # (index, record, key, ecg, timings, image path)
         for i, record in enumerate(records):
-            key, unreadable = record_key(self.store, record)
+            key, unreadable = record_key(self.store, record, self.options.max_bytes)
             if unreadable:
                 outcomes[i] = self._refuse(record, unreadable)
                 continue
@@ -153,7 +164,10 @@ class RecordRunner:
                 continue
             image = self.store.image_path(record.rel) if self.options.save_images else None
             if image is not None:
-                image.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    image.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise folder_error(image.parent, exc, "make the image's folder") from None
             todo.append((i, record, key, ecg, timings, image))
         if todo:
             gem = self.load()

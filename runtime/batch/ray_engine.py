@@ -111,7 +111,7 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
             for record in walk.records:
                 if stop.signal_name:
                     break
-                key, unreadable = record_key(store, record)
+                key, unreadable = record_key(store, record, options.max_bytes)
                 if unreadable:
                     count(record.rel, "refused", unreadable)
                 elif store.done(record, key):
@@ -130,8 +130,11 @@ def run_ray(walk: Walk, out_dir: Path, options: LocalOptions, ray_options: RayOp
                         finished.add(record.rel)
                         count(record.rel, "done", None)
                 store.reached.difference_update(r.rel for r, _ in todo if r.rel not in finished)
-        finally:
-            store.finish({r.rel for r in walk.records} | {rel for rel, _ in walk.refused})
+        except BaseException:
+            with contextlib.suppress(GemEdgeError):       # the first failure is the one to report
+                store.finish({r.rel for r in walk.records} | {rel for rel, _ in walk.refused})
+            raise
+        store.finish({r.rel for r in walk.records} | {rel for rel, _ in walk.refused})
     return BatchSummary(**counts, seconds=time.perf_counter() - t0, hidden=walk.hidden,
                         interrupted=stop.signal_name)
 

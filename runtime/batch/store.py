@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
-from ..files import atomic_write
+from ..errors import GemEdgeError
+from ..files import PRIVATE_FILE_MODE, atomic_write
 from .walk import Record
 
 ERRORS_FILE = "errors.jsonl"
@@ -40,6 +42,21 @@ def input_sha256(files: tuple[Path, ...]) -> str:
                 n += len(block)
         h.update(f"\0{n}\0".encode())
     return h.hexdigest()
+
+
+def folder_error(path: Path, exc: OSError, doing: str) -> GemEdgeError:
+    """An OSError on the results folder as the one line a user gets (exit 2): the folder is the problem, not us."""
+    return GemEdgeError(f"{path}: cannot {doing} ({exc.strerror or exc}): the results folder must be writable")
+
+
+def check_writable(out_dir: Path) -> None:
+    """A file made and removed in out_dir, before any model is loaded: a read-only or full folder is one line."""
+    probe = Path(out_dir) / f".gem-batch-check.{os.getpid()}"
+    try:
+        atomic_write(probe, b"", durable=False)
+        probe.unlink()
+    except OSError as exc:
+        raise folder_error(Path(out_dir), exc, "write results there") from None
 
 
 class ResultStore:
@@ -74,8 +91,11 @@ class ResultStore:
     def write(self, record: Record, result: dict, key: dict) -> None:
         self.reached.add(record.rel)
         path = self.result_path(record.rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps({**result, "batch": key}))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps({**result, "batch": key}), mode=PRIVATE_FILE_MODE)
+        except OSError as exc:
+            raise folder_error(path, exc, "write the result") from None
 
     def refuse(self, rel: str, reason: str) -> None:
         """A file that is not read: listed in errors.jsonl; a result of an earlier content of it is removed."""
@@ -83,7 +103,10 @@ class ResultStore:
         self.refused[rel] = reason
         for stale in (self.result_path(rel), self.image_path(rel),
                       self.out_dir / f"{rel}-median-beats.png"):
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as exc:
+                raise folder_error(stale, exc, "remove an outdated result") from None
 
     def finish(self, walked: set[str]) -> dict[str, str]:
         """Rewrite errors.jsonl (see the module docstring); `walked`: every rel under IN_DIR now."""
@@ -91,8 +114,11 @@ class ResultStore:
         entries.update(self.refused)
         path = self.out_dir / ERRORS_FILE
         text = "".join(json.dumps({"file": rel, "error": entries[rel]}) + "\n" for rel in sorted(entries))
-        if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
-            atomic_write(path, text)          # unchanged: left as it is, so a rerun with nothing to do writes nothing
+        try:
+            if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+                atomic_write(path, text, mode=PRIVATE_FILE_MODE)  # unchanged: left as it is (a rerun writes nothing)
+        except OSError as exc:
+            raise folder_error(path, exc, "write the list of refused files") from None
         return entries
 
 

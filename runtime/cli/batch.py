@@ -8,7 +8,7 @@ OUT_DIR/errors.jsonl (one line per refused file); a rerun skips what is done. Ex
 
     0    every file was interpreted, now or by an earlier run
     3    some files were refused (each in errors.jsonl with its reason); the others are done
-    2    a usage error, a bad bundle: one line on stderr, nothing run
+    2    a usage error, a bad bundle, a results folder that cannot be written: one line on stderr
     130  stopped by SIGTERM or Ctrl-C after the record in hand (ray: the records in flight are abandoned):
          rerun the same command to resume
 
@@ -18,6 +18,7 @@ gem_runtime.batch.ray_engine). Outputs, summary and exit codes are the same.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
     from tqdm import tqdm
 
     from ..batch import ERRORS_FILE, LocalOptions, run_local, walk_records
+    from ..batch.store import check_writable
     from ..bundle import Bundle, default_bundle
 
     for flag, value in (("--workers", workers), ("--address", address)):
@@ -70,10 +72,12 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
     if out_dir.resolve() == in_dir.resolve():
         raise click.UsageError("--out must not be IN_DIR itself: give a folder of its own for the results")
     Bundle.open(bundle_dir or default_bundle())           # a bad bundle is one line before anything is written
+    os.umask(0o077)                                       # results are patient data: 0600 files in 0700 folders
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GemEdgeError(f"{out_dir}: cannot create the results folder ({exc.strerror or exc})") from None
+    check_writable(out_dir)                               # a read-only folder is one line before the model loads
     walk = walk_records(in_dir, out_dir)
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
