@@ -107,8 +107,10 @@ def _p_wave(ev: Evidence, meas, fid: dict, flags: list, reasons: dict, q) -> Non
             ev.p_wave, ev.p_reason = False, why
         else:
             ev.p_reason = why
-    elif "p_absent" in flags:
+    elif "p_absent" in flags and "no room" not in why:     # no room to look (a short cycle) is not "absent"
         ev.p_wave, ev.p_reason = False, why
+    else:
+        ev.p_reason = why if "p_absent" in flags else None
 
 
 def from_device(device) -> Evidence:
