@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in cli.commands:       # errors name the subcommand's usage, as before: "gem-run measure"
         run_cli(cli.commands[argv[0]], f"gem-run {argv[0]}", argv[1:], tool="gem-run")
-    elif argv and argv[0] not in ("-h", "--help"):
-        run_cli(run, "gem-run", argv)
-    else:
+    elif argv and argv[0] in ("-h", "--help"):
         run_cli(cli, "gem-run", argv)
+    else:           # no arguments: run's one-line usage error ("Missing argument 'ECG_FILE'"), as before
+        run_cli(run, "gem-run", argv)

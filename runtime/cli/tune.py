@@ -19,7 +19,8 @@ def tune(bundle_dir, threads, runs):
     """Time each encoder precision and LLM type on this machine; gem-run then uses the fastest that passed its
     parity gate (written to <bundle>.tune.json)."""
     from ..bundle import Bundle, default_bundle
-    from ..tune import default_threads, measure, write_tuning
+    from ..tune import measure
+    from ..tuning import default_threads, write_tuning
 
     bundle = Bundle.open(bundle_dir or default_bundle())
     threads = threads or default_threads()
