@@ -73,3 +73,8 @@ class GenerationStopped(GemEdgeError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class NoUsableSignalError(GemEdgeError, ValueError):
+    """An ECG without usable signal (leads off, flat, saturated, pure noise): nothing can be measured from it.
+    Raised by `Measurements.require_signal`; `measure_ecg` itself returns every value None with the reason."""

@@ -37,4 +37,4 @@ def test_the_philips_t_end_is_where_the_median_t_wave_meets_the_baseline(shared_
     lead_ii = median[1]                        # the largest T wave; the T returns to baseline ~455 ms after QRS onset
     t_peak = f["qrs_off"] + int(abs(lead_ii[f["qrs_off"]:f["t_end"]]).argmax())
     assert lead_ii[t_peak] > 0.6 and abs(lead_ii[f["t_end"]]) < 0.1 * lead_ii[t_peak]
-    assert (f["t_end"] - f["qrs_on"]) * 2 < 470     # not out in the TP segment (it was 756 ms)
+    assert (f["t_end"] - f["qrs_on"]) * 2 <= 476 + 25    # the cart's QT + 25 ms, not out in the TP segment (was 756)

@@ -52,8 +52,9 @@ def nanmedian0(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, mid, np.nan).astype(a.dtype, copy=False)
 
 
-def dominant_beats(beats: np.ndarray, r_index: int, fs: float, good: list[int]) -> np.ndarray:
-    """Boolean mask of beats whose QRS correlates with the median QRS (ectopic beats are not)."""
+def dominant_beats(beats: np.ndarray, r_index: int, fs: float, good: list[int]) -> tuple[np.ndarray, float]:
+    """Boolean mask of beats whose QRS correlates with the median QRS (ectopic beats are not), and the median of
+    those correlations (a real ECG's beats repeat: ~0.9 or more; noise's "beats" do not)."""
     qrs = slice(r_index - int(0.06 * fs), r_index + int(0.08 * fs))
     seg = beats[:, good, qrs].reshape(len(beats), -1)                        # (n_beats, n_good * W)
     seg = np.where(np.isfinite(seg), seg, 0.0)
@@ -62,7 +63,7 @@ def dominant_beats(beats: np.ndarray, r_index: int, fs: float, good: list[int]) 
     tpl_c = template - template.mean()
     corr = seg_c @ tpl_c / (np.linalg.norm(seg_c, axis=1) * np.linalg.norm(tpl_c) + 1e-12)
     mask = corr >= ECTOPIC_CORR
-    return mask if mask.sum() >= MIN_BEATS else np.ones(len(beats), dtype=bool)
+    return (mask if mask.sum() >= MIN_BEATS else np.ones(len(beats), dtype=bool)), float(np.median(corr))
 
 
 def residual(beats: np.ndarray, median: np.ndarray, r: int, fs: float, rr_ms: float) -> np.ndarray:

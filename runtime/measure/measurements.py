@@ -9,13 +9,16 @@ import warnings
 import numpy as np
 
 from ..constants import LEADS
+from ..errors import NoUsableSignalError
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
 from .detection import bandpass, detect_r_peaks, notch_mains
 from .fiducials import measure_median
 from .fields import FIELDS, MEASUREMENT_KEYS
-from .quality import MIN_BEATS, RR_CV_REGULAR, Quality, good_leads, trim_zero_padding
+from .quality import MIN_BEATS, MIN_QRS_CONSISTENCY, NO_SIGNAL, RR_CV_REGULAR, Quality, good_leads, trim_zero_padding
 
 MEASURE_BAND_HZ = (0.5, 40.0)    # median beats: wander and mains hum out, wave edges kept
+INDEPENDENT_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")   # III, aVR, aVL, aVF are sums of I and II
+MIN_INDEPENDENT_LEADS = 2        # fewer with signal: nothing a 12-lead measurement can stand on (leads off)
 
 
 @dataclasses.dataclass
@@ -40,6 +43,19 @@ class Measurements:
     median_beats: np.ndarray | None = None  # (12, T) mV, isoelectric level at 0
     fiducials: dict = dataclasses.field(default_factory=dict)   # name -> index into median_beats
     r_peaks: np.ndarray | None = None       # (n_beats,) sample indices in the input record
+    beat_kept: np.ndarray | None = None     # (n_beats,) bool: the beats that made the median (ectopic ones did not)
+
+    @property
+    def has_signal(self) -> bool:
+        """False when the record had no usable signal (flag "no_signal": every value None, the reason given)."""
+        return "no_signal" not in self.quality.flags
+
+    def require_signal(self, source: str = "ECG") -> Measurements:
+        """self, or NoUsableSignalError naming `source` and the reason, for a record without usable signal
+        (what `gem-run measure` should exit 2 on)."""
+        if not self.has_signal:
+            raise NoUsableSignalError(f"{source}: {self.quality.reasons.get('hr_bpm', NO_SIGNAL)}")
+        return self
 
     def to_dict(self) -> dict:
         """JSON-ready: the measurement keys, `rhythm_regular` and `quality`; numbers rounded."""
@@ -51,14 +67,27 @@ class Measurements:
         out["quality"] = self.quality.to_dict()
         return out
 
-    def _not_measurable(self, keys, reason: str):
+    def refuse(self, why: str) -> None:
+        """No usable signal: every value None with the reason "no usable signal (why)", flag "no_signal"."""
+        for key in ("hr_bpm", "rr_ms", *MEASUREMENT_KEYS):
+            setattr(self, key, None)
+        self.rhythm_regular, self.median_beats, self.fiducials = None, None, {}
+        self.quality.reasons.clear()
+        self.mark_unmeasurable(MEASUREMENT_KEYS, f"{NO_SIGNAL} ({why})")
+        self.quality.flags.append("no_signal")
+
+    def mark_unmeasurable(self, keys, reason: str) -> None:
+        """Set each of `keys` to None with `reason` in quality.reasons (the first reason given for a key stays)."""
         for key in keys:
             setattr(self, key, None)
             self.quality.reasons.setdefault(key, reason)
 
 
 def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
-    """Measure a (12, N) mV ECG in LEADS order sampled at fs Hz. Never raises on a bad signal."""
+    """Measure a (12, N) mV ECG in LEADS order sampled at fs Hz. Never raises on a bad signal: a record without
+    usable signal (every lead flat, off, saturated or identical to another; no repeating QRS) gives every value None,
+    the reason "no usable signal (...)" and the flag "no_signal" (`has_signal` False; `require_signal()` raises
+    NoUsableSignalError)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(LEADS):
         raise ValueError(f"expected a (12, N) signal in LEADS order, got shape {x.shape}")
@@ -70,9 +99,14 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
     x = trim_zero_padding(x, q)                                             # (12, n)
 
     good = good_leads(x, q)
-    if x.shape[1] < 2 * fs or not good:
-        meas._not_measurable(MEASUREMENT_KEYS, "no usable signal (all leads off or record too short)")
-        q.flags.append("no_signal")
+    independent = [LEADS[i] for i in good if LEADS[i] in INDEPENDENT_LEADS]
+    if len(independent) < MIN_INDEPENDENT_LEADS:
+        meas.refuse("every lead is flat, off or saturated" if not good else
+                    f"{len(independent)} of the 8 independent leads (I, II, V1-V6) have signal"
+                    f"{': ' + ', '.join(independent) if independent else ''}; at least {MIN_INDEPENDENT_LEADS} needed")
+        return meas
+    if x.shape[1] < 2 * fs:
+        meas.refuse(f"{x.shape[1] / fs:.1f} s of signal, under 2 s")
         return meas
 
     r_peaks = detect_r_peaks(x[good], fs)
@@ -80,7 +114,7 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
     q.n_beats = int(len(r_peaks))
     if len(r_peaks) < MIN_BEATS:
         q.flags.append("too_few_beats")
-        meas._not_measurable(MEASUREMENT_KEYS, f"too few beats ({len(r_peaks)} < {MIN_BEATS})")
+        meas.mark_unmeasurable(MEASUREMENT_KEYS, f"too few beats ({len(r_peaks)} < {MIN_BEATS})")
         return meas
 
     rr = np.diff(r_peaks) * 1000.0 / fs                                      # (n_beats - 1,) ms
@@ -101,7 +135,12 @@ def _measure_beats(meas: Measurements, x: np.ndarray, r_peaks: np.ndarray, good:
     q = meas.quality
     filtered = bandpass(notch_mains(x, fs), fs, MEASURE_BAND_HZ)            # (12, n)
     beats, r_index, meas.r_peaks = aligned_beats(filtered, r_peaks, fs, good)   # (n_beats, 12, T)
-    dominant = dominant_beats(beats, r_index, fs, good)
+    dominant, consistency = dominant_beats(beats, r_index, fs, good)
+    if consistency < MIN_QRS_CONSISTENCY:
+        meas.refuse(f"no repeating QRS: the beats' median correlation with the median QRS is {consistency:.2f}, "
+                    f"under {MIN_QRS_CONSISTENCY}: noise")
+        return
+    meas.beat_kept = dominant
     q.n_excluded_beats = int((~dominant).sum())
     if (~dominant).any():
         q.flags.append("ectopic_beats")

@@ -10,6 +10,10 @@ import numpy as np
 from ..constants import LEADS
 
 FLAT_MV = 0.01                   # peak-to-peak below this over the record: lead off or flat
+SATURATED_MV = 8.0               # |signal| beyond this is the amplifier's rail, not a heart (a QRS is < ~5 mV) ...
+SATURATED_SHARE = 0.002          # ... in at least this share of the samples: the lead is saturated
+MIN_QRS_CONSISTENCY = 0.5        # median correlation of the beats' QRS with the median QRS below this: noise
+NO_SIGNAL = "no usable signal"   # the start of every reason given when nothing is measured (quality flag "no_signal")
 MIN_BEATS = 3
 RR_CV_REGULAR = 0.08             # RR coefficient of variation below this: regular rhythm
 
@@ -53,11 +57,22 @@ def trim_zero_padding(x: np.ndarray, quality: Quality) -> np.ndarray:
 
 
 def good_leads(x: np.ndarray, quality: Quality) -> list[int]:
-    """Leads with signal; flat or disconnected ones are listed in quality.leads_off."""
-    ptp = np.ptp(x, axis=1) if x.shape[1] else np.zeros(len(LEADS))
-    off = [LEADS[i] for i in range(len(LEADS)) if ptp[i] < FLAT_MV]
+    """Leads with signal. Listed in quality.leads_off and left out: flat leads; leads identical sample for sample
+    to another lead (a cart writes the same common-mode trace into every lead whose electrode is off: no two real
+    leads are equal); saturated leads (at the amplifier's rail, flag "saturated")."""
+    n = x.shape[1]
+    ptp = np.ptp(x, axis=1) if n else np.zeros(len(LEADS))
+    off = {i for i in range(len(LEADS)) if ptp[i] < FLAT_MV}
+    for i in range(len(LEADS)):
+        for j in range(i + 1, len(LEADS)):
+            if not {i, j} <= off and np.array_equal(x[i], x[j]):
+                off |= {i, j}
+    saturated = {i for i in range(len(LEADS)) if n and np.mean(np.abs(x[i]) > SATURATED_MV) >= SATURATED_SHARE}
+    if saturated - off:
+        quality.flags.append("saturated")
+    off |= saturated
     if off:
         quality.flags.append("lead_off")
-        quality.leads_off = off
-    return [i for i in range(len(LEADS)) if LEADS[i] not in off]
+        quality.leads_off = [LEADS[i] for i in sorted(off)]
+    return [i for i in range(len(LEADS)) if i not in off]
 
