@@ -220,3 +220,22 @@ def test_grounding_against_the_labels_alone(real, shared_data):
     assert rhythm["right_flagged"] == 0                                     # these four are clear cases
     assert rhythm["wrong_flagged_share"] >= 0.8
     assert rhythm["by_finding"]["atrial_fibrillation"]["counts"]["wrong"][CONTRADICTED] == 2   # JS20009, LUDB 1
+
+
+def test_the_issues_follow_up_answer_on_pydicoms_cart_ecg():
+    """Issue 29: asked about the QT, the demo model answered "normal sinus rhythm, first-degree AV block" on a normal
+    cart ECG (PR about 150 ms, the cart says 161): the block is contradicted by ours and by the cart's PR."""
+    from pydicom.data import get_testdata_file
+
+    from gem_runtime.constants import ECG_FS
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.readers import read_ecg
+
+    record = read_ecg(get_testdata_file("waveform_ecg.dcm"))
+    x, _ = preprocess_ecg(record)
+    by = {v.finding: v for v in check_diagnoses("Is the QT interval prolonged? Normal sinus rhythm, first-degree AV "
+                                                "block.", measure_ecg(x, ECG_FS), device=record.device)}
+    assert set(by) == {"normal_sinus_rhythm", "first_degree_av_block"}      # the question states nothing
+    assert by["normal_sinus_rhythm"].verdict == SUPPORTED
+    avb = by["first_degree_av_block"]
+    assert avb.verdict == CONTRADICTED and avb.device_verdict == CONTRADICTED and "161" in avb.device_reason
