@@ -8,7 +8,11 @@ number in the text that disagrees (see `grounding.py`).
     meas.to_dict()                       # {"hr_bpm": 72.1, "pr_ms": 164.0, ..., "quality": {...}}
 
 Pipeline:
-1. lead check (flat / off), band-pass spatial energy over all good leads, adaptive threshold with a
+0. no usable signal (every lead flat, saturated or identical to another, as a cart writes one common-mode trace into
+   the leads whose electrodes are off; fewer than 2 of the 8 independent leads left; or no repeating QRS: noise):
+   every value None, the reason "no usable signal (...)", flag "no_signal"; `Measurements.require_signal()` raises
+   NoUsableSignalError for a caller that must refuse (gem-run measure);
+1. lead check (flat / off / saturated), band-pass spatial energy over all good leads, adaptive threshold with a
    refractory period and search-back -> R peaks; RR series and its regularity;
 2. beats aligned by cross-correlation, ectopic beats (unlike the dominant QRS) left out, one median beat
    per lead;
@@ -27,7 +31,12 @@ Pipeline:
 4. a confidence check on each P and T edge: a T wave too flat, not returning to the baseline or running
    into where an unfound P should be, a P onset not found or a P merged with the wave before it give
    None with the reason;
-5. intervals from the fiducials, frontal axes from the net areas of I and aVF.
+5. the global edges as cardiologists and carts measure intervals (earliest onset to latest offset over the leads):
+   the QRS onset and offset where the RMS of all good leads leaves 5% / 15% of its QRS peak (the offset kept within
+   30 ms before / 10 ms after the motion-based one, or the motion-based J point itself after a slur or on an ST
+   plateau), then every edge moved by its mean offset from the cardiologists' on LUDB's tune half
+   (fiducials.EDGE_SHIFT_MS; benchmarks/delineation.md has the figures on both halves and on the cart files);
+6. intervals from the fiducials, frontal axes from the net areas of I and aVF.
 
 A measurement that cannot be made is None with its reason in `quality.reasons`, never a guess. The picture
 of the median beats is drawn by `gem_runtime.render_median`.

@@ -25,14 +25,14 @@ QRS_RESUME_VELOCITY = 0.10       # "fast": spatial velocity at least this share 
 QRS_SLUR_MS = 40.0               # a lobe of motion after the QRS paused, over within this: terminal slurring
 ISO_SEARCH_MS = 130.0            # the isoelectric (PR segment) window lies this close before the QRS
 ISO_QUIET_RATIO = 2.0            # ... and is the latest window at most this much busier than the quietest
-P_MIN_MV = 0.04                  # a median P wave smaller than this is absent
+P_MIN_MV = 0.03                  # a median P wave smaller than this is absent
 P_EDGE_FRACTION = 0.08           # P onset/offset: also at least this share of the P peak magnitude
 P_HALF_MAX_MS = 120.0            # the P onset is searched for at most this long before the P peak
 P_ONSET_REACH_MS = 80.0          # ... and placed at most this long before it (a longer reach is the wave before)
 P_MIN_MS = 40.0                  # a briefer "P wave" is noise or f-waves
 P_MAX_MS = 180.0                 # a longer one has merged with the wave before it (LUDB: P up to ~175 ms)
 P_MIN_CONSISTENCY = 0.6          # mean correlation of single-beat P waves with the median P
-P_MAX_LAG_MS = 3.0               # ... and the median shift that best aligns them (a fixed PR)
+P_MAX_LAG_MS = 5.0               # ... and the median shift that best aligns them (a fixed PR)
 P_MAX_SHIFT_MS = 40.0            # shifts tried for that alignment
 TRAPEZIUM_REACH_MS = 100.0
 QTC_MAX_MS = 600.0               # the T wave is searched for up to QT = this x sqrt(RR s)
