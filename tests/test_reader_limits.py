@@ -120,7 +120,7 @@ def test_scp_huffman_samples_past_what_the_bytes_hold_are_refused_before_decodin
         struct.pack_into("<I", data, s3 + 2 + 9 * lead + 4, 4_000_000)  # each lead "ends" at sample 4 million
     (tmp_path / "long.scp").write_bytes(data)
     t0 = time.perf_counter()
-    _refused(tmp_path / "long.scp", "declares 4000000 samples but its")
+    _refused(tmp_path / "long.scp", "section 6 lead 1 declares 4000000 samples but its")
     assert time.perf_counter() - t0 < 1
 
 

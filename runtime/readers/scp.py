@@ -132,17 +132,29 @@ def check_declared_sizes(path: Path, data: bytes) -> None:
     counts = [struct.unpack_from("<I", lead_def, 2 + 9 * k + 4)[0] - struct.unpack_from("<I", lead_def, 2 + 9 * k)[0]
               + 1 for k in range(n_leads)]
     huffman = 2 in sections and sections[2][0] > SECTION_HEADER_BYTES
-    if not huffman or 6 not in sections:
+    if not huffman:
         return
-    rhythm = _body(data, sections[6])
-    sizes = [struct.unpack_from("<H", rhythm, 6 + 2 * k)[0] if 8 + 2 * k <= len(rhythm) else 0
-             for k in range(n_leads)]
-    for k, (count, size) in enumerate(zip(counts, sizes)):
-        if count > 8 * size:
-            raise EcgReadError(path, f"SCP-ECG lead {k + 1} declares {count} samples but its {size} Huffman-coded "
-                                     f"bytes hold {8 * size} at most")
-    if sum(counts) > MAX_HUFFMAN_SAMPLES:
-        raise EcgReadError(path, f"SCP-ECG declares {sum(counts)} Huffman-coded samples in {n_leads} leads: more "
+    total = 0
+    for sid, what in ((6, "lead"), (5, "reference beat of lead")):
+        if sid not in sections:
+            continue
+        body = _body(data, sections[sid])
+        if sid == 5:                         # ecgdatakit: reference beat length (section 4) x the beat's rate
+            beat = _body(data, sections[4]) if 4 in sections else b""
+            interval = struct.unpack_from("<H", body, 2)[0] if len(body) >= 4 else 0
+            if len(beat) < 2 or not interval:
+                continue
+            per_lead = [round(struct.unpack_from("<H", beat, 0)[0] * 1000 / interval)] * n_leads
+        else:
+            per_lead = counts
+        for k, count in enumerate(per_lead):
+            size = struct.unpack_from("<H", body, 6 + 2 * k)[0] if 8 + 2 * k <= len(body) else 0
+            if count > 8 * size:
+                raise EcgReadError(path, f"SCP-ECG section {sid} {what} {k + 1} declares {count} samples but its "
+                                         f"{size} Huffman-coded bytes hold {8 * size} at most")
+        total += sum(per_lead)
+    if total > MAX_HUFFMAN_SAMPLES:
+        raise EcgReadError(path, f"SCP-ECG declares {total} Huffman-coded samples in {n_leads} leads: more "
                                  f"than a resting ECG holds ({MAX_HUFFMAN_SAMPLES} at most)")
 
 
