@@ -140,3 +140,16 @@ def test_a_190_mib_record_is_read_only_as_far_as_it_is_kept(tmp_path):
     assert record.signal.shape == (12, int(KEEP_SECONDS * 500))
     assert f"read the first {KEEP_SECONDS:.0f} s of 16000.0 s" in record.warnings
     assert peak < 100 * 2**20 and seconds < 5, (peak, seconds)
+
+
+def test_a_dicom_channel_at_its_adc_limit_is_named(tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    group = ds.WaveformSequence[0]
+    n_channels = int(group.NumberOfWaveformChannels)
+    raw = np.frombuffer(group.WaveformData, "<i2").reshape(-1, n_channels).copy()     # (samples, channels)
+    fs = float(group.SamplingFrequency)
+    raw[1000:1000 + int(0.3 * fs), 1] = 32767                                          # lead II for 0.3 s
+    group.WaveformData = raw.tobytes()
+    ds.save_as(tmp_path / "clip.dcm")
+    record = read_ecg(tmp_path / "clip.dcm")
+    assert record.lead_issues == {"II": "saturated at its ADC limit for 0.3 s"}

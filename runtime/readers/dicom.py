@@ -99,7 +99,21 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
         raw = multiplex_array(ds, index, as_raw=True).T[list(plan.channels)]
         physical = np.where(raw == pad, np.nan, physical)
     signal = physical * np.asarray(scales)[:, None]                    # (n_used, N) mV
-    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n_samples, fs), device=device_report(ds))
+    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n_samples, fs), device=device_report(ds),
+                  adc_limits=_adc_limits(group, channels, plan.channels, scales, sample_type, bits))
+
+
+def _adc_limits(group, channels, used, scales, sample_type: str, bits: int) -> list[tuple[float, float]]:
+    """Each used channel's ADC range in mV, as pydicom converts a sample: raw x sensitivity x correction factor +
+    baseline; the raw range from Waveform Bits Stored (else Allocated) and the sign of the interpretation."""
+    stored = min(int(group.get("WaveformBitsStored", bits) or bits), bits)
+    raw = (-(2 ** (stored - 1)), 2 ** (stored - 1) - 1) if sample_type.startswith("S") else (0, 2 ** stored - 1)
+    limits = []
+    for c, scale in zip(used, scales):
+        k = float(channels[c].ChannelSensitivity) * float(channels[c].get("ChannelSensitivityCorrectionFactor", 1) or 1)
+        base = float(channels[c].get("ChannelBaseline", 0) or 0)
+        limits.append(tuple(sorted((r * k + base) * scale for r in raw)))
+    return limits
 
 
 def _dicom_channel_name(channel, k: int) -> str:
