@@ -6,7 +6,8 @@
     gem-bench extrapolate A/results.json B/results.json --to 32 --out DIR
     gem-bench make-gguf-7b --tokenizer tokenizer.model --out F.gguf   random 32-layer Q4_K_M GGUF (~4 GB)
     gem-bench roofline --gguf F [--threads 2] [--out DIR]
-    gem-bench soak --bundle B [--requests 1000] [--clients 4]   gem-run serve under load (statuses, RSS, latency)
+    gem-bench soak [--bundle B] [--requests 300] [--seconds 120]   gem-run serve, ordinary and hostile clients, bounded
+    gem-bench soak-load --bundle B [--requests 1000] [--clients 4]   gem-run serve under load (statuses, RSS, latency)
     gem-bench followup --bundle B --out DIR          a follow-up's time to first token against the first request's
     gem-bench dicom --bundle B --out DIR             the DICOM listener: C-STORE received -> SR written
     gem-bench batch --bundle B --records N --out DIR  records/hour: local vs Ray vs batched decode, same outputs?
@@ -34,7 +35,29 @@ def cli():
     """Benchmarks of gem-edge on this machine."""
 
 
-@cli.command()
+@cli.command("soak")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("bundles/demo"),
+              show_default=True)
+@click.option("--requests", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--clients", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--seconds", type=click.FloatRange(1), default=120, show_default=True, help="stop sending after this")
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="the server's model threads")
+@click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/soak.md"),
+              show_default=True)
+def soak_hostile(bundle, requests, clients, seconds, threads, md):
+    """gem-run serve under a bounded mix of ordinary and hostile clients (issue 26); exit 1 on a 5xx or a wrong
+    status."""
+    from .soak import soak as run, write
+
+    result = run(bundle, requests, clients, seconds, threads, log=lambda m: click.echo(m, err=True))
+    write(result, md, f"gem-bench soak --bundle {bundle} --requests {requests} --clients {clients} "
+                      f"--seconds {seconds:g} --threads {threads}")
+    click.echo(md.read_text())
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@cli.command("soak-load")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--requests", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--clients", type=click.IntRange(1, 64), default=4, show_default=True)

@@ -36,7 +36,7 @@ def _batch(in_dir: Path, out_dir: Path, bundle: Path, *extra: str, prefix: list[
     run = [sys.executable, "-c", code, "batch"] if code else [sys.executable, "-m", "gem_runtime.cli", "batch"]
     return subprocess.run([*prefix, *run, str(in_dir), "--out", str(out_dir), "--bundle", str(bundle),
                            "--max-new-tokens", "4", "--threads", "1", *extra],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 # --- defect 10: a read-only results folder crashed gem-run batch with three chained tracebacks ---

@@ -16,7 +16,6 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-
 from test_dicom_listener import listening
 
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))
@@ -127,7 +126,7 @@ def test_a_dataset_cannot_forge_a_log_line(tiny_bundle, tmp_path):
     lines = _stderr_lines(proc)
     refusal = [line for line in lines if "refused (0xC000)" in line]
     assert len(refusal) == 1 and FORGED in refusal[0], lines                 # the text kept, on the one line
-    assert not any(line.startswith(FORGED) or line.startswith("gem-run dicom-listen: stored 1.2.3")
+    assert not any(line.startswith((FORGED, "gem-run dicom-listen: stored 1.2.3"))
                    for line in lines), lines
 
 

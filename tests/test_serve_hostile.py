@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydicom.data import get_testdata_file
-
 from clirun import free_port, running
+from pydicom.data import get_testdata_file
 
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))          # 291 kB
 LIMIT = 1_000_000                                              # --max-bytes of the module's server
@@ -124,7 +123,7 @@ def test_the_token_scheme_any_case_health_included_and_odd_bytes_are_401(tiny_bu
 
 # --- defect 5: a client uploading at 1 byte/s kept the server from stopping on SIGTERM ---
 def test_sigterm_stops_the_service_while_a_client_sends_one_byte_a_second(tiny_bundle):
-    context, base, port = _serving(tiny_bundle)
+    context, _base, port = _serving(tiny_bundle)
     with context as proc, socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(f"POST /v1/measure HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n"
                   "Content-Type: multipart/form-data; boundary=XX\r\n\r\n--XX\r\n".encode())
@@ -230,3 +229,12 @@ def test_successes_of_every_endpoint_are_counted_and_numbers_are_strict(server):
     text = httpx.get(f"{base}/metrics").text
     for endpoint in ("measure", "image", "health", "interpret"):
         assert f'gem_requests_total{{endpoint="{endpoint}",status="200"}}' in text, endpoint
+
+
+def test_a_short_hostile_soak_gets_the_statuses_it_must_and_no_5xx(tiny_bundle, tmp_path):
+    from benchmarks.soak import soak, write
+
+    result = soak(tiny_bundle, requests=60, clients=3, seconds=90, threads=1, log=lambda m: None)
+    write(result, tmp_path / "soak.md", "test")
+    assert result.ok, (tmp_path / "soak.md").read_text()
+    assert result.requests >= 40 and len(result.by_kind) >= 12, result.by_kind

@@ -4,7 +4,8 @@ that a body is bounded while it streams in, not after it has landed in memory or
 - the Host header must name this service: the bound address (and localhost's names where that is loopback)
   or an `--allow-host` name; otherwise 421, so that a page on another site whose name resolves to this
   machine (DNS rebinding) cannot reach the service. A service bound to every address (0.0.0.0, ::) takes
-  any Host unless `--allow-host` names some; it has a token then;
+  any Host unless `--allow-host` names some; it has a token then. A request without a Host header (HTTP/1.0:
+  never a browser's) is not refused for it;
 - a browser's request from another origin (an `Origin` that is not the Host's own, `Origin: null`, or
   `Sec-Fetch-Site: cross-site`) that would change something (any method but GET, HEAD, OPTIONS) is refused
   with 403 unless its origin is in `--allow-origin`: a page elsewhere cannot post an ECG to a local service.
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -36,9 +36,9 @@ POLL_S = 0.25                  # how often a body read looks at the clock and at
 FORM_SLACK = 64 * 2**10        # a multipart body's boundaries, part headers and small fields, besides its files
 CLOSE = {"Connection": "close"}
 SECURITY_HEADERS = (
-    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: "
-                                 b"data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
-                                 b"frame-ancestors 'none'"),
+    (b"content-security-policy", (b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: "
+                                  b"data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+                                  b"frame-ancestors 'none'")),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -100,8 +100,7 @@ class RequestGuard:
 
     def refusal(self, request: Request) -> HttpError | None:
         host = request.headers.get("host", "")
-        name = urlsplit(f"//{host}").hostname or ""
-        if self.hosts is not None and name.lower() not in self.hosts:
+        if self.hosts is not None and host and host_name(host) not in self.hosts:     # none: not a browser
             return HttpError(421, f"the Host header {host[:100]!r} does not name this service (start it with "
                                   "--allow-host NAME to answer to another name)", "bad_host")
         if request.method in SAFE_METHODS:
@@ -116,6 +115,13 @@ class RequestGuard:
             return None
         return HttpError(403, f"a request from another origin ({(origin or site)[:100]}) is refused (start the "
                               "service with --allow-origin ORIGIN to accept it)", "cross_origin")
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port: "[::1]:8717" -> "::1", "LocalHost:80" -> "localhost"."""
+    if host.startswith("["):
+        return host[1:host.find("]")].lower() if "]" in host else host.lower()
+    return (host.rsplit(":", 1)[0] if host.count(":") == 1 else host).lower()
 
 
 class SecureHeaders:
