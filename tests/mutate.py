@@ -167,15 +167,28 @@ def _crc(data) -> int:
     return binascii.crc_hqx(bytes(data), 0xFFFF)
 
 
-def scp_field(rng, data: bytes) -> bytes:
-    """An absurd value in section 0's pointers, section 3's lead table or section 6's header; CRCs made valid
-    again most of the time, so the value gets past the CRC check."""
-    out = bytearray(data)
+def _scp_pointers(out) -> dict[int, tuple[int, int, int]]:
     length = struct.unpack_from("<I", out, 10)[0]
     pointers = {}
     for pos in range(22, min(6 + length, len(out) - 10), 10):
         sid, size, index = struct.unpack_from("<HII", out, pos)
         pointers[sid] = (pos, size, index)
+    return pointers
+
+
+def _scp_crcs(out: bytearray, pointers) -> None:
+    for sid, (pos, size, index) in pointers.items():
+        start = index - 1
+        if size >= 2 and 0 <= start and start + size <= len(out):
+            struct.pack_into("<H", out, start, _crc(out[start + 2:start + size]))
+    struct.pack_into("<H", out, 0, _crc(out[2:]))
+
+
+def scp_field(rng, data: bytes) -> bytes:
+    """An absurd value in section 0's pointers, section 3's lead table or section 6's header; CRCs made valid
+    again most of the time, so the value gets past the CRC check."""
+    out = bytearray(data)
+    pointers = _scp_pointers(out)
     target = rng.choice(["pointer", "leads", "range", "s6", "s6size"])
     if target == "pointer":
         pos = rng.choice(list(pointers.values()))[0]
@@ -192,11 +205,24 @@ def scp_field(rng, data: bytes) -> bytes:
             where = rng.choice([0, 2, 4]) if target == "s6" else 6 + 2 * rng.randrange(max(1, out[s3]))
             struct.pack_into("<H", out, s6 + where, rng.choice([0, 1, 3, 0xFFFF, 0x7FFF]))
     if rng.random() < 0.8:
-        for sid, (pos, size, index) in pointers.items():
-            start = index - 1
-            if size >= 2 and 0 <= start and start + size <= len(out):
-                struct.pack_into("<H", out, start, _crc(out[start + 2:start + size]))
-        struct.pack_into("<H", out, 0, _crc(out[2:]))
+        _scp_crcs(out, pointers)
+    return bytes(out)
+
+
+def scp_content(rng, data: bytes) -> bytes:
+    """Bytes changed inside the patient/device (1), measurement (7), statement (8) or per-lead measurement (10)
+    sections, CRCs made valid again: the record's structure holds, what it says does not."""
+    out = bytearray(data)
+    pointers = _scp_pointers(out)
+    present = [sid for sid in (1, 7, 8, 10) if sid in pointers and pointers[sid][2] and pointers[sid][1] > 17]
+    if not present:
+        raise ValueError("no content section")
+    _, size, index = pointers[rng.choice(present)]
+    for _ in range(rng.randint(1, 8)):
+        at = index - 1 + 16 + rng.randrange(size - 16)
+        if at < len(out):
+            out[at] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+    _scp_crcs(out, pointers)
     return bytes(out)
 
 
@@ -346,7 +372,7 @@ def sources(fmt: str, real: Path) -> list[tuple[str, bytes, dict]]:
 
 
 MUTATORS = {"philips": (*XML, philips_channels), "muse": XML, "aecg": XML, "cardiosoft": XML,
-            "scp": (scp_field, scp_field, *BYTES), "dicom": (dicom_field, dicom_field, *BYTES),
+            "scp": (scp_field, scp_content, scp_field, scp_content, *BYTES), "dicom": (dicom_field, dicom_field, *BYTES),
             "edf": (edf_field, edf_field, *BYTES), "npy": (npy_header, npy_values, *BYTES, huge_npy),
             "wfdb": ("header", "header", "dat", "huge")}
 FORMATS = tuple(MUTATORS)
