@@ -307,7 +307,11 @@ def score_carts(real: Path) -> list[dict]:
             record = read_ecg(path)
             signal, _ = preprocess_ecg(record)
         except GemEdgeError as e:
-            row["status"] = f"not readable yet: {str(e).split(': ', 1)[-1][:140]}"
+            why = str(e).split(": ", 1)[-1][:140]
+            if path.name in NO_SIGNAL_FILES:             # refused by the reader: no numbers, as it should be
+                row["status"], row["no_signal_ok"] = f"refused (by the reader): {why}", True
+            else:
+                row["status"] = f"not readable yet: {why}"
             rows.append(row)
             continue
         except Exception as e:                          # noqa: BLE001 - a reader bug: report it, go on
@@ -361,65 +365,84 @@ def neurokit_intervals(signal: np.ndarray) -> dict[str, float | None]:
     _, info = nk.ecg_peaks(clean, sampling_rate=FS)
     peaks = np.asarray(info["ECG_R_Peaks"])
     keys = ("ECG_P_Onsets", "ECG_P_Offsets", "ECG_R_Onsets", "ECG_R_Offsets", "ECG_T_Offsets")
-    per_lead = []
-    for x in signal:
+    per_lead, lead_ii_marks = [], None
+    for i, x in enumerate(signal):
         try:
             _, waves = nk.ecg_delineate(nk.ecg_clean(x, sampling_rate=FS), peaks, sampling_rate=FS, method="dwt")
             per_lead.append({k: np.asarray(waves[k], dtype=float) for k in keys})
+            if i == 1:
+                lead_ii_marks = per_lead[-1]
         except Exception:                              # noqa: BLE001 - a lead neurokit2 cannot delineate
             continue
     if len(per_lead) < 2:
-        return {k: None for k in INTERVALS}
+        return {v: {k: None for k in INTERVALS} for v in ("second", "median", "lead_ii")}
     stack = {k: np.stack([lw[k][:len(peaks)] for lw in per_lead]) for k in keys}   # (leads, beats)
 
     def second(a, latest=False):
-        a = np.sort(a, axis=0)
-        a = a[::-1] if latest else a
-        good = np.isfinite(a).sum(axis=0) >= 2
-        if latest:
-            a = -np.sort(-np.where(np.isfinite(a), a, -np.inf), axis=0)
-        else:
-            a = np.sort(np.where(np.isfinite(a), a, np.inf), axis=0)
-        return np.where(good, a[1], np.nan)
+        """(beats,): per beat, the 2nd earliest (2nd latest) of the leads' marks; NaN where under 2 leads have one."""
+        a = np.where(np.isfinite(a), a, -np.inf if latest else np.inf)
+        a = -np.sort(-a, axis=0) if latest else np.sort(a, axis=0)
+        return np.where(np.isfinite(a[1]), a[1], np.nan)
 
-    p_on, p_off = second(stack["ECG_P_Onsets"]), second(stack["ECG_P_Offsets"], True)
-    q_on, q_off = second(stack["ECG_R_Onsets"]), second(stack["ECG_R_Offsets"], True)
-    t_off = second(stack["ECG_T_Offsets"], True)
+    def middle(a, latest=False):
+        """(beats,): per beat, the median of the leads' marks (robust to neurokit2's stray per-lead marks)."""
+        return np.nanmedian(np.where(np.isfinite(a), a, np.nan), axis=0)
 
     def med(v):
         v = v[np.isfinite(v)]
         return float(np.median(v)) * MS if v.size else None
-    return {"pr_ms": med(q_on - p_on), "p_ms": med(p_off - p_on), "qrs_ms": med(q_off - q_on),
-            "qt_ms": med(t_off - q_on)}
+
+    def lead_ii(a, latest=False):
+        return a[0]
+
+    out = {}
+    picks = [("second", second, stack), ("median", middle, stack)]
+    if lead_ii_marks is not None:
+        picks.append(("lead_ii", lead_ii, {k: lead_ii_marks[k][None, :len(peaks)] for k in keys}))
+    else:
+        out["lead_ii"] = {k: None for k in INTERVALS}
+    for name, pick, stack in picks:
+        p_on, p_off = pick(stack["ECG_P_Onsets"]), pick(stack["ECG_P_Offsets"], True)
+        q_on, q_off = pick(stack["ECG_R_Onsets"]), pick(stack["ECG_R_Offsets"], True)
+        t_off = pick(stack["ECG_T_Offsets"], True)
+        out[name] = {"pr_ms": med(q_on - p_on), "p_ms": med(p_off - p_on), "qrs_ms": med(q_off - q_on),
+                     "qt_ms": med(t_off - q_on)}
+    return out
 
 
 def score_neurokit(ludb: Path, records: list[int]) -> dict:
+    import warnings
+
     import neurokit2 as nk
 
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
 
-    errs = {k: [] for k in INTERVALS}
-    nulls = {k: 0 for k in INTERVALS}
+    variants = ("second", "median", "lead_ii")
+    errs = {v: {k: [] for k in INTERVALS} for v in variants}
+    nulls = {v: {k: 0 for k in INTERVALS} for v in variants}
     times = []
     for record in records:
         ref = reference_intervals(reference_beats(ludb, record))
         signal, _ = preprocess_ecg(read_ecg(ludb / f"{record}.hea"))
         start = time.perf_counter()
         try:
-            theirs = neurokit_intervals(np.asarray(signal, dtype=float))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                theirs = neurokit_intervals(np.asarray(signal, dtype=float))
         except Exception:                              # noqa: BLE001 - count as all null
-            theirs = {k: None for k in INTERVALS}
+            theirs = {v: {k: None for k in INTERVALS} for v in variants}
         times.append((time.perf_counter() - start) * 1000)
-        for k in INTERVALS:
-            if ref[k] is None:
-                continue
-            if theirs[k] is None:
-                nulls[k] += 1
-            else:
-                errs[k].append(theirs[k] - ref[k])
-    return {"version": nk.__version__, "records": len(records), "intervals": {k: _ms(v) for k, v in errs.items()},
-            "nulls": nulls, "ms_median": float(np.median(times))}
+        for v in variants:
+            for k in INTERVALS:
+                if ref[k] is None:
+                    continue
+                if theirs[v][k] is None:
+                    nulls[v][k] += 1
+                else:
+                    errs[v][k].append(theirs[v][k] - ref[k])
+    return {"version": nk.__version__, "records": len(records), "ms_median": float(np.median(times)),
+            **{v: {"intervals": {k: _ms(e) for k, e in errs[v].items()}, "nulls": nulls[v]} for v in variants}}
 
 
 # --- the run and its report ----------------------------------------------------------------------------
@@ -444,8 +467,8 @@ def run(ludb: Path, real: Path, label: str, out: Path, neurokit: bool = False, l
                               "reasons": r.reasons, "ms": r.ms} for r in results]
     if neurokit:
         try:
-            summary["neurokit"] = {h: score_neurokit(ludb, [r.record for r in results if r.half == h])
-                                   for h in ("tune", "held-out")}
+            summary["neurokit"] = {"held-out": score_neurokit(ludb, [r.record for r in results
+                                                                     if r.half == "held-out"])}
         except ImportError:
             log("neurokit2 is not installed: skipped (`pip install neurokit2`)")
     out.mkdir(parents=True, exist_ok=True)
@@ -561,6 +584,38 @@ def print_summary(s: dict, log=print) -> None:
         f"({s['cpu']})")
 
 
+REFERENCE = """\
+The reference, per beat (issue 24): a beat is a cluster of the 12 leads' QRS peaks, its R their median; its QRS
+marks are those of every lead whose QRS peak lies within 120 ms of that R, its P marks those whose P peak lies
+between the previous R and this one, its T marks those whose T peak lies between this R and the next; the global
+onset is the second earliest onset across the leads, the global offset the second latest (the earliest / latest
+are reported too); a wave marked in fewer than 2 leads is not counted. The record's PR, P duration, QRS and QT are
+the medians over its beats. Ours: `measure_ecg` on the record as `gem-run` reads it (`read_ecg`,
+`preprocess_ecg`); our fiducials are global ones on the median beat, placed on each beat at the same distance from
+its own R. Detection: a reference wave is found when our beat within 150 ms of its R has that wave within 150 ms
+(P, QRS: centre to centre; T: end to end); ectopic beats (left out of our median) get no P or T from us, which
+counts against T and P sensitivity. P and T are only counted inside the span of beats the cardiologists marked
+them in (the first and last beats of a record often have only the QRS marked)."""
+
+CHANGES = """\
+What changed for issue 24 (runtime/measure): the QRS onset and offset from the RMS of all good leads (5% / 15% of
+its QRS peak; of the spatial-velocity, VCG-magnitude and RMS thresholds tried, the least scatter against the
+cardiologists: onset SD 5 ms, offset 6 ms on the tune half), the offset kept within -30/+10 ms of the motion-based
+one and left at the motion-based J point after a slur or on an ST plateau; every edge then moved by a constant
+toward the cardiologists' convention (fiducials.EDGE_SHIFT_MS: QRS onset -10, QRS offset +18, P offset +8, T end
++10 ms; fitted on the tune half and held back where the carts and the simulator disagree, see below); a P wave
+accepted up to 180 ms long (was 140: most of the PRs we did not give), its onset at most 80 ms before its peak,
+a beat-to-beat shift up to 5 ms and 0.03 mV; no numbers from a record without usable signal (flat, saturated,
+identical common-mode leads, under 2 independent leads with signal, no repeating QRS).
+
+The references pull apart, so the shifts are a compromise. The simulator's truth (a 15 uV threshold on the
+noise-free dipole; the demo model's training reports state it) reads the QRS about 20 ms and the QT about 30 ms
+shorter than the cardiologists' convention: moving our edges all the way to the cardiologists' (QRS onset -17, QRS
+offset +25, T end +20 ms) made the grounding check (20 ms for PR/QRS, 30 ms for QT/QTc) call the simulator's own
+true numbers wrong (tests/test_grounding.py) and lengthened QRS on the carts (114 vs 96, 108 vs 86, 92 vs 75). And
+the GE carts (12SL) read PR about 35 ms shorter than we do on two files, where LUDB's PR agrees with ours on average.
+With the shifts held back, QRS and QT come out 8 and 18 ms short of the cardiologists, within the carts' values."""
+
 PUBLISHED = """\
 Published LUDB delineators, for scale (their figures are per lead and per wave, against each lead's own marks,
 not the global second-earliest / second-latest reference used here; compare the order of magnitude):
@@ -571,7 +626,7 @@ not the global second-earliest / second-latest reference used here; compare the 
   and tested on LUDB; F1 of onset/offset detection at least 97.8% (P), 99.5% (T) and 99.9% (QRS).
 - Martinez et al., "A wavelet-based ECG delineator: evaluation on standard databases", IEEE TBME 51 (2004) 570:
   the reference single-lead method (QT database: QRS Se 99.66%, P+ 99.56%; boundary errors within the CSE
-  tolerances); neurokit2's `ecg_delineate(method="dwt")` follows it, measured below on the same LUDB records.
+  tolerances); neurokit2's `ecg_delineate(method="dwt")` follows it, measured above on the held-out LUDB records.
 - Krasteva et al., "Delineation of 12-lead ECG representative beats using convolutional encoder-decoders",
   Sensors 24 (2024) 4645: global delineation of the 12-lead representative beat, as ours; on the CSE database
   P duration 2.6 +- 11.0 ms, PQ 0.9 +- 5.8 ms, QRS -2.4 +- 5.4 ms, QT -0.7 +- 10.3 ms (IEC 60601-2-25 tolerances met).
@@ -589,7 +644,7 @@ def write_markdown(out: Path, md: Path, ludb: Path, label: str) -> None:
              "**Tuned on one half, reported on both.** The 100 shared LUDB records (odd numbers 1-199) are split by "
              "record number: `tune` (number mod 4 == 1, 50 records) is the only half looked at while changing the "
              "delineation; `held-out` (mod 4 == 3, 50 records) and the cart files were only evaluated. ", "",
-             (__doc__ or "").split("\n\n", 2)[1].strip(), "",
+             REFERENCE, "", CHANGES, "",
              "## Global intervals against the cardiologists", "",
              "Targets (issue 24): |mean| <= 10 ms for PR, P duration and QRS, <= 15 ms for QT; SD <= 15 ms (P, PR), "
              "<= 10 ms (QRS), <= 30 ms (QT). `vs earliest/latest`: the same against the earliest onset and latest "
@@ -603,17 +658,23 @@ def write_markdown(out: Path, md: Path, ludb: Path, label: str) -> None:
               "`no reference`: records where the cardiologists marked no P wave in at least 2 leads (atrial "
               "fibrillation, flutter, some paced records); `ours given there`: a PR we gave anyway.", ""]
     lines += null_table(current)
-    if "neurokit" in current:
-        nk = current["neurokit"]
-        lines += ["", "## neurokit2 on the same records", "",
-                  f"neurokit2 {nk['tune']['version']} `ecg_delineate(method='dwt')` on each lead (R peaks from "
-                  "lead II), the global intervals formed as the reference's (2nd earliest / 2nd latest over the "
-                  f"leads, median over beats); {nk['tune']['ms_median']:.0f} ms per record.", "",
-                  "| half | quantity | null | neurokit2 - cardiologists, mean +- SD |", "|---|---|---:|---:|"]
-        for h in ("tune", "held-out"):
-            for k in INTERVALS:
-                st = nk[h]["intervals"][k]
-                lines.append(f"| {h} | {k} | {nk[h]['nulls'][k]} | {_f(st['mean'])} +- {_f(st['sd'], '{:.1f}')} |")
+    nk_run = next((s for s in runs if "neurokit" in s), None)
+    if nk_run is not None:
+        nk = nk_run["neurokit"]["held-out"]
+        lines += ["", "## neurokit2 on the held-out half", "",
+                  f"neurokit2 {nk['version']} `ecg_delineate(method='dwt')` (after Martinez et al. 2004) on each "
+                  "lead, R peaks from lead II, the per-beat global marks formed as the reference's (2nd earliest "
+                  "onset / 2nd latest offset over the leads) or as the median over the leads, then the median over "
+                  f"beats; {nk['ms_median']:.0f} ms per record (ours: "
+                  f"{current['all']['measure_ms']['median']:.0f} ms).", "",
+                  "| quantity | ours (held-out) | neurokit2, 2nd earliest/latest | neurokit2, median over leads | "
+                  "neurokit2, lead II alone |", "|---|---:|---:|---:|---:|"]
+        variants = ("second", "median", "lead_ii")
+        for k in INTERVALS:
+            cells = [current["held-out"]["intervals"][k]] + [nk[v]["intervals"][k] for v in variants]
+            nulls = [current["held-out"]["nulls"][k]["null"]] + [nk[v]["nulls"][k] for v in variants]
+            lines.append(f"| {k} | " + " | ".join(f"{_f(c['mean'])} +- {_f(c['sd'], '{:.1f}')} (null {n})"
+                                                   for c, n in zip(cells, nulls)) + " |")
     lines += ["", "## Cart files: ours against the device's own measurements", ""]
     for s in runs:
         c = s["carts"]
