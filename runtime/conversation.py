@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .constants import EOS_ID, ROLES, SEP
+from .diagnosis import DiagnosisVerdict
 from .errors import ContextOverflowError, ConversationNotFound
 from .grounding import GroundingItem
 from .measure import Measurements
@@ -69,11 +70,13 @@ class Answer:
     timings: Timings
     grounding: list[GroundingItem]
     token_ids: list[int] = field(default_factory=list)
+    diagnoses: list[DiagnosisVerdict] = field(default_factory=list)   # every finding the answer states, checked
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["timings_ms"] = self.timings.to_dict()
         d["grounding"] = [g.to_dict() for g in self.grounding]
+        d["diagnoses"] = [v.to_dict() for v in self.diagnoses]
         del d["timings"]
         return d
 

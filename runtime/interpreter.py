@@ -24,6 +24,7 @@ from . import constants as K
 from .bundle import Bundle
 from .conversation import CUT_SHORT, Answer, Conversation, ConversationCache
 from .encoders import Encoder, load_encoders
+from .diagnosis import DiagnosisVerdict, check_diagnoses
 from .errors import BundleError, ConfigError, EcgReadError
 from .files import atomic_write
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
@@ -63,6 +64,7 @@ class Result:
     threads: int
     measurements: Measurements                # deterministic, from the signal (gem_runtime.measure)
     grounding: list[GroundingItem]            # every number the text states, checked against them
+    diagnoses: list[DiagnosisVerdict] = field(default_factory=list)   # every finding it states, against its criteria
     warnings: list[str] = field(default_factory=list)
     prefix_cached: bool = False
     token_ids: list[int] = field(default_factory=list)     # the generated ids (parity checks)
@@ -80,6 +82,7 @@ class Result:
                 "warnings": list(self.warnings), "prefix_cached": self.prefix_cached,
                 "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
                 "grounding": [g.to_dict() for g in self.grounding],
+                "diagnoses": [v.to_dict() for v in self.diagnoses],
                 "device": None if self.device is None else self.device.to_dict(),
                 "device_comparison": [c.to_dict() for c in self.device_comparison],
                 **({"speculation": self.speculation.to_dict()} if self.speculation else {})}
@@ -231,7 +234,7 @@ class Interpreter:
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
                       device_comparison=compare_with_device(meas, record.device), ecg_id=ecg_id,
-                      speculation=lt.speculation)
+                      speculation=lt.speculation, diagnoses=check_diagnoses(text, meas, record.device))
 
     def ask(self, ecg: "Result | str", question: str, *, max_new_tokens: int = 256,
             stream: Callable[[str], None] | None = None) -> Answer:
@@ -261,7 +264,8 @@ class Interpreter:
         conv.turns.append((question, text))
         return Answer(ecg_id=ecg_id, question=question, text=text, new_tokens=len(out),
                       prompt_positions=len(ids), timings=t, token_ids=out,
-                      grounding=check_grounding(text, conv.measurements, conv.device))
+                      grounding=check_grounding(text, conv.measurements, conv.device),
+                      diagnoses=check_diagnoses(text, conv.measurements, conv.device))
 
     # --- conversations ---
     def conversation(self, ecg_id: str) -> Conversation:

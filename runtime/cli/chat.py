@@ -31,7 +31,7 @@ def chat(ecg_file, bundle_dir, quant, threads, fs, max_new_tokens):
     with Interpreter.load(bundle_dir, quant=quant, threads=threads) as gem:
         result = gem.interpret(record, max_new_tokens=max_new_tokens, stream=write)
         click.echo("")
-        for line in grounding_brackets(result.grounding):
+        for line in grounding_brackets(result.grounding, result.diagnoses):
             click.echo(line)
         while True:
             try:
@@ -43,5 +43,5 @@ def chat(ecg_file, bundle_dir, quant, threads, fs, max_new_tokens):
             sys.stdout.write("gem> ")
             answer = gem.ask(result, question, max_new_tokens=max_new_tokens, stream=write)
             click.echo("")
-            for line in grounding_brackets(answer.grounding):
+            for line in grounding_brackets(answer.grounding, answer.diagnoses):
                 click.echo(line)

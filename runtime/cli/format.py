@@ -57,6 +57,17 @@ def measurement_lines(result) -> list[str]:
                      f"{g.verdict}{tol}{' - ' + g.reason if g.reason else ''}{device}")
     if not result.grounding:
         lines.append("grounding: the text states no heart rate, interval or axis")
+    return lines + diagnosis_lines(result.diagnoses)
+
+
+def diagnosis_lines(verdicts) -> list[str]:
+    """One line per finding the text states, with its verdict against the criterion and the evidence; a
+    contradicted one is marked so that it cannot be missed."""
+    lines = []
+    for v in verdicts:
+        mark = "CONTRADICTED" if v.verdict == "contradicted" else v.verdict
+        device = f"; device: {v.device_verdict}" if v.device_verdict else ""
+        lines.append(f"diagnosis: \"{v.statement}\" ({v.name}): {mark} - {v.reason}{device}")
     return lines
 
 
@@ -115,6 +126,7 @@ def measure_lines(meas, device, comparisons, warnings) -> list[str]:
     return lines + device_lines(device) + comparison_lines(comparisons)   # the cart's own, beside ours
 
 
-def grounding_brackets(items) -> list[str]:
-    """`gem-run chat`'s short verdicts under an answer: one bracket per stated number."""
-    return [f"  [{g.quantity} stated {g.stated:g}: {g.verdict}]" for g in items]
+def grounding_brackets(items, diagnoses=()) -> list[str]:
+    """`gem-run chat`'s short verdicts under an answer: one bracket per stated number and per stated finding."""
+    return [f"  [{g.quantity} stated {g.stated:g}: {g.verdict}]" for g in items] + \
+        [f"  [{v.name}: {'CONTRADICTED' if v.verdict == 'contradicted' else v.verdict} - {v.reason}]" for v in diagnoses]

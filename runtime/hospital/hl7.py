@@ -16,7 +16,7 @@ would escape ourselves. hl7apy parses the ACK too. It is the `hospital` extra, i
 | NTE | signal quality flags, if any |
 | OBX NM | one per measurement: LOINC where one is verified, the MDC code (ISO/IEEE 11073-10101) as the alternate or the only code; UCUM units; OBX-11 P, or X with an NTE saying why it was not measurable |
 | OBX TX | the model's text (18844-1^EKG impression^LN), one repetition per line |
-| NTE | one per grounding check: quantity, stated, measured, verdict, tolerance, device value and verdict |
+| NTE | one per grounding check: quantity, stated, measured, verdict, tolerance, device value and verdict; then one per stated diagnosis: finding, verdict, the evidence |
 
 LOINC (`sr.MEASUREMENT_CODES`): 8867-4 heart rate, 8625-6 PR, 8633-0 QRS, 8634-8 QT, 8636-3 QTc (the
 device's, formula unstated), 76635-2 / 76634-5 QTc Bazett / Fridericia, 8626-4 P axis, 8632-2 QRS axis.
@@ -86,9 +86,17 @@ def build_oru(result: dict, source, *, sending_facility: str = "", receiving_app
     observation = order.add_group("ORU_R01_OBSERVATION")
     lines = [TX(line) for line in (result.get("text") or "").splitlines() or [""]]   # CR would end the segment
     _obx(observation.add_segment("OBX"), set_id + 1, "TX", TEXT_CODE, lines, "", RESULT_STATUS, when)
-    for k, g in enumerate(result.get("grounding") or [], 1):
-        _nte(observation.add_segment("NTE"), k, grounding_note(g))
+    notes = [grounding_note(g) for g in result.get("grounding") or []]
+    notes += [diagnosis_note(v) for v in result.get("diagnoses") or []]
+    for k, note in enumerate(notes, 1):
+        _nte(observation.add_segment("NTE"), k, note)
     return msg.to_er7()
+
+
+def diagnosis_note(v: dict) -> str:
+    """One stated finding in one line: 'diagnosis atrial fibrillation: contradicted - RR regular ...'."""
+    device = f"; device: {v['device_verdict']}" if v.get("device_verdict") else ""
+    return f"diagnosis {v['name']} (\"{v['statement']}\"): {v['verdict']} - {v['reason']}{device}"
 
 
 def grounding_note(g: dict) -> str:

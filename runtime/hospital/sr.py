@@ -14,6 +14,7 @@ evidence (Current Requested Procedure Evidence Sequence) and holds, under the ro
 | CONTAINER | (122158, DCM, "ECG Global Measurements") | the cart's own, with the cart as device observer, and its statements as TEXT (121071, DCM, "Finding") |
 | TEXT | (121073, DCM, "Impression") | the model's text |
 | CONTAINER | (grounding, 99GEM, ...) | per number the text states: quantity, stated, measured, verdict (and the device's value, tolerance) |
+| CONTAINER | (diagnoses, 99GEM, ...) | per finding the text states: finding, statement, verdict, the evidence (and the verdict on the device's numbers) |
 
 Measurements go by MDC codes, as DICOM's CIDs 3227-3229 name them (carts' older SCP-ECG codes, which
 `readers.dicom.SCPECG_MEASUREMENTS` reads, are what those CIDs replaced), heart rate by LOINC 8867-4.
@@ -64,7 +65,9 @@ LOCAL_CODES = {"grounding": "Grounding of the stated numbers", "grounding-item":
                "quantity": "Quantity", "stated": "Stated value", "measured": "Measured value",
                "verdict": "Verdict", "tolerance": "Tolerance", "device-value": "Device value",
                "device-verdict": "Verdict against the device", "reason": "Reason",
-               "not-measured": "Not measurable", "quality-flag": "Signal quality flag"}
+               "not-measured": "Not measurable", "quality-flag": "Signal quality flag",
+               "diagnoses": "Grounding of the stated diagnoses", "diagnosis-item": "Stated diagnosis",
+               "finding": "Finding", "statement": "Statement"}
 REPORT_TITLE = ("11524-6", "LN", "EKG study")
 SR_SERIES_NUMBER = 900                # SRs we write sort after the cart's series
 REQUIRED_SOURCE = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
@@ -150,6 +153,8 @@ def _content(result: dict, source):
     items.append(TextContentItem(codes.DCM.Impression, result.get("text") or "(no text)", relationship_type=contains))
     if result.get("grounding"):
         items.append(_grounding(result["grounding"]))
+    if result.get("diagnoses"):
+        items.append(_diagnoses(result["diagnoses"]))
     root.ContentSequence = items
     return root
 
@@ -240,6 +245,26 @@ def _grounding(grounding: list[dict]):
             parts.append(_text(_local("device-verdict"), g["device_verdict"]))
         if g.get("reason"):
             parts.append(_text(_local("reason"), g["reason"]))
+        item.ContentSequence = parts
+        checks.append(item)
+    box.ContentSequence = checks
+    return box
+
+
+def _diagnoses(verdicts: list[dict]):
+    """One CONTAINER per finding the text states: the words, the finding, the verdict against its criterion and
+    the measured evidence (the criterion's source is in gem_runtime.diagnosis.criteria)."""
+    from highdicom.sr import ContainerContentItem, RelationshipTypeValues
+
+    contains = RelationshipTypeValues.CONTAINS
+    box = ContainerContentItem(_local("diagnoses"), relationship_type=contains)
+    checks = []
+    for v in verdicts:
+        item = ContainerContentItem(_local("diagnosis-item"), relationship_type=contains)
+        parts = [_text(_local("finding"), v["name"]), _text(_local("statement"), v["statement"]),
+                 _text(_local("verdict"), v["verdict"]), _text(_local("reason"), v["reason"] or "-")]
+        if v.get("device_verdict"):
+            parts.append(_text(_local("device-verdict"), v["device_verdict"]))
         item.ContentSequence = parts
         checks.append(item)
     box.ContentSequence = checks

@@ -135,7 +135,20 @@ function markedText(container, text, grounding) {
   container.replaceChildren(out);
 }
 
-function verdictText(item) {   // "heart rate: stated 72, measured 71.4 bpm (±7.2): agree; device 70 bpm: agree"
+// The numbers and the diagnoses a text states, each with its span and verdict, for markedText.
+function checked(result) {
+  return (result.grounding || []).concat(result.diagnoses || []);
+}
+
+function verdictText(item) {
+  if (item.finding !== undefined) {   // a stated diagnosis: "atrial fibrillation: contradicted - RR regular ..."
+    return item.name + ": " + item.verdict + " - " + item.reason
+      + (item.device_verdict ? "; device: " + item.device_verdict : "");
+  }
+  return numberVerdictText(item);
+}
+
+function numberVerdictText(item) {   // "heart rate: stated 72, measured 71.4 bpm (±7.2): agree; device 70 bpm: agree"
   const [label, unit] = QUANTITY[item.quantity] || [item.quantity, ""];
   let text = label + ": stated " + item.stated;
   if (item.measured === null || item.measured === undefined) {
@@ -253,7 +266,7 @@ async function interpret(event) {
     const report = $("report");
     const result = await postStream("/v1/interpret", form, null, (text) => report.append(text));
     ecgId = result.ecg_id;
-    markedText(report, result.text, result.grounding);
+    markedText(report, result.text, checked(result));
     renderMeasurements(result);
     setStatus("done in " + ((performance.now() - t0) / 1000).toFixed(1) + " s ("
       + result.new_tokens + " tokens)");
@@ -281,7 +294,7 @@ async function ask(event) {
     const url = "/v1/ecgs/" + encodeURIComponent(ecgId) + "/ask";
     const result = await postStream(url, JSON.stringify({ question }), "application/json",
       (text) => answer.append(text));
-    markedText(answer, result.text, result.grounding);
+    markedText(answer, result.text, checked(result));
     $("followup").value = "";
     setStatus("answered (" + result.new_tokens + " tokens)");
   } catch (error) {

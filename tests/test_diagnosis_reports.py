@@ -1,0 +1,80 @@
+"""The diagnosis verdicts reach every place a report goes: gem-run's text and JSON, follow-up answers, the DICOM
+SR and the HL7 ORU. Driven with the committed demo model on a real sinus-rhythm cart ECG (GE MUSE), about which
+the demo model states atrial fibrillation: the verdict must say contradicted wherever the report is read."""
+import json
+
+import pydicom
+import pytest
+from clirun import run_main
+from pydicom.data import get_testdata_file
+
+from gem_runtime import Interpreter
+from gem_runtime.cli import main
+from gem_runtime.diagnosis import CONTRADICTED, VERDICTS
+
+MUSE_SINUS = "real/muse/muse-sinus.xml"        # GE MUSE, 12SL: sinus rhythm at 90 bpm
+
+
+@pytest.fixture(scope="module")
+def demo():
+    with Interpreter.load(threads=2) as gem:
+        yield gem
+
+
+@pytest.fixture(scope="module")
+def muse_result(demo, shared_data):
+    return demo.interpret(shared_data / MUSE_SINUS, max_new_tokens=160)
+
+
+def test_every_stated_finding_has_a_verdict_and_its_span(muse_result):
+    assert muse_result.diagnoses, muse_result.text
+    chars = list(muse_result.text)
+    for v in muse_result.diagnoses:
+        assert v.verdict in VERDICTS and v.reason
+        assert "".join(chars[v.span[0]:v.span[1]]).lower() == v.statement.lower()
+
+
+def test_atrial_fibrillation_over_a_regular_sinus_rhythm_is_contradicted(muse_result):
+    af = [v for v in muse_result.diagnoses if v.finding == "atrial_fibrillation"]
+    if not af:
+        pytest.skip(f"the demo model did not state atrial fibrillation here: {muse_result.text!r}")
+    assert all(v.verdict == CONTRADICTED and "P wave" in v.reason for v in af)
+
+
+def test_gem_run_prints_the_verdicts_in_text_and_json(shared_data, capsys):
+    ecg = str(shared_data / MUSE_SINUS)
+    code, out, err = run_main(main, [ecg, "--json", "--threads", "2", "--max-new-tokens", "160"], capsys)
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["diagnoses"] and {d["verdict"] for d in body["diagnoses"]} <= set(VERDICTS)
+    code, out, err = run_main(main, [ecg, "--threads", "2", "--max-new-tokens", "160"], capsys)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("diagnosis: ")]
+    assert len(lines) == len(body["diagnoses"])
+    contradicted = [d for d in body["diagnoses"] if d["verdict"] == CONTRADICTED]
+    assert sum("CONTRADICTED" in line for line in lines) == len(contradicted)
+
+
+def test_a_follow_up_answer_is_checked_too(demo, muse_result):
+    answer = demo.ask(muse_result, "What is the rhythm?", max_new_tokens=80)
+    assert "diagnoses" in answer.to_dict()
+    for v in answer.diagnoses:
+        assert v.verdict in VERDICTS
+
+
+def test_the_sr_and_the_hl7_carry_the_verdicts(muse_result, tmp_path):
+    pytest.importorskip("highdicom")
+    pytest.importorskip("hl7apy")
+    from gem_runtime.hospital import build_oru, write_sr
+
+    body = muse_result.to_dict()
+    source = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    oru = build_oru(body, source)
+    notes = [seg for seg in oru.split("\r") if seg.startswith("NTE") and "diagnosis " in seg]
+    assert len(notes) == len(body["diagnoses"])
+    sr = pydicom.dcmread(write_sr(body, source, tmp_path / "sr.dcm"))
+    meanings = [item.ConceptNameCodeSequence[0].CodeMeaning for item in sr.ContentSequence]
+    assert "Grounding of the stated diagnoses" in meanings
+    box = next(i for i in sr.ContentSequence
+               if i.ConceptNameCodeSequence[0].CodeMeaning == "Grounding of the stated diagnoses")
+    assert len(box.ContentSequence) == len(body["diagnoses"])
