@@ -6,63 +6,14 @@ checkable" with the reason."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from . import criteria as C
 from .criteria import CONTRADICTED, NOT_CHECKABLE, SUPPORTED
 from .evidence import LIMB_LEADS, PRECORDIAL_LEADS, Evidence
+from .parts import Outcome, Part, above, below, combine
 
 
-class Part(NamedTuple):
-    verdict: str
-    reason: str
-
-
-class Outcome(NamedTuple):
-    verdict: str
-    reason: str
-    keys: tuple[str, ...]                 # the Evidence fields it read
-    extra: dict                           # computed values (voltages, morphology)
-
-
-def _all(parts: list[Part]) -> tuple[str, str]:
-    """Contradicted if any part is, supported if all are, else not checkable; the reasons that decided."""
-    for verdict in (CONTRADICTED, NOT_CHECKABLE):
-        hit = [p.reason for p in parts if p.verdict == verdict]
-        if hit:
-            return verdict, "; ".join(hit)
-    return SUPPORTED, "; ".join(p.reason for p in parts)
-
-
-def _num(value: float, limit: float) -> str:
-    """A value as a reason shows it: whole units, or one decimal where rounding would reach the limit."""
-    return f"{value:.1f}" if round(value) == round(limit) else f"{value:.0f}"
-
-
-def _above(value, limit, margin, what, unit, strict=True) -> Part:
-    """value > limit (>= where not strict): supported; at or below limit - margin: contradicted; between: borderline."""
-    if value is None:
-        return Part(NOT_CHECKABLE, f"{what} not measured")
-    shown = f"{what} {_num(value, limit)} {unit}"
-    if value > limit or (not strict and value >= limit):
-        return Part(SUPPORTED, f"{shown} {'>' if strict else '>='} {limit:.0f}")
-    if value <= limit - margin:
-        return Part(CONTRADICTED, f"{shown}, not {'>' if strict else '>='} {limit:.0f}")
-    return Part(NOT_CHECKABLE, f"{shown} is within {margin:.0f} {unit} of the {limit:.0f} {unit} limit")
-
-
-def _below(value, limit, margin, what, unit) -> Part:
-    if value is None:
-        return Part(NOT_CHECKABLE, f"{what} not measured")
-    shown = f"{what} {_num(value, limit)} {unit}"
-    if value < limit:
-        return Part(SUPPORTED, f"{shown} < {limit:.0f}")
-    if value >= limit + margin:
-        return Part(CONTRADICTED, f"{shown}, not < {limit:.0f}")
-    return Part(NOT_CHECKABLE, f"{shown} is within {margin:.0f} {unit} of the {limit:.0f} {unit} limit")
-
-
-# --- rhythm ------------------------------------------------------------------------------------------------------
 def _rr_state(ev: Evidence) -> str | None:
     """"irregular" (irregularly irregular), "regular" (successive RR mostly equal; ectopic beats allowed), "some"
     (neither), or None when too few beats."""
@@ -159,20 +110,20 @@ _SINUS_KEYS = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "p_axis_deg", "rr
 
 
 def check_sinus(ev: Evidence) -> Outcome:
-    return Outcome(*_all([_sinus(ev)]), _SINUS_KEYS, {})
+    return Outcome(*combine([_sinus(ev)]), _SINUS_KEYS, {})
 
 
 def check_nsr(ev: Evidence) -> Outcome:
-    return Outcome(*_all([_sinus(ev), _rate_normal(ev)]), _SINUS_KEYS, {})
+    return Outcome(*combine([_sinus(ev), _rate_normal(ev)]), _SINUS_KEYS, {})
 
 
 def check_tachy(ev: Evidence) -> Outcome:
-    return Outcome(*_all([_sinus(ev), _above(ev.hr_bpm, C.TACHY_BPM, C.HR_MARGIN_BPM, "rate", "bpm")]),
+    return Outcome(*combine([_sinus(ev), above(ev.hr_bpm, C.TACHY_BPM, C.HR_MARGIN_BPM, "rate", "bpm")]),
                    _SINUS_KEYS, {})
 
 
 def check_brady(ev: Evidence) -> Outcome:
-    return Outcome(*_all([_sinus(ev), _below(ev.hr_bpm, C.BRADY_BPM, C.HR_MARGIN_BPM, "rate", "bpm")]),
+    return Outcome(*combine([_sinus(ev), below(ev.hr_bpm, C.BRADY_BPM, C.HR_MARGIN_BPM, "rate", "bpm")]),
                    _SINUS_KEYS, {})
 
 
@@ -180,7 +131,7 @@ def check_avb1(ev: Evidence) -> Outcome:
     keys = ("pr_ms", "p_wave", "rr_irregularity")
     if ev.pr_ms is None and ev.p_wave is False and _rr_state(ev) == "irregular":
         return Outcome(CONTRADICTED, f"{_p_text(ev)} and {_rr_text(ev)}: no PR interval", keys, {})
-    part = _above(ev.pr_ms, C.PR_AVB1_MS, C.PR_MARGIN_MS, "PR", "ms")
+    part = above(ev.pr_ms, C.PR_AVB1_MS, C.PR_MARGIN_MS, "PR", "ms")
     return Outcome(part.verdict, part.reason, keys, {})
 
 
@@ -221,10 +172,10 @@ def _morph_part(ev: Evidence, want: str) -> tuple[Part, dict]:
 
 def _check_bbb(ev: Evidence, want: str, complete: bool) -> Outcome:
     if complete:
-        width = _above(ev.qrs_ms, C.QRS_BBB_MS, C.QRS_MARGIN_MS, "QRS", "ms", strict=False)
+        width = above(ev.qrs_ms, C.QRS_BBB_MS, C.QRS_MARGIN_MS, "QRS", "ms", strict=False)
     else:
-        width = Part(*_all([_above(ev.qrs_ms, C.QRS_IVCD_MS, C.QRS_MARGIN_MS, "QRS", "ms", strict=False),
-                            _below(ev.qrs_ms, C.QRS_BBB_MS, C.QRS_MARGIN_MS, "QRS", "ms")]))
+        width = Part(*combine([above(ev.qrs_ms, C.QRS_IVCD_MS, C.QRS_MARGIN_MS, "QRS", "ms", strict=False),
+                            below(ev.qrs_ms, C.QRS_BBB_MS, C.QRS_MARGIN_MS, "QRS", "ms")]))
     if ev.source == "device":
         if width.verdict == SUPPORTED:
             return Outcome(NOT_CHECKABLE, width.reason + "; the cart reports no QRS morphology", _QRS_KEYS, {})
@@ -232,7 +183,7 @@ def _check_bbb(ev: Evidence, want: str, complete: bool) -> Outcome:
     if width.verdict == CONTRADICTED:
         return Outcome(CONTRADICTED, width.reason, _QRS_KEYS, {})
     morph, extra = _morph_part(ev, want)
-    return Outcome(*_all([width, morph]), _QRS_KEYS, extra)
+    return Outcome(*combine([width, morph]), _QRS_KEYS, extra)
 
 
 def check_rbbb(ev): return _check_bbb(ev, "rbbb", True)
@@ -242,7 +193,7 @@ def check_ilbbb(ev): return _check_bbb(ev, "lbbb", False)
 
 
 def check_ivcd(ev: Evidence) -> Outcome:
-    width = _above(ev.qrs_ms, C.QRS_IVCD_MS, C.QRS_MARGIN_MS, "QRS", "ms")
+    width = above(ev.qrs_ms, C.QRS_IVCD_MS, C.QRS_MARGIN_MS, "QRS", "ms")
     if width.verdict != SUPPORTED or ev.source == "device":
         return Outcome(width.verdict if width.verdict != SUPPORTED else NOT_CHECKABLE,
                        width.reason + ("; the cart reports no QRS morphology" if width.verdict == SUPPORTED else ""),
@@ -271,7 +222,7 @@ def check_lad(ev: Evidence) -> Outcome:
     elif a < -90.0:
         part = Part(NOT_CHECKABLE, f"QRS axis {a:.0f} degrees is within {C.AXIS_MARGIN_DEG:.0f} of -90")
     else:
-        part = _below(a, C.AXIS_LAD_DEG, C.AXIS_MARGIN_DEG, "QRS axis", "degrees")
+        part = below(a, C.AXIS_LAD_DEG, C.AXIS_MARGIN_DEG, "QRS axis", "degrees")
     return Outcome(part.verdict, part.reason, ("qrs_axis_deg",), {})
 
 
