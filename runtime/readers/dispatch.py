@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,6 +38,9 @@ from .xmlread import head_text
 DEFAULT_MAX_BYTES = 200 * 2**20
 # Library warnings go into the record's warnings, never to stderr; these are about the libraries, not the file.
 _NOT_ABOUT_FILE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
+# warnings.catch_warnings swaps process-wide state: two threads reading at once (the service) could restore it
+# out of order and let a warning through to stderr, so reads that capture take turns
+_CAPTURE = threading.RLock()
 # Contec ECG90A's own files: 7 ASCII digits and a NUL, then the recording's date "YYYY-MM-DD hh:mm:ss"
 _CONTEC = re.compile(rb"^\d{7}\x00.{0,4}\d{4}-\d{1,2}-\d{1,2} \d{1,2}:\d{2}:\d{2}", re.DOTALL)
 _XML_ROOT = re.compile(r"<([A-Za-z_][\w.:-]*)(?![^>]*\?>)[\s>/]")
@@ -74,7 +78,7 @@ def read_ecg(path, *, fs: float | None = None, max_bytes: int = DEFAULT_MAX_BYTE
     EcgReadError for every bad input.
     """
     try:
-        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        with _CAPTURE, warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
             warnings.simplefilter("always")
             record = _read(Path(path), fs, max_bytes)
     except EcgReadError:
