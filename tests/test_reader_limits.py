@@ -153,3 +153,16 @@ def test_a_dicom_channel_at_its_adc_limit_is_named(tmp_path):
     ds.save_as(tmp_path / "clip.dcm")
     record = read_ecg(tmp_path / "clip.dcm")
     assert record.lead_issues == {"II": "saturated at its ADC limit for 0.3 s"}
+
+
+def test_a_pydicom_warning_goes_into_the_record_not_to_stderr(tmp_path, capfd):
+    ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.Manufacturer = "x" * 100                                    # LO holds 64 characters
+        ds.save_as(tmp_path / "long.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = read_ecg(tmp_path / "long.dcm")
+    assert "pydicom: The value length (100) exceeds the maximum length of 64 allowed for VR LO." in record.warnings
+    assert capfd.readouterr().err == ""
