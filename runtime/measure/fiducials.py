@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..constants import LEADS
 from .edges import brief_lobe, outward, trapezium_end, trapezium_start, wave_end
+from .pwave import find_p
 from .quality import Quality
-
-if TYPE_CHECKING:
-    from .measurements import Measurements
+from .result import Measurements
 
 WAVE_THRESHOLD_MV = 0.020        # spatial magnitude above the isoelectric level marks a wave
 NOISE_FACTOR = 2.0               # the threshold is at least this many times the median beat's noise
@@ -25,15 +22,6 @@ QRS_RESUME_VELOCITY = 0.10       # "fast": spatial velocity at least this share 
 QRS_SLUR_MS = 40.0               # a lobe of motion after the QRS paused, over within this: terminal slurring
 ISO_SEARCH_MS = 130.0            # the isoelectric (PR segment) window lies this close before the QRS
 ISO_QUIET_RATIO = 2.0            # ... and is the latest window at most this much busier than the quietest
-P_MIN_MV = 0.03                  # a median P wave smaller than this is absent
-P_EDGE_FRACTION = 0.08           # P onset/offset: also at least this share of the P peak magnitude
-P_HALF_MAX_MS = 120.0            # the P onset is searched for at most this long before the P peak
-P_ONSET_REACH_MS = 80.0          # ... and placed at most this long before it (a longer reach is the wave before)
-P_MIN_MS = 40.0                  # a briefer "P wave" is noise or f-waves
-P_MAX_MS = 180.0                 # a longer one has merged with the wave before it (LUDB: P up to ~175 ms)
-P_MIN_CONSISTENCY = 0.6          # mean correlation of single-beat P waves with the median P
-P_MAX_LAG_MS = 5.0               # ... and the median shift that best aligns them (a fixed PR)
-P_MAX_SHIFT_MS = 40.0            # shifts tried for that alignment
 TRAPEZIUM_REACH_MS = 100.0
 QTC_MAX_MS = 600.0               # the T wave is searched for up to QT = this x sqrt(RR s)
 T_MIN_MV = 0.05                  # a T wave smaller than this (or than T_MIN_THRESHOLDS wave thresholds) is too
@@ -43,7 +31,6 @@ T_NEXT_P_ZONE_MS = 250.0         # the last part of the cycle, where a sinus P w
 T_SECOND_LOBE_MS = 60.0          # biphasic T: an opposite lobe rising within this after the first one's end
 T_SECOND_LOBE_SHARE = 0.3        # ... at least this share of the first's peak
 T_SECOND_LOBE_COSINE = -0.3      # ... pointing against the first (cosine of the angle between their peaks)
-P_TRAPEZIUM_REACH_MS = 40.0
 QRS_ONSET_RISE_MS, QRS_TRAPEZIUM_REACH_MS = 20.0, 40.0
 # Global QRS edges from the root-mean-square of all good leads (as 12SL and the IEC 60601-2-25 convention: the
 # earliest onset and latest offset over the leads): the RMS curve, walked out from its QRS peak, leaves this share of
@@ -96,22 +83,6 @@ def _baseline(median: np.ndarray, iso: int, win: int, rr: int | None) -> np.ndar
     end = median[:, iso + rr:iso + rr + win].mean(axis=1, keepdims=True)
     frac = (np.arange(median.shape[1]) - iso)[None, :] / rr                  # (1, T)
     return start + (end - start) * frac
-
-
-def _p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop: int, n) -> int:
-    """P onset, with the magnitude taken from the level just before the P wave: baseline wander left
-    in a few-beat median can put the TP segment tens of uV off the PR segment, enough to drag the onset
-    far back. The onset is first guessed from the upstroke (a smooth lobe rises from 0 to 30% in 1.4
-    times its 30%-70% rise time, whatever its width), the level is read 10-30 ms before that guess."""
-    rise30 = outward(mag, peak, 0.3 * mag[peak], -1, stop - 1)
-    rise70 = outward(mag, peak, 0.7 * mag[peak], -1, stop - 1)
-    guess = rise30 - int(round(1.4 * (rise70 - rise30)))
-    a, b = max(guess - n(30), stop), guess - n(10)
-    if b - a < n(10):
-        return outward(mag, peak, threshold, -1, stop - 1)
-    mag_on = np.linalg.norm(vcg - vcg[:, a:b].mean(axis=1, keepdims=True), axis=0)   # (T,)
-    onset = wave_end(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), stop - 1, step=-1)
-    return trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS), n(8))
 
 
 def _isoelectric_window(velocity: np.ndarray, qrs_peak: int, win: int, search: int) -> int:
@@ -239,7 +210,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     qt_max = n(QTC_MAX_MS * math.sqrt(max(meas.rr_ms, 1.0) / 1000.0))
     t_lo, t_hi = qrs_off + n(40), min(qrs_on + max(rr - n(80), n(200)), qrs_on + qt_max, len(mag) - 1)
     if meas.rhythm_regular:      # ... and before the next beat's P wave, one RR after this beat's
-        next_p, _, _ = _find_p(vcg, mag, beats, median, good, max(qrs_on - n(350), 0), qrs_on, threshold, n,
+        next_p, _, _ = find_p(vcg, mag, beats, median, good, max(qrs_on - n(350), 0), qrs_on, threshold, n,
                                Quality())
         if next_p is not None and next_p + rr > qrs_off + n(150):
             t_hi = min(t_hi, next_p + rr - n(10))
@@ -265,7 +236,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     # the previous T even in the shortest cycles: in AF the previous beat's T wave lands at a different
     # place in every beat and must not pass for a P wave.
     p_lo = max(qrs_on - n(350), 0, (t_end - rr_short + n(10)) if t_end is not None else 0)
-    p_on, p_off, p_reason = _find_p(vcg, mag, beats, median, good, p_lo, qrs_on, threshold, n, q)
+    p_on, p_off, p_reason = find_p(vcg, mag, beats, median, good, p_lo, qrs_on, threshold, n, q)
 
     if (t_end is not None and p_on is None and meas.rhythm_regular
             and t_end > qrs_on + rr - n(T_NEXT_P_ZONE_MS)):
@@ -330,64 +301,6 @@ def _rms_qrs(median: np.ndarray, good: list[int], peak: int, lo: int, hi: int) -
     on = outward(rms, top, QRS_RMS_ON_FRACTION * rms[top], -1, lo - 1)
     off = outward(rms, top, QRS_RMS_OFF_FRACTION * rms[top], +1, hi + 1)
     return on, off
-
-
-def _find_p(vcg, mag, beats, median, good, p_lo: int, qrs_on: int, threshold: float, n, q: Quality
-            ) -> tuple[int | None, int | None, str | None]:
-    """(P onset, P offset, None), or (None, None, why not): the largest magnitude in [p_lo, QRS onset - 10 ms)
-    is a P wave if it is large enough, alike in every beat and at the same place before each QRS."""
-    p_hi = qrs_on - n(10)
-    if p_hi - p_lo <= n(40):
-        return None, None, "no room for a P wave before the QRS"
-    ms = n.ms
-    p_peak = p_lo + int(np.argmax(mag[p_lo:p_hi]))
-    p_consistency = _consistency(beats, median, good, p_peak, n(40), qrs_on)
-    q.p_consistency = round(p_consistency, 2)
-    p_lag_ms = _p_lag(beats, median, good, p_peak, n(40), qrs_on, n(P_MAX_SHIFT_MS)) * ms
-    q.p_lag_ms = round(p_lag_ms, 1)
-    if not (mag[p_peak] >= max(P_MIN_MV, threshold) and p_consistency >= P_MIN_CONSISTENCY
-            and p_lag_ms <= P_MAX_LAG_MS):
-        return None, None, "no consistent P wave"
-    p_threshold = max(threshold, P_EDGE_FRACTION * mag[p_peak])
-    p_on = _p_onset(vcg, mag, p_peak, p_threshold, max(p_lo, p_peak - n(P_HALF_MAX_MS)), n)
-    p_on = max(p_on, p_peak - n(P_ONSET_REACH_MS))
-    p_off = outward(mag, p_peak, p_threshold, +1, qrs_on)
-    if (p_off - p_on + 1) * ms < P_MIN_MS:
-        return None, None, "no P wave (a deflection too brief to be one)"
-    if (p_off - p_on + 1) * ms > P_MAX_MS:
-        return None, None, "P wave boundaries uncertain (it merges with the wave before it, e.g. a U wave)"
-    if p_on <= p_lo + 1:
-        return None, None, "P onset not found (the P wave does not leave the baseline inside its window)"
-    return p_on, p_off, None
-
-
-def _consistency(beats: np.ndarray, median: np.ndarray, good: list[int], center: int, half: int,
-                 qrs_on: int) -> float:
-    """Mean correlation of each beat's window around `center` with the median's (P wave check); the
-    window stops at the QRS onset, whose beat-to-beat agreement says nothing about a P wave."""
-    lo, hi = max(center - half, 0), min(center + half, qrs_on)
-    tpl = median[good, lo:hi]
-    tpl = (tpl - tpl.mean(axis=1, keepdims=True)).ravel()
-    seg = beats[:, good, lo:hi]
-    seg = seg - np.nanmean(seg, axis=2, keepdims=True)
-    seg = np.where(np.isfinite(seg), seg, 0.0).reshape(len(beats), -1)
-    corr = seg @ tpl / (np.linalg.norm(seg, axis=1) * np.linalg.norm(tpl) + 1e-12)
-    return float(np.mean(corr))
-
-
-def _p_lag(beats: np.ndarray, median: np.ndarray, good: list[int], center: int, half: int, qrs_on: int,
-           max_lag: int) -> float:
-    """Median |shift| (samples, up to max_lag) that best aligns each beat's P window with the median's:
-    a P wave conducted to the QRS sits at the same place in every beat, f-waves anywhere."""
-    lo, hi = max(center - half, max_lag), min(center + half, qrs_on)
-    tpl = median[good, lo:hi]
-    tpl = tpl - tpl.mean(axis=1, keepdims=True)                              # (n_good, W)
-    seg = beats[:, good, lo - max_lag:hi + max_lag]
-    seg = np.where(np.isfinite(seg), seg, 0.0)
-    win = sliding_window_view(seg, hi - lo, axis=2)                          # (n_beats, n_good, 2 lag + 1, W)
-    win = win - win.mean(axis=3, keepdims=True)
-    score = np.einsum("bglw,gw->bl", win, tpl) / (np.sqrt((win ** 2).sum(axis=(1, 3))) + 1e-12)
-    return float(np.median(np.abs(np.argmax(score, axis=1) - max_lag)))
 
 
 def _axis(median: np.ndarray, a: int, b: int, good: list[int], quality: Quality, key: str

@@ -1,86 +1,29 @@
-"""The `Measurements` of one ECG and `measure_ecg`, the entry point that runs the pipeline."""
+"""`measure_ecg`, the entry point that runs the pipeline (its result, `Measurements`, is in result.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 
 import numpy as np
 
 from ..constants import LEADS
-from ..errors import NoUsableSignalError
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
 from .detection import bandpass, detect_r_peaks, notch_mains
 from .fiducials import measure_median
-from .fields import FIELDS, MEASUREMENT_KEYS
-from .quality import MIN_BEATS, MIN_QRS_CONSISTENCY, NO_SIGNAL, RR_CV_REGULAR, Quality, good_leads, trim_zero_padding
+from .fields import MEASUREMENT_KEYS
+from .quality import (
+    MIN_BEATS,
+    MIN_QRS_CONSISTENCY,
+    RR_CV_REGULAR,
+    good_leads,
+    trim_zero_padding,
+)
+from .result import Measurements
 
 MEASURE_BAND_HZ = (0.5, 40.0)    # median beats: wander and mains hum out, wave edges kept
 INDEPENDENT_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")   # III, aVR, aVL, aVF are sums of I and II
 MIN_INDEPENDENT_LEADS = 2        # fewer with signal: nothing a 12-lead measurement can stand on (leads off)
-
-
-@dataclasses.dataclass
-class Measurements:
-    """Global measurements of one ECG; None where not measurable (reason in quality.reasons)."""
-
-    hr_bpm: float | None = None           # ventricular rate, 60000 / mean RR
-    rr_ms: float | None = None            # mean RR interval
-    pr_ms: float | None = None            # P onset -> QRS onset
-    p_ms: float | None = None             # P onset -> P offset
-    qrs_ms: float | None = None           # QRS onset -> QRS offset
-    qt_ms: float | None = None            # QRS onset -> T end
-    qtc_bazett_ms: float | None = None    # QT / sqrt(RR s)
-    qtc_fridericia_ms: float | None = None  # QT / cbrt(RR s)
-    p_axis_deg: float | None = None       # frontal axes: atan2 of net areas in I and aVF
-    qrs_axis_deg: float | None = None
-    t_axis_deg: float | None = None
-    rhythm_regular: bool | None = None    # RR coefficient of variation below RR_CV_REGULAR
-    quality: Quality = dataclasses.field(default_factory=Quality)
-    # For drawing and checks, not in the JSON: per-lead median beats and fiducial sample indices.
-    fs: float = 0.0
-    median_beats: np.ndarray | None = None  # (12, T) mV, isoelectric level at 0
-    fiducials: dict = dataclasses.field(default_factory=dict)   # name -> index into median_beats
-    r_peaks: np.ndarray | None = None       # (n_beats,) sample indices in the input record
-    beat_kept: np.ndarray | None = None     # (n_beats,) bool: the beats that made the median (ectopic ones did not)
-
-    @property
-    def has_signal(self) -> bool:
-        """False when the record had no usable signal (flag "no_signal": every value None, the reason given)."""
-        return "no_signal" not in self.quality.flags
-
-    def require_signal(self, source: str = "ECG") -> Measurements:
-        """self, or NoUsableSignalError naming `source` and the reason, for a record without usable signal
-        (what `gem-run measure` should exit 2 on)."""
-        if not self.has_signal:
-            raise NoUsableSignalError(f"{source}: {self.quality.reasons.get('hr_bpm', NO_SIGNAL)}")
-        return self
-
-    def to_dict(self) -> dict:
-        """JSON-ready: the measurement keys, `rhythm_regular` and `quality`; numbers rounded."""
-        out = {}
-        for f in FIELDS:
-            value = getattr(self, f.key)
-            out[f.key] = None if value is None else round(float(value), f.decimals)
-        out["rhythm_regular"] = self.rhythm_regular
-        out["quality"] = self.quality.to_dict()
-        return out
-
-    def refuse(self, why: str) -> None:
-        """No usable signal: every value None with the reason "no usable signal (why)", flag "no_signal"."""
-        for key in ("hr_bpm", "rr_ms", *MEASUREMENT_KEYS):
-            setattr(self, key, None)
-        self.rhythm_regular, self.median_beats, self.fiducials = None, None, {}
-        self.quality.reasons.clear()
-        self.mark_unmeasurable(MEASUREMENT_KEYS, f"{NO_SIGNAL} ({why})")
-        self.quality.flags.append("no_signal")
-
-    def mark_unmeasurable(self, keys, reason: str) -> None:
-        """Set each of `keys` to None with `reason` in quality.reasons (the first reason given for a key stays)."""
-        for key in keys:
-            setattr(self, key, None)
-            self.quality.reasons.setdefault(key, reason)
 
 
 def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
