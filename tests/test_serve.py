@@ -151,7 +151,9 @@ def test_bad_input_is_a_4xx_with_one_line(server, tmp_path):
     assert httpx.post(f"{server}/v1/interpret", data={"question": "hi"}).status_code == 400
     r = _interpret(server, max_new_tokens="many")
     assert r.status_code == 400 and "max_new_tokens" in r.json()["error"]
-    r = httpx.post(f"{server}/v1/ecgs/x/ask", content=b"not json", headers={"content-type": "application/json"})
+    ecg_id = _interpret(server, max_new_tokens="2").json()["ecg_id"]      # an unknown id is 404 before its body
+    r = httpx.post(f"{server}/v1/ecgs/{ecg_id}/ask", content=b"not json",
+                   headers={"content-type": "application/json"})
     assert r.status_code == 400
     metrics = httpx.get(f"{server}/metrics").text
     assert 'gem_requests_total{endpoint="interpret",status="422"}' in metrics
