@@ -127,3 +127,12 @@ class ConversationCache:
         self._forgotten.move_to_end(ecg_id)
         while len(self._forgotten) > _FORGOTTEN_IDS:
             self._forgotten.popitem(last=False)
+
+
+def position_after(pos: int, out: list[int], max_new_tokens: int, n_ctx: int) -> tuple[int, list[int]]:
+    """(next KV position, ids not yet in the KV) after generating `out` from `pos`: generation feeds every
+    token but the last when it stops at the token limit or the end of the context (not at EOS)."""
+    if not out:
+        return pos, []
+    stopped_early = len(out) == max_new_tokens or pos + len(out) >= n_ctx
+    return (pos + len(out) - 1, out[-1:]) if stopped_early else (pos + len(out), [])

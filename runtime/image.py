@@ -8,15 +8,18 @@ A landscape printout therefore loses its left and right edges, as it did in trai
 from __future__ import annotations
 
 import functools
+import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from gem_runtime.constants import CLIP_MEAN, CLIP_STD
 from gem_runtime.errors import EcgReadError
+from gem_runtime.files import atomic_write
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024   # larger files are refused before decoding
 MAX_IMAGE_SIDE = 20000               # px; larger sides are refused before decoding
@@ -122,3 +125,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def png_bytes(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(img, path: Path) -> None:
+    """The image as a PNG file, never seen half-written."""
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

@@ -10,7 +10,6 @@ each, every stage timed by one `Timings`. No torch: numpy, ONNX Runtime (or Tens
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 import uuid
 from contextlib import ExitStack
@@ -22,18 +21,18 @@ import numpy as np
 
 from . import constants as K
 from .bundle import Bundle
-from .conversation import CUT_SHORT, Answer, Conversation, ConversationCache
+from .conversation import CUT_SHORT, Answer, Conversation, ConversationCache, position_after
 from .encoders import Encoder, load_encoders
 from .diagnosis import DiagnosisVerdict, check_diagnoses
 from .errors import BundleError, ConfigError, EcgReadError
-from .files import atomic_write
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
-from .image import load_image, preprocess_image
+from .image import load_image, png_bytes, preprocess_image, save_png
 from .llm import LlamaLLM, LlmTimings, TextStream
 from .measure import Measurements, measure_ecg
 from .preprocess import preprocess_ecg
 from .prompt import build_prompt, prompt_ids, split_prompt
 from .readers import DeviceReport, EcgRecord, read_ecg
+from .readers.signal_checks import check_leads
 from .render import render_ecg_image
 from .speculate import Drafter, SpeculationStats, generate_speculative
 from .timings import Timings
@@ -72,6 +71,7 @@ class Result:
     device_comparison: list[DeviceComparison] = field(default_factory=list)   # ours against the cart's
     ecg_id: str = ""                          # for follow-up questions: Interpreter.ask(result, question)
     speculation: SpeculationStats | None = None   # drafted and kept tokens, when decoding speculated
+    lead_issues: dict[str, str] = field(default_factory=dict)   # leads kept with a problem (flat, saturated, off)
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -82,7 +82,7 @@ class Result:
                 "warnings": list(self.warnings), "prefix_cached": self.prefix_cached,
                 "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
                 "grounding": [g.to_dict() for g in self.grounding],
-                "diagnoses": [v.to_dict() for v in self.diagnoses],
+                "diagnoses": [v.to_dict() for v in self.diagnoses], "lead_issues": dict(self.lead_issues),
                 "device": None if self.device is None else self.device.to_dict(),
                 "device_comparison": [c.to_dict() for c in self.device_comparison],
                 **({"speculation": self.speculation.to_dict()} if self.speculation else {})}
@@ -172,7 +172,7 @@ class Interpreter:
             out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos, suffix)
             meas = self._measure(prep.signal, save_image, t)
         conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record.device,
-                                       _png(prep.image) if keep_image else None, question, text)
+                                       png_bytes(prep.image) if keep_image else None, question, text)
         return self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
 
     def interpret_many(self, ecgs: list[str | Path | EcgRecord], *, question: str = K.DEFAULT_QUESTION,
@@ -234,7 +234,8 @@ class Interpreter:
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
                       device_comparison=compare_with_device(meas, record.device), ecg_id=ecg_id,
-                      speculation=lt.speculation, diagnoses=check_diagnoses(text, meas, record.device))
+                      speculation=lt.speculation, diagnoses=check_diagnoses(text, meas, record.device),
+                      lead_issues=dict(record.lead_issues))
 
     def ask(self, ecg: "Result | str", question: str, *, max_new_tokens: int = 256,
             stream: Callable[[str], None] | None = None) -> Answer:
@@ -260,7 +261,7 @@ class Interpreter:
             self.conversations.drop(ecg_id, CUT_SHORT)      # a turn cut short leaves the sequence half-written
             self._live = None
             raise
-        conv.pos, conv.pending = _after(pos, out, max_new_tokens, self.llm.n_ctx)
+        conv.pos, conv.pending = position_after(pos, out, max_new_tokens, self.llm.n_ctx)
         conv.turns.append((question, text))
         return Answer(ecg_id=ecg_id, question=question, text=text, new_tokens=len(out),
                       prompt_positions=len(ids), timings=t, token_ids=out,
@@ -293,7 +294,7 @@ class Interpreter:
         self.conversations.put(live)
 
     def _open_conversation(self, pos, out, max_new_tokens, prefix, meas, device, image_png, question, text):
-        next_pos, pending = _after(pos, out, max_new_tokens, self.llm.n_ctx)
+        next_pos, pending = position_after(pos, out, max_new_tokens, self.llm.n_ctx)
         conv = Conversation(ecg_id=uuid.uuid4().hex, pos=next_pos, pending=pending, prefix_ids=prefix,
                             measurements=meas, device=device, image_png=image_png, turns=[(question, text)])
         self.conversations.put(conv)
@@ -303,7 +304,7 @@ class Interpreter:
     # --- the stages ---
     def _read(self, ecg, image, fs, t: Timings):
         with t.stage("read"):
-            record = ecg if isinstance(ecg, EcgRecord) else read_ecg(ecg, fs=fs)
+            record = read_ecg(ecg, fs=fs) if not isinstance(ecg, EcgRecord) else _checked(ecg)
             img = load_image(image) if image is not None else None
         return record, img
 
@@ -314,7 +315,7 @@ class Interpreter:
             with t.stage("render"):
                 img = render_ecg_image(x, fs=K.ECG_FS)                # what the training images were drawn with
         if save_image is not None:
-            _save_png(img, Path(save_image))
+            save_png(img, Path(save_image))
         with t.stage("preprocess"):
             pixels = preprocess_image(img, self.image_size)           # (3, S, S)
         return _Prepared(x, pixels, list(record.warnings) + warnings, img)
@@ -373,24 +374,11 @@ class Interpreter:
         return meas
 
 
-def _after(pos: int, out: list[int], max_new_tokens: int, n_ctx: int) -> tuple[int, list[int]]:
-    """(next KV position, ids not yet in the KV) after generating `out` from `pos`: generation feeds every
-    token but the last when it stops at the token limit or the end of the context (not at EOS)."""
-    if not out:
-        return pos, []
-    stopped_early = len(out) == max_new_tokens or pos + len(out) >= n_ctx
-    return (pos + len(out) - 1, out[-1:]) if stopped_early else (pos + len(out), [])
-
-
-def _png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def median_beats_path(image_path: Path) -> Path:
     return image_path.with_name(image_path.stem + "-median-beats.png")
 
 
-def _save_png(img, path: Path) -> None:
-    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+def _checked(record: EcgRecord) -> EcgRecord:
+    """A record built by hand gets the reader's per-lead checks: one without usable signal never reaches the model."""
+    check_leads(Path(record.source or "<record>"), record.signal, list(record.leads), record.fs, {})
+    return record

@@ -14,6 +14,6 @@ def measurement_report(record: EcgRecord, source: str) -> tuple[Measurements, li
     meas = measure_ecg(signal, 500.0)
     comparisons = compare_with_device(meas, record.device)     # sets the device_disagrees flag where due
     device = None if record.device is None else record.device.to_dict()
-    report = {"file": source, **meas.to_dict(), "warnings": list(record.warnings) + warnings, "device": device,
+    report = {"file": source, **meas.to_dict(), "warnings": list(record.warnings) + warnings, "device": device, "lead_issues": dict(record.lead_issues),
               "device_comparison": [c.to_dict() for c in comparisons]}
     return meas, comparisons, report
