@@ -183,7 +183,8 @@ def test_viewer_interprets_streams_and_answers(server, browser, tmp_path):
     result_text = _text(browser, "report")
     marks = browser.find_elements("css selector", "#report mark")
     for mark in marks:      # every grounding mark says its verdict, in its class and its title
-        assert mark.get_attribute("class") in ("agree", "disagree", "not-measurable")
+        assert mark.get_attribute("class") in ("agree", "disagree", "not-measurable",      # a stated number
+                                                 "supported", "contradicted", "not-checkable")   # a diagnosis
         assert "stated" in mark.get_attribute("title")
     assert _text(browser, "error") == ""
 
