@@ -165,8 +165,8 @@ not the global second-earliest / second-latest reference used here; compare the 
   convolutional neural networks with synthetic data augmentation", Front. Cardiovasc. Med. 11 (2024) 1341786
   (arXiv:2111.12996): a U-Net tested on three public databases, LUDB (12-lead, 500 Hz) among them; F1 99.38%,
   boundary errors 2.19 +- 17.73 ms (onsets) and 4.45 +- 18.32 ms (offsets), averaged over P, QRS and T and the
-  three databases. Ours above: 4-10 +- 10-16 ms on the onsets, 1-14 +- 11-22 ms on the offsets, per beat, against
-  the harder global reference.
+  three databases. Ours above, per beat against the global reference: onsets +5 to +10 ms (SD 10-16), offsets
+  -1 to -16 ms (SD 10-23).
 - Martinez et al., "A wavelet-based ECG delineator: evaluation on standard databases", IEEE TBME 51 (2004) 570:
   the reference single-lead method (QT database: QRS Se 99.66%, P+ 99.56%; boundary errors within the CSE
   tolerances); neurokit2's `ecg_delineate(method="dwt")` follows it, measured above on the held-out LUDB records.
