@@ -130,7 +130,12 @@ the medians over its beats. Ours: `measure_ecg` on the record as `gem-run` reads
 its own R. Detection: a reference wave is found when our beat within 150 ms of its R has that wave within 150 ms
 (P, QRS: centre to centre; T: end to end); ectopic beats (left out of our median) get no P or T from us, which
 counts against T and P sensitivity. P and T are only counted inside the span of beats the cardiologists marked
-them in (the first and last beats of a record often have only the QRS marked)."""
+them in (the first and last beats of a record often have only the QRS marked).
+
+A caveat on the data: in the shared copy every LUDB lead spans exactly 1 mV peak to peak (`wfdb.rdsamp` and
+`read_ecg` alike; the header gains differ per lead), so each lead was rescaled on its own: amplitudes and the
+weights of the leads against each other (VCG, RMS, axes, the mV thresholds) are not the recorded ones. The edges'
+timing is what this benchmark is about, but it is measured here on rescaled leads."""
 
 CHANGES = """\
 What changed for issue 24 (runtime/measure): the QRS onset and offset from the RMS of all good leads (5% / 15% of
