@@ -19,6 +19,7 @@ P_MIN_CONSISTENCY = 0.6          # mean correlation of single-beat P waves with 
 P_MAX_LAG_MS = 5.0               # ... and the median shift that best aligns them (a fixed PR)
 P_MAX_SHIFT_MS = 40.0            # shifts tried for that alignment
 P_TRAPEZIUM_REACH_MS = 40.0
+P_ONSET_SMOOTH = 5                # samples: the onset's magnitude is smoothed so a count's noise does not move it
 
 
 def p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop: int, n) -> int:
@@ -33,6 +34,7 @@ def p_onset(vcg: np.ndarray, mag: np.ndarray, peak: int, threshold: float, stop:
     if b - a < n(10):
         return outward(mag, peak, threshold, -1, stop - 1)
     mag_on = np.linalg.norm(vcg - vcg[:, a:b].mean(axis=1, keepdims=True), axis=0)   # (T,)
+    mag_on = np.convolve(mag_on, np.ones(P_ONSET_SMOOTH) / P_ONSET_SMOOTH, mode="same")
     onset = wave_end(mag_on, peak, max(threshold, P_EDGE_FRACTION * mag_on[peak]), stop - 1, step=-1)
     return trapezium_start(mag_on, onset, peak, stop, n(P_TRAPEZIUM_REACH_MS), n(8))
 
