@@ -63,6 +63,39 @@ def error_outcome(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}"
 
 
+def interpretation_entry(tool: str, caller: str, input_sha256: str | None, gem=None, result=None,
+                         error: BaseException | None = None, settings: dict | None = None,
+                         study_uid: str | None = None) -> AuditEntry:
+    """The entry of one interpretation (or its refusal) by `gem` (an Interpreter, or None if none was loaded):
+    the one place every tool (gem-run, serve, dicom-listen, batch) turns what it did into the trail's fields."""
+    loaded = {} if gem is None else {
+        "bundle_id": gem.bundle.bundle_id, "signer": gem.bundle.signer, "llm_type": gem.quant,
+        "encoder_precision": dict(gem.plan.encoder_precision)}
+    knobs = {} if gem is None else {"threads": gem.threads, "draft_len": gem.draft_len}
+    return AuditEntry(tool=tool, caller=caller, outcome="ok" if error is None else error_outcome(error),
+                      input_sha256=input_sha256, study_uid=study_uid, settings={**(settings or {}), **knobs},
+                      output_sha256=None if result is None else text_sha256(result.text), **loaded)
+
+
+def files_sha256(paths: list[Path]) -> str | None:
+    """One file's sha256; several files (a WFDB record's header and signals) hashed as the list of their names and
+    hashes, sorted; None where one cannot be read."""
+    from .files import sha256_file
+
+    try:
+        if len(paths) == 1:
+            return sha256_file(paths[0])
+        lines = sorted(f"{Path(p).name}:{sha256_file(p)}" for p in paths)
+    except OSError:
+        return None
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def token_id(token: str) -> str:
+    """A token's id for the trail: the first 12 hex digits of its sha256 (never the token)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+
+
 def file_sha256(path: Path, max_bytes: int | None = None) -> str | None:
     """The sha256 of an input file; None where it cannot be read or is larger than max_bytes (never hashed)."""
     from .files import sha256_file

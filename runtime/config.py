@@ -15,7 +15,6 @@ may read (systemd's LoadCredential= gives one), read here; a group- or world-rea
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -62,7 +61,9 @@ class ServeSection:
     @property
     def token_id(self) -> str | None:
         """What an audit line names the caller by: `token:` and 12 hex digits of the token's sha256."""
-        return None if self.token is None else "token:" + hashlib.sha256(self.token.encode()).hexdigest()[:12]
+        from .audit import token_id
+
+        return None if self.token is None else "token:" + token_id(self.token)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ..audit import AuditLog, cli_caller, interpretation_entry
 from ..errors import BundleError, EcgReadError, GemEdgeError, one_line
 from ..tuning import LoadPlan
 from .store import ResultStore, check_writable, folder_error
@@ -41,6 +42,7 @@ class LocalOptions:
     save_images: bool = False         # OUT_DIR/<rel>.png (and its median beats) beside each result
     max_bytes: int = 200 * 2**20      # read_ecg's limit per record
     decode_batch: int = 1             # records decoded together as sequences of one llama.cpp context
+    audit_log: Path | None = None     # one hash-chained line per record interpreted (gem_runtime.audit)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class RecordRunner:
 
     def __init__(self, options: LocalOptions, store: ResultStore, plan: LoadPlan | None = None):
         self.options, self.store, self.plan, self.gem = options, store, plan, None
+        self.audit = None if options.audit_log is None else AuditLog(options.audit_log)
 
     def run(self, records: list[Record]) -> list[tuple[str, str | None]]:
         """Each record's (outcome, reason): "skipped" (done before), "refused" (listed), or "done" (written);
@@ -185,7 +188,15 @@ class RecordRunner:
                 else:
                     self.store.write(record, {**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, key)
                     outcomes[i] = ("done", None)
+                self._audit(key, gem, result)
         return outcomes
+
+    def _audit(self, key: dict, gem, result) -> None:
+        if self.audit is not None:
+            error = result if isinstance(result, EcgReadError) else None
+            self.audit.append(interpretation_entry(
+                "batch", cli_caller(), key["input_sha256"], gem, None if error else result, error,
+                {"max_new_tokens": self.options.max_new_tokens, "decode_batch": self.options.decode_batch}))
 
     def _refuse(self, record: Record, reason: str) -> tuple[str, str]:
         self.store.refuse(record.rel, reason)
@@ -203,6 +214,9 @@ class RecordRunner:
         if self.gem is not None:
             self.gem.close()
             self.gem = None
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
 
 
 def _refusal(interpret):

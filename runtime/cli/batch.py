@@ -27,6 +27,7 @@ import click
 from ..cli_errors import INTERRUPTED
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
+from .config_option import audit_option
 
 REFUSED = 3            # exit code: some files were refused (errors.jsonl)
 
@@ -53,8 +54,9 @@ REFUSED = 3            # exit code: some files were refused (errors.jsonl)
               help="write OUT_DIR/<relative path>.png, the image the model saw, and its median beats")
 @click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
               help="refuse ECG files (with their signal files) larger than this")
+@audit_option()
 def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads, max_new_tokens, decode_batch,
-          save_images, max_bytes):
+          save_images, max_bytes, audit_file):
     """Interpret every ECG file under IN_DIR into OUT_DIR/<relative path>.json (as gem-run --json)."""
     from tqdm import tqdm
 
@@ -82,7 +84,8 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
     if bundle_dir is None:
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
     options = LocalOptions(bundle=bundle_dir, quant=quant, threads=threads, max_new_tokens=max_new_tokens,
-                           save_images=save_images, max_bytes=max_bytes, decode_batch=decode_batch)
+                           save_images=save_images, max_bytes=max_bytes, decode_batch=decode_batch,
+                           audit_log=audit_file)
     counts = {"done": 0, "skipped": 0, "refused": 0}
     with tqdm(total=walk.count, unit="rec", desc="gem-run batch", file=sys.stderr, dynamic_ncols=True) as bar:
         def on_record(rel: str, outcome: str, reason: str | None) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 
 from ..errors import GemEdgeError, one_line
+from ..manifest import QUANTS
+from .config_option import audit_option, config_option
 from .serve import LOCAL_HOSTS
 
 _INSTALL = "gem-run dicom-listen needs the hospital extra: pip install 'gem-edge[hospital]' (pynetdicom, highdicom, hl7apy)"
@@ -37,7 +39,18 @@ def _peer(text: str, parts: int, what: str):
     return Peer(fields[0], int(fields[1]), *(fields[2:] if parts == 3 else []))
 
 
+def _listen_defaults(cfg) -> dict:
+    m, d = cfg.model, cfg.dicom
+    return {"bundle_dir": m.bundle, "quant": m.quant, "threads": m.threads, "max_new_tokens": m.max_new_tokens,
+            "port": d.port, "out": d.out, "host": d.host, "ae_title": d.ae_title, "allow_ae": d.allow_ae or None,
+            "max_associations": d.max_associations, "retries": d.retries, "backoff_s": d.backoff_s,
+            "forward": None if d.forward is None else f"{d.forward.host}:{d.forward.port}:{d.forward.ae_title}",
+            "hl7": None if d.hl7 is None else f"{d.hl7.host}:{d.hl7.port}"}
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@config_option("dicom", _listen_defaults)
+@audit_option()
 @click.option("--port", type=click.IntRange(1, 65535), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="where each ECG and its reports are kept: OUT/<SOPInstanceUID>/")
@@ -48,11 +61,15 @@ def _peer(text: str, parts: int, what: str):
 @click.option("--hl7", default=None, metavar="HOST:PORT", help="send each ORU^R01 over MLLP")
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None)
 @click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.option("--quant", type=click.Choice(QUANTS), default=None, help="LLM file; default: tune's choice, else the bundle's")
+@click.option("--retries", type=click.IntRange(1, 100), default=5, show_default=True, help="tries per delivery")
+@click.option("--backoff", "backoff_s", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="seconds before the second try of a delivery, doubling after")
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
 @click.option("--max-associations", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="associations open at once; more are refused, each with a log line")
-def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, max_new_tokens,
-                 max_associations):
+def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, quant, retries,
+                 backoff_s, max_new_tokens, max_associations):
     """Receive ECG waveforms by DICOM C-STORE; interpret each and write result.json, an SR and an HL7 ORU."""
     if host not in LOCAL_HOSTS and not allow_ae:
         raise GemEdgeError(f"--host {host} would accept any caller: give --allow-ae too (or keep 127.0.0.1)")
@@ -67,7 +84,8 @@ def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, 
     options = ListenerOptions(out=out, port=port, host=host, ae_title=ae_title, allow_ae=tuple(allow_ae),
                               forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,
                               hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens,
-                              max_associations=max_associations)
+                              max_associations=max_associations, retries=retries, backoff_s=backoff_s,
+                              audit_log=audit_file)
     os.umask(0o077)                                       # patient data: 0600 files in 0700 folders
     handler = logging.StreamHandler()
     handler.setFormatter(OneLineFormatter("gem-run dicom-listen: %(message)s"))
@@ -76,7 +94,7 @@ def dicom_listen(port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with Interpreter.load(bundle_dir, threads=threads) as gem:
+    with Interpreter.load(bundle_dir, threads=threads, quant=quant) as gem:
         listener = EcgListener(options, gem)
         listener.start()
         click.echo(f"gem-run dicom-listen: {ae_title} on {host}:{port}, storing into {out}", err=True)

@@ -99,11 +99,7 @@ def _interpret(ecg_file, image, bundle_dir, quant, backend, encoder_precision, t
 
 
 def _audit_entry(ecg_file: Path, max_bytes: int, settings: dict, gem, result, error):
-    from ..audit import AuditEntry, cli_caller, dicom_study_uid, error_outcome, file_sha256, text_sha256
+    from ..audit import cli_caller, dicom_study_uid, file_sha256, interpretation_entry
 
-    plan = {} if gem is None else {"bundle_id": gem.bundle.bundle_id, "signer": gem.bundle.signer,
-                                   "llm_type": gem.quant, "encoder_precision": dict(gem.plan.encoder_precision)}
-    return AuditEntry(tool="gem-run", caller=cli_caller(), outcome="ok" if error is None else error_outcome(error),
-                      input_sha256=file_sha256(ecg_file, max_bytes), study_uid=dicom_study_uid(ecg_file),
-                      settings={**settings, **({"threads": gem.threads, "draft_len": gem.draft_len} if gem else {})},
-                      output_sha256=None if result is None else text_sha256(result.text), **plan)
+    return interpretation_entry("gem-run", cli_caller(), file_sha256(ecg_file, max_bytes), gem, result, error,
+                                settings, dicom_study_uid(ecg_file))

@@ -13,12 +13,24 @@ import click
 
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
+from .config_option import audit_option, config_option, token_file_option
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[serve]' (starlette, uvicorn, ...)"
 
 
+def _serve_defaults(cfg) -> dict:
+    m, s = cfg.model, cfg.serve
+    return {"bundle_dir": m.bundle, "quant": m.quant, "threads": m.threads, "host": s.host, "port": s.port,
+            "queue_limit": s.queue, "token": s.token, "timeout_s": s.timeout_s, "max_bytes": s.max_bytes,
+            "state_mb": s.state_mb, "read_timeout_s": s.read_timeout_s, "allow_hosts": s.allow_hosts or None,
+            "allow_origins": s.allow_origins or None}
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@config_option("serve", _serve_defaults)
+@token_file_option()
+@audit_option()
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path), default=None,
               help="bundle folder; default: the committed demo bundle")
 @click.option("--quant", type=click.Choice(QUANTS), default=None, help="LLM file; default: the bundle's default")
@@ -28,7 +40,8 @@ _SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[ser
 @click.option("--port", type=click.IntRange(1, 65535), default=8717, show_default=True)
 @click.option("--queue", "queue_limit", type=click.IntRange(0, 10_000), default=8, show_default=True,
               help="requests that may wait while one runs; more get 429")
-@click.option("--token", default=None, help="require 'Authorization: Bearer TOKEN' on every /v1 call and /metrics")
+@click.option("--token", default=None,
+              help="require 'Authorization: Bearer TOKEN' on every /v1 call and /metrics (prefer --token-file)")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="seconds a request may take, queueing included; past it generation stops and it gets 504")
 @click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
@@ -43,7 +56,7 @@ _SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[ser
               help="another Host name to answer to besides the bound address (repeat); others get 421")
 @click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
               help="a browser origin (https://emr.example.org) allowed to post from another site (repeat)")
-def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb,
+def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb,
           read_timeout_s, shutdown_timeout_s, allow_hosts, allow_origins):
     """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
     if host not in LOCAL_HOSTS and not token:
@@ -58,10 +71,15 @@ def serve(bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s,
     from ..bundle import Bundle, default_bundle
 
     Bundle.open(bundle_dir or default_bundle())            # a bad bundle is one line before anything binds
+    if audit_file is not None:
+        from ..audit import AuditLog
+
+        AuditLog(audit_file).close()                      # a log that cannot be written is one line, before binding
     options = ServeOptions(bundle=None if bundle_dir is None else str(bundle_dir), quant=quant, threads=threads,
                            queue=queue_limit, token=token, timeout_s=timeout_s, max_bytes=max_bytes,
                            state_mb=state_mb, host=host, allow_hosts=tuple(allow_hosts),
-                           allow_origins=tuple(allow_origins), read_timeout_s=read_timeout_s)
+                           allow_origins=tuple(allow_origins), read_timeout_s=read_timeout_s,
+                           audit_log=audit_file)
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
     app = build_app(options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",

@@ -34,6 +34,7 @@ from pydicom import dcmread
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
+from ..audit import AuditLog, file_sha256, interpretation_entry
 from ..errors import EcgReadError, GemEdgeError, one_line
 from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder
 from ..interpreter import Interpreter
@@ -77,6 +78,7 @@ class ListenerOptions:
     max_new_tokens: int = 256
     retries: int = 5
     backoff_s: float = 2.0
+    audit_log: Path | None = None                 # one hash-chained line per interpretation (gem_runtime.audit)
 
 
 @dataclass
@@ -93,8 +95,9 @@ class EcgListener:
     def __init__(self, options: ListenerOptions, interpreter: Interpreter):
         self.options, self.interpreter = options, interpreter
         self.stats = ListenerStats()
-        # (uid, received, the ECG as read, which file it was): None for what a previous listener left
-        self._work: queue.Queue[tuple[str, float, EcgRecord | None, tuple | None] | None] = queue.Queue()
+        # (uid, received, the ECG as read, which file it was, the caller): None for what a previous listener left
+        self._work: queue.Queue[tuple[str, float, EcgRecord | None, tuple | None, str] | None] = queue.Queue()
+        self.audit = None if options.audit_log is None else AuditLog(options.audit_log)
         self._server = None
         self._worker = threading.Thread(target=self._interpret_loop, name="gem-interpret", daemon=True)
         self._files = threading.Lock()            # an ECG replaced vs. its reports written (see _write)
@@ -104,7 +107,7 @@ class EcgListener:
     def start(self) -> None:
         """Pick up what a previous listener left, then answer associations (non-blocking)."""
         for uid in self.unfinished():
-            self._work.put((uid, time.monotonic(), None, None))
+            self._work.put((uid, time.monotonic(), None, None, "ae:unknown (stored before a restart)"))
         self._worker.start()
         ae = AE(ae_title=self.options.ae_title)
         ae.add_supported_context(Verification)
@@ -125,6 +128,8 @@ class EcgListener:
         self._work.put(None)
         if self._worker.is_alive():
             self._worker.join()
+        if self.audit is not None:
+            self.audit.close()
 
     def unfinished(self) -> list[str]:
         """Stored ECGs whose reports are not all written, or whose forwarding or HL7 is not acknowledged."""
@@ -199,7 +204,7 @@ class EcgListener:
         self.stats.stored += 1
         log.info("%s", one_line(f"stored {uid} from {who}" + ("" if changed else " (the same bytes again)")))
         if changed or not self._finished(folder):
-            self._work.put((uid, received, record, kept))
+            self._work.put((uid, received, record, kept, _audit_caller(event)))
         return SUCCESS
 
     def _keep(self, tmp: Path, folder: Path) -> tuple[bool, tuple | None]:
@@ -227,9 +232,9 @@ class EcgListener:
     # --- interpretation and reports ---
     def _interpret_loop(self) -> None:
         while (item := self._work.get()) is not None:
-            uid, received, record, stored = item
+            uid, received, record, stored, caller = item
             try:
-                self.process(uid, record, stored)
+                self.process(uid, record, stored, caller)
                 self.stats.interpreted += 1
                 self.stats.latency_ms.append((time.monotonic() - received) * 1000)
             except Superseded:
@@ -238,7 +243,8 @@ class EcgListener:
                 self.stats.failed += 1
                 log.exception("interpreting %s failed; it stays in %s for the next start", uid, self.options.out)
 
-    def process(self, uid: str, record: EcgRecord | None = None, stored: tuple | None = None) -> None:
+    def process(self, uid: str, record: EcgRecord | None = None, stored: tuple | None = None,
+                caller: str = "ae:unknown") -> None:
         """Reports for one stored ECG (each step skipped when already done), then the deliveries. `record`: the
         ECG as read when it was stored (None: read it again, as after a restart); `stored`: which file that was
         (Superseded when another has replaced it since)."""
@@ -251,7 +257,7 @@ class EcgListener:
             raise Superseded(uid)
         source = dcmread(folder / ECG_FILE)
         if not (folder / RESULT_FILE).exists():
-            result = self.interpreter.interpret(record or folder / ECG_FILE, max_new_tokens=self.options.max_new_tokens)
+            result = self._interpret(record or folder / ECG_FILE, source, caller)
             body = json.dumps({**result.to_dict(), "sop_instance_uid": uid}, indent=1).encode()
             self._write(folder, ecg, lambda: atomic_write(folder / RESULT_FILE, body, mode=PRIVATE_FILE_MODE))
         result = json.loads((folder / RESULT_FILE).read_text())
@@ -268,6 +274,23 @@ class EcgListener:
             send_mllp(peer.host, peer.port, (folder / HL7_FILE).read_text(), retries=self.options.retries,
                       backoff_s=self.options.backoff_s, log=log.warning)
             self._write(folder, ecg, lambda: atomic_write(folder / HL7_SENT, b"", mode=PRIVATE_FILE_MODE))
+
+    def _interpret(self, ecg, source, caller: str):
+        """The interpretation, with its audit line (outcome, the stored file's hash, the study UID) when kept."""
+        result, error = None, None
+        try:
+            result = self.interpreter.interpret(ecg, max_new_tokens=self.options.max_new_tokens)
+            return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if self.audit is not None:
+                folder_file = Path(source.filename) if getattr(source, "filename", None) else None
+                self.audit.append(interpretation_entry(
+                    "dicom-listen", caller, None if folder_file is None else file_sha256(folder_file),
+                    self.interpreter, result, error, {"max_new_tokens": self.options.max_new_tokens},
+                    str(source.get("StudyInstanceUID", "")) or None))
 
     def _write(self, folder: Path, ecg: tuple | None, write) -> None:
         """One report step's `write()`, only while the stored ECG is still the one it was made from (an instance
@@ -310,6 +333,12 @@ def _identity(path: Path) -> tuple | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _audit_caller(event) -> str:
+    """`ae:<calling AE title>@<address>` for the audit trail."""
+    requestor = event.assoc.requestor
+    return one_line(f"ae:{str(requestor.ae_title).strip()}@{requestor.address}")
 
 
 def _caller(event) -> str:

@@ -11,6 +11,7 @@ import hmac
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..audit import AuditLog
 from ..errors import GemEdgeError
 from ..interpreter import Interpreter
 from ..readers import DEFAULT_MAX_BYTES
@@ -47,6 +49,7 @@ class ServeOptions:
     allow_hosts: tuple[str, ...] = ()      # more Host names to answer to
     allow_origins: tuple[str, ...] = ()    # browser origins allowed to post from another site
     read_timeout_s: float = 60.0           # a request's body must arrive within this
+    audit_log: Path | None = None          # one hash-chained line per interpretation (gem_runtime.audit)
 
     def guard_policy(self, stopping: threading.Event) -> GuardPolicy:
         return GuardPolicy(bound_host=self.host, allow_hosts=self.allow_hosts, allow_origins=self.allow_origins,
@@ -65,8 +68,11 @@ def build_app(options: ServeOptions, interpreter: Interpreter | None = None) -> 
         app.state.worker = ModelWorker(gem, options.queue)
         app.state.metrics = Metrics(lambda: app.state.worker.depth)
         app.state.recent_s = 1.0                         # a request's recent duration, for Retry-After
+        app.state.audit = None if options.audit_log is None else AuditLog(options.audit_log)
         yield
         await run_in_threadpool(app.state.worker.stop)   # after what is in flight (uvicorn waits for it)
+        if app.state.audit is not None:
+            app.state.audit.close()
 
     def guarded(handler):
         async def endpoint(request: Request):

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from ..audit import files_sha256, interpretation_entry, token_id
 from ..interpreter import Interpreter
 from ..measure_report import measurement_report
 from ..timings import Timings
@@ -33,6 +34,25 @@ class JobResult:
     body: dict
     timings: Timings
     new_tokens: int
+
+
+class _Trail:
+    """The audit line of one interpretation request (gem_runtime.audit), when the service keeps a trail: the
+    caller (its token's id, else its address), the upload's sha256, then what came of it."""
+
+    def __init__(self, request: Request, paths: list[Path]):
+        self.log = getattr(request.app.state, "audit", None)
+        if self.log is None:
+            return
+        options = request.app.state.options
+        address = request.client.host if request.client else "?"
+        self.caller = f"token:{token_id(options.token)}@{address}" if options.token else f"ip:{address}"
+        self.input_sha256 = files_sha256(paths)
+
+    def append(self, gem, result, error, settings: dict | None = None) -> None:
+        if self.log is not None:
+            self.log.append(interpretation_entry("serve", self.caller, self.input_sha256, gem, result, error,
+                                                 settings))
 
 
 def _worker(request: Request) -> ModelWorker:
@@ -60,13 +80,23 @@ async def interpret(request: Request):
     max_new = int_field(form.text("max_new_tokens"), "max_new_tokens", 256, 1, MAX_NEW_TOKENS)
     fs = float_field(form.text("fs"), "fs")
     timings = Timings()
+    trail = _Trail(request, form.paths)
     with form:
-        record = await run_in_threadpool(form.read, fs, options.max_bytes, timings)
+        try:
+            record = await run_in_threadpool(form.read, fs, options.max_bytes, timings)
+        except HttpError as exc:
+            await run_in_threadpool(trail.append, None, None, exc)
+            raise
 
     def run(gem: Interpreter, emit) -> JobResult:
         kwargs = {} if question is None else {"question": question}
-        result = gem.interpret(record, max_new_tokens=max_new, stream=emit, keep_image=True, timings=timings,
-                               **kwargs)
+        try:
+            result = gem.interpret(record, max_new_tokens=max_new, stream=emit, keep_image=True, timings=timings,
+                                   **kwargs)
+        except BaseException as exc:
+            trail.append(gem, None, exc)
+            raise
+        trail.append(gem, result, None, {"max_new_tokens": max_new})
         body = {**result.to_dict(), "source": form.source, "ecg_id": result.ecg_id,
                 "image_url": f"/v1/ecgs/{result.ecg_id}/image.png"}
         return JobResult(body, result.timings, result.new_tokens)
