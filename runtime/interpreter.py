@@ -166,11 +166,11 @@ class Interpreter:
         with t.request():
             record, img = self._read(ecg, image, fs, t)
             prep = self._prepare(record, img, save_image, t)
+            meas = self._measure(record, prep.signal, save_image, t)
             rows = self._encode(prep, t)
             self._park_live()
             pos, prefix, suffix = self._prefill(question, rows, lt, t)
             out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos, suffix)
-            meas = self._measure(prep.signal, save_image, t)
         conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record.device,
                                        png_bytes(prep.image) if keep_image else None, question, text)
         return self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
@@ -188,14 +188,15 @@ class Interpreter:
                               f"{self.llm.n_seq}")
         images = save_images or [None] * len(ecgs)
         results: list = [None] * len(ecgs)
-        ready = []                                  # (index, record, prep, rows, Timings, LlmTimings)
+        ready = []                                  # (index, record, prep, rows, Timings, LlmTimings, Measurements)
         for i, (ecg, image) in enumerate(zip(ecgs, images)):
             t = timings[i] if timings else Timings()
             try:
                 with t.request():
                     record, img = self._read(ecg, None, None, t)
                     prep = self._prepare(record, img, image, t)
-                    ready.append((i, record, prep, self._encode(prep, t), t, LlmTimings()))
+                    meas = self._measure(record, prep.signal, image, t)
+                    ready.append((i, record, prep, self._encode(prep, t), t, LlmTimings(), meas))
             except EcgReadError as exc:
                 results[i] = exc
         if not ready:
@@ -208,11 +209,9 @@ class Interpreter:
                 spans.enter_context(r[4].request())
             positions, first = self.llm.prefill_many(before, [r[3] for r in ready], after, lts)
             outs = self.llm.generate_many(positions, first, max_new_tokens, lts)
-        for (i, record, prep, _, t, lt), out in zip(ready, outs):
+        for (i, record, prep, _, t, lt, meas), out in zip(ready, outs):
             t.stages_ms["prefill"] += lt.prefill_ms
             t.stages_ms["decode"] += lt.decode_ms
-            with t.request():
-                meas = self._measure(prep.signal, images[i], t)
             results[i] = self._result(record, prep, out, self._text(out), max_new_tokens, lt, t, meas, "")
         return results
 
@@ -363,10 +362,13 @@ class Interpreter:
                 out = self.llm.generate(pos, max_new_tokens, lt, ignore_eos=ignore_eos, on_token=on_token)
         return out, "".join(pieces).strip()
 
-    def _measure(self, x: np.ndarray, save_image, t: Timings) -> Measurements:
-        """The evidence for the grounding check: after the text, off the TTFT path."""
+    def _measure(self, record: EcgRecord, x: np.ndarray, save_image, t: Timings) -> Measurements:
+        """The evidence for the grounding check, made before the model sees the record (~20 ms): a record without
+        usable signal (leads off, flat, saturated, noise) is refused here and never reaches the model."""
         with t.stage("measure"):
             meas = measure_ecg(x, K.ECG_FS)
+        if not meas.has_signal:
+            raise EcgReadError(record.source, meas.quality.reasons.get("hr_bpm") or "no usable signal")
         if save_image is not None and meas.median_beats is not None:  # fiducials on the median beats, beside it
             from .render_median import draw_median_beats
 

@@ -16,7 +16,7 @@ from benchmarks.dicom_bench import dcmtk
 from gem_runtime.constants import LEADS
 from gem_runtime.hospital import MEASUREMENT_CODES, MllpError, build_oru, send_mllp, write_ecg_dicom, write_sr
 from gem_runtime.hospital.ecg_dicom import PADDING, TWELVE_LEAD_ECG_STORAGE
-from gem_runtime.hospital.hl7 import REPORT_CODE, TEXT_CODE, grounding_note
+from gem_runtime.hospital.hl7 import REPORT_CODE, TEXT_CODE, diagnosis_note, grounding_note
 from gem_runtime.measure import measure_ecg
 from gem_runtime.measure.fields import FIELD
 from gem_runtime.preprocess import preprocess_ecg
@@ -252,7 +252,8 @@ def test_oru_parses_back_with_every_observation(readings):
     text = observations[-1]
     assert text.obx.obx_2.to_er7() == "TX" and text.obx.obx_3.to_er7() == TEXT_CODE
     assert "\n".join(rep.to_er7() for rep in text.obx.obx_5) == result["text"]  # demo text has no delimiters
-    assert [n.nte_3.to_er7() for n in text.nte] == [grounding_note(g) for g in result["grounding"]]
+    assert [n.nte_3.to_er7() for n in text.nte] == ([grounding_note(g) for g in result["grounding"]]
+                                                    + [diagnosis_note(v) for v in result["diagnoses"]])
 
 
 def test_oru_escapes_hl7_delimiters_in_free_text(readings):

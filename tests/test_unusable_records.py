@@ -36,3 +36,13 @@ def test_measure_json_carries_the_lead_issues_key(shared_data, capsys):
     code, out, err = run_main(main, ["measure", str(shared_data / "real/muse/muse-sinus.xml"), "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["lead_issues"] == {}
+
+
+def test_pure_noise_gives_no_numbers_and_never_reaches_the_model(tiny_bundle, tmp_path, capsys):
+    path = tmp_path / "noise.npy"
+    np.save(path, (np.random.default_rng(1).standard_normal((12, 5000)) * 0.5).astype(np.float32))
+    code, out, err = run_main(main, ["measure", str(path), "--fs", "500", "--json"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "signal" in err, err
+    code, out, err = run_main(main, [str(path), "--fs", "500", "--bundle", str(tiny_bundle), "--threads", "1"],
+                              capsys)
+    assert code == 2 and out == "" and "signal" in err, (out, err)

@@ -34,6 +34,7 @@ def measure(ecg_file, as_json, fs, save_image):
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
     record = read_ecg(ecg_file, fs=fs)
     meas, comparisons, report = measurement_report(record, str(ecg_file))
+    meas.require_signal(str(ecg_file))                     # no numbers from no signal: one line, exit 2
     if save_image is not None:
         if meas.median_beats is None:
             reasons = meas.quality.reasons_text() or "no beats"

@@ -136,7 +136,10 @@ async def measure(request: Request):
     fs = float_field(form.text("fs"), "fs")
     with form:
         record = await run_in_threadpool(form.read, fs, options.max_bytes, Timings())
-    _, _, report = await run_in_threadpool(measurement_report, record, form.source)
+    meas, _, report = await run_in_threadpool(measurement_report, record, form.source)
+    if not meas.has_signal:
+        why = meas.quality.reasons.get("hr_bpm") or "no usable signal"
+        raise HttpError(422, f"{form.source}: {why}", "unreadable_ecg")
     count(request, "measure", 200)
     return JSONResponse(report)
 
