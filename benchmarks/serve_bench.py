@@ -69,13 +69,13 @@ class SoakResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -83,7 +83,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def start_server(bundle: Path, *args: str, threads: int = 2) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gem_runtime.cli", "serve", "--bundle", str(bundle), "--port",
                              str(port), "--threads", str(threads), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -144,7 +144,7 @@ def soak(bundle: Path, requests: int = 1000, clients: int = 4, max_new_tokens: i
                         tokens[0] += r.json().get("new_tokens", 0)
                     done[0] += 1
                     if done[0] == max(1, requests // 10):
-                        rss_first.append(_rss_mb(proc.pid))
+                        rss_first.append(rss_mb(proc.pid))
                     if done[0] % max(1, requests // 10) == 0:
                         log(f"[soak] {done[0]}/{requests} {dict(statuses)}")
 
@@ -153,7 +153,7 @@ def soak(bundle: Path, requests: int = 1000, clients: int = 4, max_new_tokens: i
     [w.start() for w in workers]
     [w.join() for w in workers]
     wall = time.perf_counter() - t0
-    rss_end = _rss_mb(proc.pid)
+    rss_end = rss_mb(proc.pid)
     proc.terminate()
     code = proc.wait(timeout=120)
     lat = sorted(latencies)

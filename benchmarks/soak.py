@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from .machine import cpu_info
-from .serve_bench import malformed_uploads, real_ecgs
+from .serve_bench import free_port, malformed_uploads, real_ecgs, rss_mb
 
 TOKEN = "soak-token"
 MAX_BYTES = 2_000_000
@@ -65,21 +65,8 @@ class SoakResult:
         return not self.unexpected and self.server_exit_code == 0 and not any(s.startswith("5") for s in self.statuses)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _start(bundle: Path, threads: int) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gem_runtime.cli", "serve", "--bundle", str(bundle), "--port",
                              str(port), "--threads", str(threads), "--token", TOKEN, "--queue", "16",
                              "--max-bytes", str(MAX_BYTES), "--read-timeout", str(READ_TIMEOUT_S), "--state-mb", "64"],
@@ -197,7 +184,7 @@ def soak(bundle: Path, requests: int = 300, clients: int = 4, seconds: float = 1
     names = [k for k in KINDS if KINDS[k][0]]
     kinds = plan.choices(names, [KINDS[k][0] for k in names], k=requests)
     proc, port = _start(bundle, threads)
-    rss_start = _rss_mb(proc.pid)
+    rss_start = rss_mb(proc.pid)
     lock = threading.Lock()
     statuses: Counter = Counter()
     by_kind: dict[str, Counter] = {}
@@ -234,7 +221,7 @@ def soak(bundle: Path, requests: int = 300, clients: int = 4, seconds: float = 1
     [w.start() for w in workers]
     [w.join() for w in workers]
     wall = time.monotonic() - t0
-    rss_end = _rss_mb(proc.pid)
+    rss_end = rss_mb(proc.pid)
     proc.send_signal(signal.SIGTERM)
     try:
         code = proc.wait(timeout=60)

@@ -225,47 +225,46 @@ def _device(device: dict, source):
 
 def _grounding(grounding: list[dict]):
     """One CONTAINER per number the text states: what it said, what was measured, and the verdict."""
-    from highdicom.sr import ContainerContentItem, RelationshipTypeValues
+    return _containers("grounding", "grounding-item", [_grounding_parts(g) for g in grounding])
 
-    contains = RelationshipTypeValues.CONTAINS
-    box = ContainerContentItem(_local("grounding"), relationship_type=contains)
-    checks = []
-    for g in grounding:
-        key = g["quantity"]
-        item = ContainerContentItem(_local("grounding-item"), relationship_type=contains)
-        parts = [_text(_local("quantity"), key), _num(_local("stated"), key, g["stated"])]
-        if g.get("measured") is not None:
-            parts.append(_num(_local("measured"), key, g["measured"]))
-        parts.append(_text(_local("verdict"), g["verdict"]))
-        if g.get("tolerance") is not None:
-            parts.append(_num(_local("tolerance"), key, g["tolerance"]))
-        if g.get("device") is not None:
-            parts.append(_num(_local("device-value"), key, g["device"]))
-        if g.get("device_verdict"):
-            parts.append(_text(_local("device-verdict"), g["device_verdict"]))
-        if g.get("reason"):
-            parts.append(_text(_local("reason"), g["reason"]))
-        item.ContentSequence = parts
-        checks.append(item)
-    box.ContentSequence = checks
-    return box
+
+def _grounding_parts(g: dict) -> list:
+    key = g["quantity"]
+    parts = [_text(_local("quantity"), key), _num(_local("stated"), key, g["stated"])]
+    if g.get("measured") is not None:
+        parts.append(_num(_local("measured"), key, g["measured"]))
+    parts.append(_text(_local("verdict"), g["verdict"]))
+    if g.get("tolerance") is not None:
+        parts.append(_num(_local("tolerance"), key, g["tolerance"]))
+    if g.get("device") is not None:
+        parts.append(_num(_local("device-value"), key, g["device"]))
+    if g.get("device_verdict"):
+        parts.append(_text(_local("device-verdict"), g["device_verdict"]))
+    if g.get("reason"):
+        parts.append(_text(_local("reason"), g["reason"]))
+    return parts
 
 
 def _diagnoses(verdicts: list[dict]):
     """One CONTAINER per finding the text states: the words, the finding, the verdict against its criterion and
     the measured evidence (the criterion's source is in gem_runtime.diagnosis.criteria)."""
+    return _containers("diagnoses", "diagnosis-item", [
+        [_text(_local("finding"), v["name"]), _text(_local("statement"), v["statement"]),
+         _text(_local("verdict"), v["verdict"]), _text(_local("reason"), v["reason"] or "-")]
+        + ([_text(_local("device-verdict"), v["device_verdict"])] if v.get("device_verdict") else [])
+        for v in verdicts])
+
+
+def _containers(name: str, item_name: str, items: list[list]):
+    """A CONTAINER `name` holding one CONTAINER `item_name` per list of content items."""
     from highdicom.sr import ContainerContentItem, RelationshipTypeValues
 
     contains = RelationshipTypeValues.CONTAINS
-    box = ContainerContentItem(_local("diagnoses"), relationship_type=contains)
-    checks = []
-    for v in verdicts:
-        item = ContainerContentItem(_local("diagnosis-item"), relationship_type=contains)
-        parts = [_text(_local("finding"), v["name"]), _text(_local("statement"), v["statement"]),
-                 _text(_local("verdict"), v["verdict"]), _text(_local("reason"), v["reason"] or "-")]
-        if v.get("device_verdict"):
-            parts.append(_text(_local("device-verdict"), v["device_verdict"]))
+    box = ContainerContentItem(_local(name), relationship_type=contains)
+    children = []
+    for parts in items:
+        item = ContainerContentItem(_local(item_name), relationship_type=contains)
         item.ContentSequence = parts
-        checks.append(item)
-    box.ContentSequence = checks
+        children.append(item)
+    box.ContentSequence = children
     return box
