@@ -65,7 +65,7 @@ def test_the_hardening_asked_for_is_there(name):
     assert settings["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     assert all(p.startswith("/var/lib/gem-edge/") for p in settings["ReadWritePaths"][0].split())
     assert re.fullmatch(r"\d+G", settings["MemoryMax"][0])
-    assert settings["ExecStart"][0].endswith("--config /etc/gem-edge/gem-edge.toml")
+    assert "--config /etc/gem-edge/gem-edge.toml" in settings["ExecStart"][0] and settings["Type"] == ["notify"]
 
 
 def _mdwe_available() -> bool:

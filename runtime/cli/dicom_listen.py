@@ -13,21 +13,15 @@ from pathlib import Path
 
 import click
 
-from ..errors import GemEdgeError, one_line
+from ..errors import GemEdgeError
 from ..manifest import QUANTS
+from ..supervision import Watchdog, configure_logging, notify
 from .config_option import audit_option, config_option
 from .serve import LOCAL_HOSTS
 
+log = logging.getLogger("gem_runtime.hospital")
+
 _INSTALL = "gem-run dicom-listen needs the hospital extra: pip install 'gem-edge[hospital]' (pynetdicom, highdicom, hl7apy)"
-
-
-class OneLineFormatter(logging.Formatter):
-    """Every record's message as one line (a dataset's text cannot split or forge a line); a traceback, where a
-    record has one, follows on its own lines as usual."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = one_line(record.message)
-        return super().formatMessage(record)
 
 
 def _peer(text: str, parts: int, what: str):
@@ -66,10 +60,12 @@ def _listen_defaults(cfg) -> dict:
 @click.option("--backoff", "backoff_s", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="seconds before the second try of a delivery, doubling after")
 @click.option("--max-new-tokens", type=click.IntRange(1, 2048), default=256, show_default=True)
+@click.option("--log-json", is_flag=True, envvar="GEM_LOG_JSON",
+              help="log one JSON object per event on stdout (journald) instead of lines on stderr")
 @click.option("--max-associations", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="associations open at once; more are refused, each with a log line")
 def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, quant, retries,
-                 backoff_s, max_new_tokens, max_associations):
+                 backoff_s, max_new_tokens, log_json, max_associations):
     """Receive ECG waveforms by DICOM C-STORE; interpret each and write result.json, an SR and an HL7 ORU."""
     if host not in LOCAL_HOSTS and not allow_ae:
         raise GemEdgeError(f"--host {host} would accept any caller: give --allow-ae too (or keep 127.0.0.1)")
@@ -87,20 +83,22 @@ def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, 
                               max_associations=max_associations, retries=retries, backoff_s=backoff_s,
                               audit_log=audit_file)
     os.umask(0o077)                                       # patient data: 0600 files in 0700 folders
-    handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter("gem-run dicom-listen: %(message)s"))
-    logging.basicConfig(handlers=[handler], level=logging.INFO)
-    logging.getLogger("pynetdicom").setLevel(logging.ERROR)
+    configure_logging("gem-run dicom-listen", log_json)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     with Interpreter.load(bundle_dir, threads=threads, quant=quant) as gem:
         listener = EcgListener(options, gem)
         listener.start()
-        click.echo(f"gem-run dicom-listen: {ae_title} on {host}:{port}, storing into {out}", err=True)
+        log.info("%s", f"{ae_title} on {host}:{port}, storing into {out}")
+        notify("READY=1")
+        watchdog = Watchdog(lambda: listener.alive)
+        watchdog.start()
         stop.wait()
-        click.echo("gem-run dicom-listen: stopping (finishing what is stored)", err=True)
+        notify("STOPPING=1")
+        watchdog.stop()
+        log.info("stopping (finishing what is stored)")
         listener.stop()
     s = listener.stats
-    click.echo(f"gem-run dicom-listen: stored {s.stored}, refused {s.refused}, rejected associations "
-               f"{s.rejected}, interpreted {s.interpreted}, failed {s.failed}", err=True)
+    log.info("%s", f"stored {s.stored}, refused {s.refused}, rejected associations {s.rejected}, "
+                   f"interpreted {s.interpreted}, failed {s.failed}")

@@ -13,6 +13,7 @@ import click
 
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
+from ..supervision import Watchdog, configure_logging, notify
 from .config_option import audit_option, config_option, token_file_option
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -54,13 +55,16 @@ def _serve_defaults(cfg) -> dict:
               show_default=True, help="on SIGTERM, seconds to let requests in flight finish before they are cut")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="another Host name to answer to besides the bound address (repeat); others get 421")
+@click.option("--log-json", is_flag=True, envvar="GEM_LOG_JSON",
+              help="log one JSON object per event on stdout (journald) instead of lines on stderr")
 @click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
               help="a browser origin (https://emr.example.org) allowed to post from another site (repeat)")
 def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb,
-          read_timeout_s, shutdown_timeout_s, allow_hosts, allow_origins):
+          read_timeout_s, shutdown_timeout_s, allow_hosts, log_json, allow_origins):
     """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
     if host not in LOCAL_HOSTS and not token:
         raise GemEdgeError(f"--host {host} would let other machines in: give --token too (or keep 127.0.0.1)")
+    configure_logging("gem-run serve", log_json)
     os.umask(0o077)                                         # anything written for a request is this user's only
     try:
         import uvicorn
@@ -83,12 +87,28 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
     app = build_app(options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=shutdown_timeout_s)
+                            timeout_graceful_shutdown=shutdown_timeout_s,
+                            **({"log_config": None} if log_json else {}))   # uvicorn's lines into our JSON
     _graceful_server(uvicorn)(config).run()
 
 
 def _graceful_server(uvicorn):
     class GracefulServer(uvicorn.Server):
+        """Ready (systemd's READY=1, then the watchdog fed while the model's thread lives) once the port answers."""
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started:
+                notify("READY=1")
+                self.watchdog = Watchdog(lambda: self.config.app.state.worker.alive)
+                self.watchdog.start()
+
+        async def shutdown(self, sockets=None):
+            notify("STOPPING=1")
+            if getattr(self, "watchdog", None) is not None:
+                self.watchdog.stop()
+            await super().shutdown(sockets=sockets)
+
         """On SIGTERM: stop accepting, cut the bodies still arriving (503), finish the requests in flight
         (at most --shutdown-timeout s), shut the model down and exit 0 (plain uvicorn re-raises the signal after
         its graceful shutdown, so the process would die of it)."""

@@ -121,6 +121,11 @@ class EcgListener:
                     (evt.EVT_REJECTED, self._on_rejected)]
         self._server = ae.start_server((self.options.host, self.options.port), block=False, evt_handlers=handlers)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the interpreting thread still runs (what the systemd watchdog is fed on)."""
+        return self._worker.is_alive()
+
     def stop(self) -> None:
         """Stop accepting, then finish every stored ECG already queued."""
         if self._server is not None:

@@ -65,6 +65,11 @@ class ModelWorker:
         with self._lock:
             return self._waiting + int(self._busy)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the model's thread still runs (what the systemd watchdog is fed on)."""
+        return self._thread.is_alive()
+
     def submit(self, job: Job) -> asyncio.Future:
         with self._lock:
             if self._waiting + int(self._busy) >= self.queue_limit + 1:
