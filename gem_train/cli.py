@@ -37,6 +37,30 @@ def data(n, out, seed, no_images, workers):
     click.echo(f"wrote {n} records to {path}")
 
 
+@cli.command("real-corpus")
+@click.option("--real", "folders", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
+              required=True, help="a folder of labelled WFDB records (CinC '# Dx:' codes or LUDB diagnoses); repeatable")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="the training split's corpus (records.json, ecg/, images/, corpus.txt, split.json)")
+@click.option("--heldout", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="link the held-out records here, one folder per --real folder, for `gem-train eval --real`")
+@click.option("--copies", type=click.IntRange(1), default=8, show_default=True,
+              help="augmented copies per training record (copy 0: as recorded)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-images", is_flag=True, help="skip PNG rendering")
+def real_corpus(folders, out, heldout, copies, seed, no_images):
+    """Labelled real records as a training corpus: the training split (LUDB N % 4 != 3, CinC even numbers), its
+    reports written from the labels and our measurements in the simulator corpus's sentences."""
+    from .real_corpus import write_heldout, write_real_corpus
+
+    summary = write_real_corpus(list(folders), out, copies=copies, seed=seed, images=not no_images)
+    click.echo(f"wrote {summary['examples']} examples of {len(summary['train_records'])} records to {out}; "
+               f"{len(summary['heldout_records'])} held out, {len(summary['left_out'])} copies left out")
+    if heldout is not None:
+        for d in write_heldout(list(folders), heldout):
+            click.echo(f"held out: {d}")
+
+
 @cli.command()
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--vocab-size", type=click.IntRange(300), default=1024, show_default=True)
@@ -94,6 +118,8 @@ def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, beat_wei
               help="the ECG tower's learning rate as a share of --lr (a pretrained tower moves less)")
 @click.option("--oversample", multiple=True, metavar="CONDITION:SHARE",
               help="draw this share of each batch from records with the condition (repeatable)")
+@click.option("--mix", multiple=True, metavar="DIR:SHARE",
+              help="draw this share of each batch from another corpus (e.g. `gem-train real-corpus`; repeatable)")
 @click.option("--max-steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--grad-accum", type=click.IntRange(1), default=1, show_default=True)
@@ -101,8 +127,8 @@ def pretrain_tower(preset, out, max_steps, batch_size, lr, noise_share, beat_wei
 @click.option("--warmup", type=click.IntRange(0), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="continue from OUT/trainer_state.pt")
-def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, tower_lr_scale, oversample, max_steps,
-        batch_size, grad_accum, lr, warmup, seed, resume):
+def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, tower_lr_scale, oversample, mix,
+        max_steps, batch_size, grad_accum, lr, warmup, seed, resume):
     """Train GEM: stage `instruct` (GEM's recipe) or `align` (projectors only)."""
     from .config import GemConfig
     from .train import TrainArgs, fit as run_fit
@@ -125,8 +151,20 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, towe
         if name not in CONDITIONS or not 0 < pools[-1][1] < 1:
             raise click.BadParameter(f"{item!r}: the condition must be one of {', '.join(CONDITIONS)} and the "
                                      "share between 0 and 1", param_hint="--oversample")
+    mixes = []
+    for item in mix:
+        folder, _, share = item.rpartition(":")
+        try:
+            mixes.append((Path(folder), float(share)))
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected DIR:SHARE, e.g. 'work/demo/real:0.3'",
+                                     param_hint="--mix") from None
+        if not (Path(folder) / "records.json").is_file() or not 0 < mixes[-1][1] < 1:
+            raise click.BadParameter(f"{item!r}: DIR must hold a records.json and the share lie between 0 and 1",
+                                     param_hint="--mix")
     args = TrainArgs(stage=stage, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                     warmup_steps=warmup, seed=seed, tower_lr_scale=tower_lr_scale, oversample=tuple(pools))
+                     warmup_steps=warmup, seed=seed, tower_lr_scale=tower_lr_scale, oversample=tuple(pools),
+                     mix=tuple(mixes))
     run_fit(GemConfig.from_name(preset), data_dir, tokenizer_dir, out, args,
             init_from=init_from, init_tower=init_tower, resume=resume, log=lambda m: click.echo(m, err=True))
 

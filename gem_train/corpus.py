@@ -97,26 +97,34 @@ def axis_class(conditions: list[str]) -> str:
 
 def interpretation_text(truth: EcgTruth, rng: np.random.Generator) -> str:
     """One grounded paragraph: rhythm and rate, intervals, axis, lead findings, then the impression."""
-    conds = truth.conditions
     values = {
         "hr": int(round(truth.hr_bpm)), "qrs": int(round(truth.qrs_ms)), "qt": int(round(truth.qt_ms)),
         "qtc": int(round(truth.qtc_bazett_ms)), "axis": int(round(truth.qrs_axis_deg)),
         "pr": None if truth.pr_ms is None else int(round(truth.pr_ms)),
         "sl": f"{truth.sokolow_lyon_mv:.1f}",
     }
-    sentences = [_pick(rng, _RHYTHM[truth.rhythm]),
-                 _pick(rng, _INTERVALS_AF if truth.rhythm == AF else _INTERVALS),
+    st_levels = {name: max(truth.st_j60_mv[LEADS.index(lead)] for lead in leads) for name, leads in STE_LEADS.items()}
+    return report_text(truth.rhythm, truth.conditions, values, rng, st_levels=st_levels)
+
+
+def report_text(rhythm: str, conds: list[str], values: dict, rng: np.random.Generator, *,
+                st_levels: dict | None = None, narrow_sentence: bool = True, st_sentence: bool = True) -> str:
+    """The corpus's one language, from a rhythm, conditions and the values cited ({hr, pr, qrs, qt, qtc, axis, sl}):
+    the simulator's truth here, a real record's labels and our measurements in `real_corpus`. A sinus record
+    without a PR states its intervals as atrial fibrillation's do; `narrow_sentence` / `st_sentence` False leave
+    out the claims that the values cited cannot back (a real record's QRS shape and ST segments)."""
+    sentences = [_pick(rng, _RHYTHM[rhythm]),
+                 _pick(rng, _INTERVALS_AF if rhythm == AF or values.get("pr") is None else _INTERVALS),
                  _pick(rng, _AXIS[axis_class(conds)])]
     for name in (AVB1, RBBB, LBBB, LVH):
         if name in conds:
             sentences.append(_pick(rng, _FINDINGS[name]))
-    if len(conds) == 1 or (len(conds) == 2 and axis_class(conds) != "normal"):
+    if narrow_sentence and (len(conds) == 1 or (len(conds) == 2 and axis_class(conds) != "normal")):
         sentences.append(_pick(rng, _NARROW_QRS))   # short records: keep the length even
     elevated = [name for name in (INF_STE, ANT_STE) if name in conds]
     for name in elevated:
-        level = max(truth.st_j60_mv[LEADS.index(lead)] for lead in STE_LEADS[name])
-        sentences.append(_pick(rng, _FINDINGS[name]).replace("{st}", f"{level:.1f}"))
-    if not elevated and len(conds) < 3:   # long records skip it to stay within ~90 words
+        sentences.append(_pick(rng, _FINDINGS[name]).replace("{st}", f"{(st_levels or {})[name]:.1f}"))
+    if st_sentence and not elevated and len(conds) < 3:   # long records skip it to stay within ~90 words
         sentences.append(_pick(rng, _ST_SECONDARY if {RBBB, LBBB} & set(conds) else _ST_NORMAL))
     sentences.append(f"Impression: {', '.join(c for c in CONDITIONS if c in conds)}.")
     return " ".join(s.format(**values) for s in sentences)

@@ -40,6 +40,7 @@ class TrainArgs:
     save_every: int = 200
     tower_lr_scale: float = 1.0    # the ECG tower's lr as a share of lr (a pretrained tower moves less)
     oversample: tuple = ()         # ((condition, share of each batch drawn from records with it), ...)
+    mix: tuple = ()                # ((corpus folder, share of each batch drawn from it), ...)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -130,6 +131,26 @@ def _draw(rng: random.Random, n: int, k: int, pools: list) -> list[int]:
     return idx
 
 
+def _draw_mixed(rng: random.Random, data, k: int, pools: list, mixes: list) -> list[tuple]:
+    """k (dataset, index) pairs: each slot from a mixed-in corpus with its share, else as _draw gives it."""
+    picks = [(data, i) for i in _draw(rng, len(data), k, pools)]
+    for j in range(k):
+        for other, share in mixes:
+            if rng.random() < share:
+                picks[j] = (other, rng.randrange(len(other)))
+                break
+    return picks
+
+
+def mixed_batch(picks: list[tuple]):
+    """GroundedDataset.batch over (dataset, index) pairs from several datasets."""
+    ids = [d.examples[i][0] for d, i in picks]
+    labels = [d.examples[i][1] for d, i in picks]
+    ecgs = torch.from_numpy(np.stack([d.ecgs[i] for d, i in picks]).astype(np.float32))
+    images = torch.from_numpy(np.stack([d.images[i] for d, i in picks]).astype(np.float32))
+    return ids, labels, ecgs, images
+
+
 def set_trainable(model: GemForCausalLM, stage: str) -> None:
     """align: projectors only (LLM and towers frozen). instruct: GEM's recipe, LLM + projectors, towers frozen
     for gem-7b; the small presets train their towers too (they start from random weights)."""
@@ -162,6 +183,7 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
 
         load_tower(model, init_tower)
     data = GroundedDataset(data_dir, config, tok)          # after the inputs that fail fast are checked
+    mixes = [(GroundedDataset(Path(d), config, tok), share) for d, share in args.mix]
     set_trainable(model, args.stage)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -178,7 +200,8 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
     pools = [([i for i, r in enumerate(data.records) if name in r["machine_measurements"]["conditions"]], share)
              for name, share in args.oversample]
     n_train = sum(p.numel() for p in params)
-    log(f"training {config.name}: {n_train / 1e6:.2f}M trainable params, {len(data)} records, stage {args.stage}, "
+    log(f"training {config.name}: {n_train / 1e6:.2f}M trainable params, {len(data)} records"
+        + "".join(f" + {len(d)} mixed in at {share:.0%}" for d, share in mixes) + f", stage {args.stage}, "
         f"batch {args.batch_size}x{args.grad_accum}, {args.max_steps} steps, threads {torch.get_num_threads()}")
     model.train()
     t0, losses = time.time(), []
@@ -186,8 +209,11 @@ def fit(config: GemConfig, data_dir: Path, tokenizer_dir: Path, out: Path, args:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args) * g["lr_scale"]
         for _ in range(args.grad_accum):
-            idx = _draw(rng, len(data), args.batch_size, pools)
-            loss = model(*data.batch(idx)) / args.grad_accum
+            if mixes:
+                batch = mixed_batch(_draw_mixed(rng, data, args.batch_size, pools, mixes))
+            else:
+                batch = data.batch(_draw(rng, len(data), args.batch_size, pools))
+            loss = model(*batch) / args.grad_accum
             loss.backward()
             losses.append(loss.item() * args.grad_accum)
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,0 +1,116 @@
+"""gem_train.real_corpus: the deterministic split of the shared labelled records, the corpus in the simulator
+corpus's format, reports in its sentences that agree with the labels and with our measurements, held-out folders."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gem_train import corpus
+from gem_train.real_corpus import HELDOUT, TRAIN, split_headers, split_of, write_heldout, write_real_corpus
+from gem_train.real_labels import RecordLabels, labelled_headers
+from gem_train.scoring import parse_diagnoses, parse_heart_rate, parse_rhythm
+
+
+def _labels(record: str, source: str) -> RecordLabels:
+    return RecordLabels(record, source, None, None, frozenset(), frozenset(), ())
+
+
+def test_split_rule():
+    assert [split_of(_labels(str(n), "ludb")) for n in (1, 3, 5, 7, 9, 11)] == [TRAIN, HELDOUT] * 3
+    assert split_of(_labels("JS20000", "cinc")) == TRAIN and split_of(_labels("JS20001", "cinc")) == HELDOUT
+    assert split_of(_labels("A0002", "cinc")) == TRAIN and split_of(_labels("A0001", "cinc")) == HELDOUT
+
+
+def test_report_text_keeps_the_simulator_corpus():
+    """report_text (the simulator's sentences, shared with the real corpus) writes the simulator's records as the
+    code before it did: the texts of records 0-39 of seed 1 (10 with ST elevation), hashed before the refactor."""
+    texts = "\n".join(corpus.make_record(i, corpus.record_rng(1, i))[2]["conversations"][1]["value"]
+                      for i in range(40))
+    assert hashlib.sha256(texts.encode()).hexdigest() == \
+        "e247fb02d4a660150b916955b7ec0c739d4d995c038daeaddc05a3f74d82ebf1"
+
+
+@pytest.fixture(scope="module")
+def labelled(shared_data):
+    path = shared_data / "real" / "labelled"
+    if not path.is_dir():
+        pytest.skip(f"labelled records not found in {path}")
+    return path
+
+
+def test_split_is_disjoint_and_complete(labelled):
+    split = split_headers([labelled])
+    names = lambda hs: {h.stem for h in hs}      # noqa: E731
+    assert not names(split[TRAIN]) & names(split[HELDOUT])
+    assert names(split[TRAIN]) | names(split[HELDOUT]) == {h.stem for h in labelled_headers(labelled)}
+    assert "JS20000" in names(split[TRAIN]) and "JS20001" in names(split[HELDOUT])
+
+
+def test_corpus_on_the_labelled_records(labelled, tmp_path):
+    out = tmp_path / "real"
+    summary = write_real_corpus([labelled], out, copies=2, seed=0)
+    records = json.loads((out / "records.json").read_text())
+    assert summary["examples"] == len(records) > 10
+    assert not set(summary["train_records"]) & set(summary["heldout_records"])
+    assert json.loads((out / "split.json").read_text())["heldout_records"] == summary["heldout_records"]
+    for r in records:
+        mm = r["machine_measurements"]
+        assert mm["record"] in summary["train_records"]
+        text = r["conversations"][1]["value"]
+        assert (out / (r["ecg"] + ".hea")).is_file() and (out / r["image"]).is_file()
+        assert parse_rhythm(text) == mm["rhythm"]                      # the scorer reads what the corpus says
+        assert parse_heart_rate(text) == pytest.approx(mm["hr_bpm"], abs=0.5)
+        assert set(parse_diagnoses(text)) == set(mm["conditions"])
+        assert text.endswith(f"Impression: {', '.join(c for c in corpus.CONDITIONS if c in mm['conditions'])}.")
+        assert f"{mm['qrs_ms']} ms" in text and str(mm["qrs_axis_deg"]) in text
+        if mm["pr_ms"] is not None:
+            assert f"{mm['pr_ms']} ms" in text
+        assert not re.search(r"isoelectric|narrow", text)            # no claim the measurements do not back
+    # the same seed writes the same corpus
+    again = write_real_corpus([labelled], tmp_path / "again", copies=2, seed=0, images=False)
+    assert again["examples"] == summary["examples"]
+    assert (tmp_path / "again" / "corpus.txt").read_text() == (out / "corpus.txt").read_text()
+    first = records[0]["ecg"].split("/")[1]
+    a = np.fromfile(out / "ecg" / f"{first}.dat", "<i2")
+    b = np.fromfile(tmp_path / "again" / "ecg" / f"{first}.dat", "<i2")
+    assert np.array_equal(a, b)
+
+
+def test_heldout_links(labelled, tmp_path):
+    [folder] = write_heldout([labelled], tmp_path / "heldout")
+    held = {h.stem for h in labelled_headers(folder)}
+    assert held == {h.stem for h in split_headers([labelled])[HELDOUT]}
+    assert all((folder / f"{s}.mat").exists() for s in held)
+    assert Path(folder / "JS20001.hea").resolve() == (labelled / "JS20001.hea").resolve()
+
+
+def test_mix_draws_its_share_and_trains(tiny_corpus, tmp_path, capsys):
+    """`gem-train fit --mix DIR:SHARE`: that share of each batch from the other corpus; a bad one is one line."""
+    import random
+
+    from clirun import run_main
+    from gem_train.cli import main
+    from gem_train.train import _draw_mixed
+
+    class Other:
+        def __len__(self):
+            return 5
+
+    other = Other()
+    rng = random.Random(0)
+    picks = [p for _ in range(200) for p in _draw_mixed(rng, list(range(24)), 8, [], [(other, 0.3)])]
+    assert 0.25 < sum(d is other for d, _ in picks) / len(picks) < 0.35
+    assert all(0 <= i < 5 for d, i in picks if d is other)
+    for bad in (f"{tmp_path}:0.3", f"{tiny_corpus}:1.5", str(tiny_corpus)):
+        code, _, err = run_main(main, ["fit", "--preset", "tiny", "--data", str(tiny_corpus), "--out",
+                                       str(tmp_path / "o"), "--mix", bad, "--max-steps", "1"], capsys)
+        assert code == 2 and "--mix" in err, err
+    code, out, err = run_main(main, ["fit", "--preset", "tiny", "--data", str(tiny_corpus), "--out",
+                                     str(tmp_path / "o"), "--mix", f"{tiny_corpus}:0.5", "--max-steps", "2"], capsys)
+    assert code == 0 and "24 mixed in at 50%" in err, err
+    assert (tmp_path / "o" / "model.safetensors").is_file()
