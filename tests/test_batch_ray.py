@@ -244,8 +244,8 @@ def test_the_pool_is_planned_from_the_cluster():
 
 def test_a_killed_workers_temporary_files_are_removed_and_nothing_else(tmp_path):
     (tmp_path / "a").mkdir()
-    left = ["a/x.dcm.json.4242.tmp", "a/x.dcm.png.tmp", "a/x.dcm-median-beats.png.tmp"]
-    kept = ["a/x.dcm.json", "a/y.dcm.json.4242.tmp", "a/x.dcm.json.abc.tmp", "a/notes.tmp"]
+    left = ["a/.x.dcm.json.4242.tmp", "a/.x.dcm.png.17.tmp", "a/.x.dcm-median-beats.png.17.tmp"]   # atomic_write's
+    kept = ["a/x.dcm.json", "a/.y.dcm.json.4242.tmp", "a/.x.dcm.json.abc.tmp", "a/notes.tmp", "a/x.dcm.json.1.tmp"]
     for name in left + kept:
         (tmp_path / name).write_text("")
     _remove_orphans(tmp_path, ["a/x.dcm", "gone/z.dcm"])

@@ -185,7 +185,8 @@ def test_viewer_interprets_streams_and_answers(server, browser, tmp_path):
     for mark in marks:      # every grounding mark says its verdict, in its class and its title
         assert mark.get_attribute("class") in ("agree", "disagree", "not-measurable",      # a stated number
                                                  "supported", "contradicted", "not-checkable")   # a diagnosis
-        assert "stated" in mark.get_attribute("title")
+        title, verdict = mark.get_attribute("title"), mark.get_attribute("class").replace("-", " ")
+        assert "stated" in title or f": {verdict} - " in title, title      # a number's or a diagnosis' verdict
     assert _text(browser, "error") == ""
 
     follow_up = browser.find_element("id", "followup")

@@ -47,7 +47,7 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
         raise EcgReadError(path, f"not a readable DICOM file: {one_line(exc)}") from exc
     groups = ds.get("WaveformSequence")
     if not groups:
-        raise EcgReadError(path, f"DICOM has no waveform (Modality {one_line(ds.get('Modality', '?'))[:80]!r}, "
+        raise EcgReadError(path, f"DICOM has no waveform (Modality {one_line(ds.get('Modality', '?'))[:80]}, "
                                  f"SOP class {getattr(ds.get('SOPClassUID'), 'name', '?')})")
     index = _choose_group(path, groups)
     group = groups[index]
