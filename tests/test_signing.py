@@ -1,6 +1,7 @@
 """Signed bundles: gem-export keygen / sign, and gem-run refusing, with trusted keys configured, a bundle that is
 unsigned, signed by another key, or altered (its manifest, or a file it pins), in one line and exit 2, before any
 native loader opens a file; a good signature accepted; without trusted keys, today's behaviour and one notice."""
+import json
 import os
 import shutil
 import subprocess
@@ -91,13 +92,18 @@ def test_a_bundle_signed_by_another_key_is_refused(signed, tmp_path, capsys):
 def test_a_manifest_altered_after_signing_is_refused(signed, capsys):
     bundle, _ = signed
     m = bundle / "manifest.json"
-    m.write_text(m.read_text().replace('"default_quant": "f16"', '"default_quant": "q4_0"'))
+    default = json.loads(m.read_text())["default_quant"]
+    other = "q4_0" if default != "q4_0" else "f16"
+    altered = m.read_text().replace(f'"default_quant": "{default}"', f'"default_quant": "{other}"')
+    assert altered != m.read_text()
+    m.write_text(altered)
     assert "manifest.json: altered after signing" in _refused(bundle, capsys)
 
 
 def test_a_file_altered_after_signing_is_refused_before_it_is_loaded(signed, capsys):
     bundle, _ = signed
-    f = bundle / "llm-f16.gguf"                      # the demo's default type: the file gem-run loads
+    default = json.loads((bundle / "manifest.json").read_text())["default_quant"]
+    f = bundle / f"llm-{default}.gguf"               # the demo's default type: the file gem-run loads
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0x01
     f.write_bytes(bytes(data))
