@@ -94,21 +94,27 @@ class TrtBundleEncoder:
         self._engine.close()
 
 
-def load_encoders(bundle: Bundle, backend: str, threads: int, precision: dict[str, str] | None = None
-                  ) -> dict[str, Encoder]:
-    """Both encoders on one backend; on failure, those already loaded are closed again. precision: per encoder
-    "fp32" (default) or "int8" (CPU only; see encoder_precision)."""
+def resolve_backend(bundle: Bundle, backend: str) -> str:
+    """The encoders' backend as one of "tensorrt", "cuda", "cpu": "auto" is the fastest this machine has; one asked
+    for and not available here is refused, with the reason, never a silent fallback."""
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     have = available_backends(bundle)
     if backend == "auto":
-        backend = have[0]
-    elif backend not in have:
+        return have[0]
+    if backend not in have:
         from .trt_engine import engine_mismatch_reason
 
         why = {"tensorrt": engine_mismatch_reason(bundle.root, "ecg_encoder") or "no engine for this GPU",
                "cuda": "onnxruntime has no CUDAExecutionProvider here or no NVIDIA GPU is present"}.get(backend, "")
         raise BackendUnavailableError(f"backend {backend!r} is not available here ({why}); available: {', '.join(have)}")
+    return backend
+
+
+def load_encoders(bundle: Bundle, backend: str, threads: int, precision: dict[str, str] | None = None
+                  ) -> dict[str, Encoder]:
+    """Both encoders on `backend` (one resolve_backend returned); on failure, those already loaded are closed
+    again. precision: per encoder "fp32" (default) or "int8" (CPU only)."""
     loaded: dict[str, Encoder] = {}
     try:
         for name, io in ENCODERS.items():

@@ -146,7 +146,7 @@ class LoadPlan:
     resolve one plan and load from it, so they all make the same choices."""
     bundle: Bundle
     quant: str
-    backend: str                   # "auto", "tensorrt", "cuda", "cpu": the encoders' backend as asked
+    backend: str                   # the encoders' backend, resolved: "tensorrt", "cuda" or "cpu"
     threads: int
     n_gpu_layers: int
     encoder_precision: dict        # {encoder: "fp32" | "int8"}
@@ -166,13 +166,11 @@ class LoadPlan:
         """None (or "auto") for a choice: tune's for this machine, threads and bundle, else the default. The GPU
         takes the bundle's default type and plain decoding (tune times the CPU)."""
         from .bundle import default_bundle
-        from .encoders import BACKENDS, available_backends
+        from .encoders import resolve_backend
         from .errors import BackendUnavailableError
         from .llama_handles import has_gpu_offload
 
         b = bundle if isinstance(bundle, Bundle) else Bundle.open(Path(bundle) if bundle else default_bundle())
-        if backend not in BACKENDS:
-            raise BackendUnavailableError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         threads = threads or default_threads()
         if n_gpu_layers is None:
             n_gpu_layers = 999 if backend in ("cuda", "tensorrt") else 0
@@ -180,7 +178,8 @@ class LoadPlan:
             if backend in ("cuda", "tensorrt"):
                 raise BackendUnavailableError(f"backend {backend!r}: this llama-cpp-python build has no GPU offload")
             n_gpu_layers = 0
-        on_cpu = backend == "cpu" or (backend == "auto" and available_backends(b)[0] == "cpu")
+        backend = resolve_backend(b, backend)      # the GPU layers above follow the backend as asked, not "auto"
+        on_cpu = backend == "cpu"
         tuning = None if n_gpu_layers else read_tuning(b, threads)      # read once, for every choice
         quant = quant or (b.default_quant() if n_gpu_layers else tuned_quant(b, tuning))
         if draft_len is None:
