@@ -306,22 +306,22 @@ def check_lvh(ev: Evidence, sex: str | None) -> Outcome:
     return Outcome(NOT_CHECKABLE, text + ": near a limit", ("qrs_ms",), v)
 
 
-def check_irregular(ev: Evidence) -> Outcome:
+def _rr_statement(ev: Evidence, stated: str) -> Outcome:
+    """A statement that the RR rhythm is `stated` ("irregular" or "regular"), against the measured RR state."""
     keys = ("rr_irregularity", "rr_cv", "rr_jump_share")
     state = _rr_state(ev)
     if state is None:
         return Outcome(NOT_CHECKABLE, "too few beats to judge the RR rhythm", keys, {})
-    verdict = {"irregular": SUPPORTED, "regular": CONTRADICTED, "some": NOT_CHECKABLE}[state]
+    verdict = NOT_CHECKABLE if state == "some" else SUPPORTED if state == stated else CONTRADICTED
     return Outcome(verdict, _rr_text(ev), keys, {})
+
+
+def check_irregular(ev: Evidence) -> Outcome:
+    return _rr_statement(ev, "irregular")
 
 
 def check_regular(ev: Evidence) -> Outcome:
-    keys = ("rr_irregularity", "rr_cv", "rr_jump_share")
-    state = _rr_state(ev)
-    if state is None:
-        return Outcome(NOT_CHECKABLE, "too few beats to judge the RR rhythm", keys, {})
-    verdict = {"irregular": CONTRADICTED, "regular": SUPPORTED, "some": NOT_CHECKABLE}[state]
-    return Outcome(verdict, _rr_text(ev), keys, {})
+    return _rr_statement(ev, "regular")
 
 
 def check_p_before_qrs(ev: Evidence) -> Outcome:
