@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..audit import AuditLog, cli_caller, interpretation_entry
+from ..audit import AuditLog, cli_caller, files_sha256, interpretation_entry
 from ..errors import BundleError, EcgReadError, GemEdgeError, one_line
 from ..tuning import LoadPlan
 from .store import ResultStore, check_writable, folder_error
@@ -188,14 +188,16 @@ class RecordRunner:
                 else:
                     self.store.write(record, {**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, key)
                     outcomes[i] = ("done", None)
-                self._audit(key, gem, result)
+                self._audit(record, gem, result)
         return outcomes
 
-    def _audit(self, key: dict, gem, result) -> None:
+    def _audit(self, record: Record, gem, result) -> None:
+        """The record's audit line. Its input hash is the trail's own (a lone file's sha256, as gem-run, the service
+        and the listener write it), not the batch key's, which also covers file names."""
         if self.audit is not None:
             error = result if isinstance(result, EcgReadError) else None
             self.audit.append(interpretation_entry(
-                "batch", cli_caller(), key["input_sha256"], gem, None if error else result, error,
+                "batch", cli_caller(), files_sha256(list(record.files)), gem, None if error else result, error,
                 {"max_new_tokens": self.options.max_new_tokens, "decode_batch": self.options.decode_batch}))
 
     def _refuse(self, record: Record, reason: str) -> tuple[str, str]:
