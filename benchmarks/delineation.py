@@ -12,15 +12,15 @@ every P, QRS and T wave on each of the 12 leads separately. The reference, per b
   one lead's stray mark); the earliest / latest are kept too. A wave marked in fewer than 2 leads is not counted;
 - the record's PR, P duration, QRS and QT are the medians over its beats.
 
-Ours: `measure_ecg` on the record as `gem-run` reads it (`read_ecg` + `preprocess_ecg`). Our fiducials are global
-ones on the median beat; each beat gets them at the same distance from its own (realigned) R peak.
+Ours: `measure_ecg` on the record as `gem-run` reads it (`read_ecg` + `preprocess_ecg`); each beat's own global
+waves (`Measurements.beat_waves`, formed over the leads as the reference is).
 Detection per wave type: a reference beat's wave is found (TP) when our beat within 150 ms of its R has that wave
 within 150 ms of it (P and QRS: wave centre to wave centre; T: T end to T end); ours with no reference wave is a
 false positive. Boundary
 errors (ours - reference, ms) over the found waves.
 
-The records are split in two halves: `tune` (record number mod 4 == 1) on which the delineation was tuned, and
-`held-out` (mod 4 == 3), which it was only evaluated on.
+The records are split in two halves: `tune` (record number mod 4 == 1) on which the delineator was trained and
+tuned, and `held-out` (mod 4 == 3), which it was only evaluated on.
 
 Cart files: every file under --real (except LUDB and the labelled records) and the shared vendor file, read with
 `gem_runtime.readers.read_ecg`; ours against the `DeviceReport` values, per quantity, within issue 24's
@@ -156,17 +156,6 @@ class RecordResult:
     errors: dict = field(default_factory=dict)     # boundary -> [ours - ref, ms] per found wave
 
 
-def _our_waves(meas) -> dict[str, tuple[int, int] | None]:
-    """Our global fiducials as offsets (samples) from the median beat's R: {"P": (on, off), "QRS": ..., "T": ...}."""
-    f = meas.fiducials
-    if not f:
-        return {"P": None, "QRS": None, "T": None}
-    r = f["r"]
-    return {"P": (f["p_on"] - r, f["p_off"] - r) if f.get("p_on") is not None else None,
-            "QRS": (f["qrs_on"] - r, f["qrs_off"] - r) if f.get("qrs_on") is not None else None,
-            "T": (f["qrs_off"] - r, f["t_end"] - r) if f.get("t_end") is not None else None}
-
-
 def score_record(ludb: Path, record: int) -> RecordResult:
     from gem_runtime.measure import measure_ecg
     from gem_runtime.preprocess import preprocess_ecg
@@ -183,11 +172,8 @@ def score_record(ludb: Path, record: int) -> RecordResult:
                        {k: meas.quality.reasons.get(k, "") for k in INTERVALS if ours[k] is None}, took)
     counts = {w: [0, 0, 0] for w in ("P", "QRS", "T")}
     errors = {b: [] for b in BOUNDARIES}
-    waves = _our_waves(meas)
     r_peaks = np.asarray(meas.r_peaks if meas.r_peaks is not None else [], dtype=np.int64)
-    kept = getattr(meas, "beat_kept", None)
-    if kept is None or len(kept) != len(r_peaks):
-        kept = np.ones(len(r_peaks), dtype=bool)
+    per_beat = meas.beat_waves or []                # each beat's global waves (none: no usable signal)
     annotated = [b for b in beats if b.qrs is not None]
     if not annotated:
         return res
@@ -206,9 +192,9 @@ def score_record(ludb: Path, record: int) -> RecordResult:
         if hit:
             matched.add(k)
         for name, ref in (("QRS", b.qrs), ("P", b.p), ("T", b.t)):
-            ours_w = waves[name] if hit and (name == "QRS" or kept[k]) else None
+            ours_w = getattr(per_beat[k], name.lower()) if hit else None    # each beat's own (ectopic ones too)
             if ours_w is not None:
-                on, off = r_peaks[k] + ours_w[0], r_peaks[k] + ours_w[1]
+                on, off = ours_w
             if ref is None:
                 counts[name][2] += ours_w is not None and span[name][0] <= b.r <= span[name][1]
                 continue
@@ -231,7 +217,7 @@ def score_record(ludb: Path, record: int) -> RecordResult:
         if k not in matched and lo <= r_peaks[k] <= hi:
             counts["QRS"][2] += 1
             for name in ("P", "T"):
-                counts[name][2] += (waves[name] is not None and bool(kept[k])
+                counts[name][2] += (getattr(per_beat[k], name.lower()) is not None
                                     and span[name][0] - tol <= r_peaks[k] <= span[name][1] + tol)
     res.counts, res.errors = counts, errors
     return res

@@ -62,6 +62,26 @@ def real_corpus(folders, out, heldout, copies, seed, no_images):
 
 
 @cli.command()
+@click.option("--ludb", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="LUDB folder (WFDB records with each lead's P/QRS/T marks); its tune half is used")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="the ONNX file to write")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--simulated", type=click.IntRange(0), default=250, show_default=True,
+              help="simulated records mixed in, labelled from their truth")
+@click.option("--validate", type=click.IntRange(0), default=0, show_default=True,
+              help="keep this many of the tune half's records out of training, to watch the fit on")
+@click.option("--seed", type=int, default=24, show_default=True)
+def delineator(ludb, out, steps, simulated, validate, seed):
+    """Train the runtime's wave delineator (P/QRS/T per sample, ONNX) on LUDB's cardiologists' marks."""
+    import torch
+
+    from .delineator import train
+
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    train(ludb, out, steps, seed, validate, simulated, log=click.echo)
+
+
+@cli.command()
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--vocab-size", type=click.IntRange(300), default=1024, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

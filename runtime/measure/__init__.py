@@ -31,11 +31,13 @@ Pipeline:
 4. a confidence check on each P and T edge: a T wave too flat, not returning to the baseline or running
    into where an unfound P should be, a P onset not found or a P merged with the wave before it give
    None with the reason;
-5. the global edges as cardiologists and carts measure intervals (earliest onset to latest offset over the leads):
-   the QRS onset and offset where the RMS of all good leads leaves 5% / 15% of its QRS peak (the offset kept within
-   30 ms before / 10 ms after the motion-based one, or the motion-based J point itself after a slur or on an ST
-   plateau), then every edge moved by its mean offset from the cardiologists' on LUDB's tune half
-   (fiducials.EDGE_SHIFT_MS; benchmarks/delineation.md has the figures on both halves and on the cart files);
+5. the global edges as cardiologists and carts measure intervals (earliest onset to latest offset over the leads),
+   from the learned wave delineator (`waves.py`; a 1-D U-Net run by ONNX Runtime, trained by gem_train.delineator
+   on LUDB's cardiologists' per-lead marks): every sample of every good lead labelled none / P / QRS / T, per beat
+   the k-th earliest onset and k-th latest offset over the leads, the record's edges the medians over the kept
+   beats; a P wave only where most beats show one at a steady PR. Where it finds no QRS, the threshold-based edges
+   of steps 3-4, calibrated to the same convention (fiducials.EDGE_SHIFT_MS; benchmarks/delineation.md has the
+   figures of both on LUDB and on the cart files);
 6. intervals from the fiducials, frontal axes from the net areas of I and aVF.
 
 A measurement that cannot be made is None with its reason in `quality.reasons`, never a guess. The picture

@@ -11,6 +11,7 @@ from .edges import brief_lobe, outward, trapezium_end, trapezium_start, wave_end
 from .pwave import find_p
 from .quality import Quality
 from .result import Measurements
+from .waves import WaveEdges
 
 WAVE_THRESHOLD_MV = 0.020        # spatial magnitude above the isoelectric level marks a wave
 NOISE_FACTOR = 2.0               # the threshold is at least this many times the median beat's noise
@@ -46,6 +47,7 @@ QRS_RMS_OFF_CLAMP_MS = (-30.0, 10.0)  # the RMS offset stays this close to the m
 QRS_J_POINT_SHIFT_MS = 6.0       # ... a motion-based end at a J point (slur, ST plateau) is moved this much only
 EDGE_SHIFT_MS = {"qrs_on": -10.0, "qrs_off": 18.0, "p_on": 0.0, "p_off": 8.0, "t_end": 10.0}
 
+T_AXIS_FROM_T_ONSET = True
 LIMB = {name: LEADS.index(name) for name in ("I", "II", "aVF")}
 INDEPENDENT = [LEADS.index(n) for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 # Kors' regression from (I, II, V1..V6) to the Frank X, Y, Z leads (Kors et al., Eur Heart J 1990).
@@ -121,9 +123,10 @@ def _t_end(vcg: np.ndarray, mag: np.ndarray, t_peak: int, threshold: float, t_hi
 
 
 def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, resid: np.ndarray, r: int,
-                   good: list[int], fs: float, rr_short: int) -> None:
+                   good: list[int], fs: float, rr_short: int, waves: WaveEdges | None = None) -> None:
     """Fiducials on the median beats, then intervals and axes (fills meas in place). rr_short: a short
-    RR (10th percentile, samples) ending at a kept beat."""
+    RR (10th percentile, samples) ending at a kept beat; waves: the learned delineator's global edges, which
+    replace the threshold-based ones where it found the QRS."""
     q = meas.quality
     n = _Samples(fs)
     ms = n.ms
@@ -203,6 +206,79 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         if mag[dip] < 0.5 * mag[qrs_off + 1]:
             qrs_off = dip
 
+    # The global edges: the learned delineator's (measure.waves), formed over the leads as cardiologists form them;
+    # where it found no QRS, the threshold-based T and P searches on the median beat, the QRS from the RMS of all
+    # good leads, every edge calibrated to the cardiologists' convention (EDGE_SHIFT_MS).
+    last = len(mag) - 1
+    if waves is not None and waves.qrs is not None:
+        qrs_on, qrs_off = int(np.clip(r + waves.qrs[0], 0, r)), int(np.clip(r + waves.qrs[1], r, last))
+        before = before if before.size else np.array([qrs_on])       # the delineator found the onset
+        qrs_off_found = True
+        t_end, t_reason = (None, waves.reasons["t"]) if waves.t is None else \
+            (int(np.clip(r + waves.t[1], qrs_off + 1, last)), "")
+        p_on, p_off, p_reason = (None, None, waves.reasons["p"]) if waves.p is None else \
+            (int(max(r + waves.p[0], 0)), int(min(r + waves.p[1], qrs_on - 1)), "")
+        # the beat-to-beat check of the atrial wave before the QRS (quality.p_consistency, p_lag_ms: the diagnosis
+        # evidence's "alike and locked to the QRS"), from the threshold search; its edges are not used
+        p_lo = max(qrs_on - n(350), 0, (t_end - rr_short + n(10)) if t_end is not None else 0)
+        find_p(vcg, mag, beats, median, good, p_lo, qrs_on, threshold, n, q)
+    else:
+        t_end, t_reason, p_on, p_off, p_reason = _threshold_t_and_p(meas, vcg, mag, velocity, beats, median, good,
+                                                                     threshold, qrs_on, qrs_off, rr, rr_short, n)
+        rms_on, rms_off = _rms_qrs(median, good, qrs_peak_v, qrs_lo, qrs_hi)
+        lo_c, hi_c = (qrs_off + n(ms_) for ms_ in QRS_RMS_OFF_CLAMP_MS)
+        shift = {k: n(v) for k, v in EDGE_SHIFT_MS.items()}
+        qrs_on = int(np.clip(rms_on + shift["qrs_on"], 0, qrs_peak_v))
+        if at_j_point:
+            qrs_off = int(np.clip(qrs_off + n(QRS_J_POINT_SHIFT_MS), qrs_peak_v, last))
+        else:
+            qrs_off = int(np.clip(min(max(rms_off, lo_c), hi_c) + shift["qrs_off"], qrs_peak_v, last))
+        if t_end is not None:
+            t_end = int(np.clip(t_end + shift["t_end"], qrs_off + 1, last))
+        if p_on is not None:
+            p_on = int(max(p_on + shift["p_on"], 0))
+            p_off = int(min(p_off + shift["p_off"], qrs_on - 1))
+    meas.fiducials = {"r": r, "qrs_on": qrs_on, "qrs_off": qrs_off, "t_end": t_end,
+                      "p_on": p_on, "p_off": p_off, "isoelectric": iso}
+    meas.qrs_ms = (qrs_off - qrs_on + 1) * ms
+    # the axis of the QRS without its slurred end: over it, an ST shift (injury current) outweighs the slur
+    meas.qrs_axis_deg = _axis(median, qrs_on, before_slur or qrs_off, good, q, "qrs_axis_deg")
+    if t_end is None:
+        meas.mark_unmeasurable(("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "t_axis_deg"), t_reason)
+    else:
+        meas.qt_ms = (t_end - qrs_on + 1) * ms
+        rr_s = meas.rr_ms / 1000.0
+        meas.qtc_bazett_ms = meas.qt_ms / math.sqrt(rr_s)
+        meas.qtc_fridericia_ms = meas.qt_ms / rr_s ** (1.0 / 3.0)
+        t_from = qrs_off + 1
+        if T_AXIS_FROM_T_ONSET and waves is not None and waves.t is not None:
+            t_from = int(np.clip(r + waves.t[0], qrs_off + 1, t_end))
+        meas.t_axis_deg = _axis(median, t_from, t_end, good, q, "t_axis_deg")
+    if p_on is None:
+        q.flags.append("p_absent")
+        reason = p_reason
+        if not meas.rhythm_regular:
+            reason += " with irregular RR (atrial fibrillation pattern)"
+        meas.mark_unmeasurable(("pr_ms", "p_ms", "p_axis_deg"), reason)
+    else:
+        meas.pr_ms = (qrs_on - p_on) * ms
+        meas.p_ms = (p_off - p_on + 1) * ms
+        meas.p_axis_deg = _axis(median, p_on, p_off, good, q, "p_axis_deg")
+    # The QRS edges' own confidence: an onset with no quiet or still stretch before it, or an offset that never
+    # stopped, is the search window's edge, not the QRS's; what is measured from it is not given.
+    if not before.size:
+        meas.mark_unmeasurable(("qrs_ms", "pr_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms"),
+                             "QRS onset not found (no baseline before the QRS in the median beat)")
+    elif not qrs_off_found:
+        meas.mark_unmeasurable(("qrs_ms",), "QRS offset not found (the median beat never settles after the QRS)")
+
+
+def _threshold_t_and_p(meas: Measurements, vcg: np.ndarray, mag: np.ndarray, velocity: np.ndarray,
+                       beats: np.ndarray, median: np.ndarray, good: list[int], threshold: float, qrs_on: int,
+                       qrs_off: int, rr: int, rr_short: int, n) -> tuple:
+    """The threshold-based T end and P wave on the median beat (used where the wave delineator found no QRS):
+    (t_end, t_reason, p_on, p_off, p_reason)."""
+    q = meas.quality
     # T wave: the largest magnitude after the QRS; its end is where magnitude falls below threshold,
     # or the trough before the next P wave where they merge (high rates).
     # The search stops at the longest plausible QT for the rate: past it lies the next P wave, which a flat
@@ -243,54 +319,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         # A regular rhythm whose P wave was not found, and a "T wave" ending where the next beat's P wave
         # would be: it may be that P wave (a flat T, or T and P fused at a high rate).
         t_end, t_reason = None, "T wave end uncertain (it runs into where the next P wave would be)"
-
-    # The global edges (see EDGE_SHIFT_MS): the QRS from the RMS of all good leads, every edge calibrated to the
-    # cardiologists' convention. The searches above keep the motion-based edges they were built on.
-    rms_on, rms_off = _rms_qrs(median, good, qrs_peak_v, qrs_lo, qrs_hi)
-    lo_c, hi_c = (qrs_off + n(ms_) for ms_ in QRS_RMS_OFF_CLAMP_MS)
-    shift = {k: n(v) for k, v in EDGE_SHIFT_MS.items()}
-    last = len(mag) - 1
-    qrs_on = int(np.clip(rms_on + shift["qrs_on"], 0, qrs_peak_v))
-    if at_j_point:
-        qrs_off = int(np.clip(qrs_off + n(QRS_J_POINT_SHIFT_MS), qrs_peak_v, last))
-    else:
-        qrs_off = int(np.clip(min(max(rms_off, lo_c), hi_c) + shift["qrs_off"], qrs_peak_v, last))
-    if t_end is not None:
-        t_end = int(np.clip(t_end + shift["t_end"], qrs_off + 1, last))
-    if p_on is not None:
-        p_on = int(max(p_on + shift["p_on"], 0))
-        p_off = int(min(p_off + shift["p_off"], qrs_on - 1))
-    meas.fiducials = {"r": r, "qrs_on": qrs_on, "qrs_off": qrs_off, "t_end": t_end,
-                      "p_on": p_on, "p_off": p_off, "isoelectric": iso}
-    meas.qrs_ms = (qrs_off - qrs_on + 1) * ms
-    # the axis of the QRS without its slurred end: over it, an ST shift (injury current) outweighs the slur
-    meas.qrs_axis_deg = _axis(median, qrs_on, before_slur or qrs_off, good, q, "qrs_axis_deg")
-    if t_end is None:
-        meas.mark_unmeasurable(("qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms", "t_axis_deg"), t_reason)
-    else:
-        meas.qt_ms = (t_end - qrs_on + 1) * ms
-        rr_s = meas.rr_ms / 1000.0
-        meas.qtc_bazett_ms = meas.qt_ms / math.sqrt(rr_s)
-        meas.qtc_fridericia_ms = meas.qt_ms / rr_s ** (1.0 / 3.0)
-        meas.t_axis_deg = _axis(median, qrs_off + 1, t_end, good, q, "t_axis_deg")
-    if p_on is None:
-        q.flags.append("p_absent")
-        reason = p_reason
-        if not meas.rhythm_regular:
-            reason += " with irregular RR (atrial fibrillation pattern)"
-        meas.mark_unmeasurable(("pr_ms", "p_ms", "p_axis_deg"), reason)
-    else:
-        meas.pr_ms = (qrs_on - p_on) * ms
-        meas.p_ms = (p_off - p_on + 1) * ms
-        meas.p_axis_deg = _axis(median, p_on, p_off, good, q, "p_axis_deg")
-    # The QRS edges' own confidence: an onset with no quiet or still stretch before it, or an offset that never
-    # stopped, is the search window's edge, not the QRS's; what is measured from it is not given.
-    if not before.size:
-        meas.mark_unmeasurable(("qrs_ms", "pr_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms"),
-                             "QRS onset not found (no baseline before the QRS in the median beat)")
-    elif not qrs_off_found:
-        meas.mark_unmeasurable(("qrs_ms",), "QRS offset not found (the median beat never settles after the QRS)")
-
+    return t_end, t_reason, p_on, p_off, p_reason
 
 def _rms_qrs(median: np.ndarray, good: list[int], peak: int, lo: int, hi: int) -> tuple[int, int]:
     """QRS onset and offset on the RMS over the good leads (T,): walked out from the RMS peak near `peak` (the

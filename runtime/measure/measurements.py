@@ -9,7 +9,7 @@ import numpy as np
 
 from ..constants import LEADS
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
-from .detection import bandpass, detect_r_peaks, notch_mains
+from .detection import detect_r_peaks
 from .fiducials import measure_median
 from .fields import MEASUREMENT_KEYS
 from .quality import (
@@ -20,8 +20,9 @@ from .quality import (
     trim_zero_padding,
 )
 from .result import Measurements
+from .wave_input import wave_filter
+from .waves import wave_edges
 
-MEASURE_BAND_HZ = (0.5, 40.0)    # median beats: wander and mains hum out, wave edges kept
 INDEPENDENT_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")   # III, aVR, aVL, aVF are sums of I and II
 MIN_INDEPENDENT_LEADS = 2        # fewer with signal: nothing a 12-lead measurement can stand on (leads off)
 
@@ -76,7 +77,7 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
 def _measure_beats(meas: Measurements, x: np.ndarray, r_peaks: np.ndarray, good: list[int], fs: float):
     """Median beats, their fiducials, intervals and axes (fills meas in place)."""
     q = meas.quality
-    filtered = bandpass(notch_mains(x, fs), fs, MEASURE_BAND_HZ)            # (12, n)
+    filtered = wave_filter(x, fs)                # (12, n): the median beats and the delineator see the same band
     beats, r_index, meas.r_peaks = aligned_beats(filtered, r_peaks, fs, good)   # (n_beats, 12, T)
     dominant, consistency = dominant_beats(beats, r_index, fs, good)
     if consistency < MIN_QRS_CONSISTENCY:
@@ -94,4 +95,6 @@ def _measure_beats(meas: Measurements, x: np.ndarray, r_peaks: np.ndarray, good:
     flag_noise(resid, good, q)
     rr_before = np.diff(meas.r_peaks)[dominant[1:]]                         # RR ending at each kept beat
     rr_short = int(np.percentile(rr_before, 10)) if rr_before.size else int(meas.rr_ms * fs / 1000)
-    measure_median(meas, median, beats, resid, r_index, good, fs, rr_short)
+    waves = wave_edges(filtered, fs, meas.r_peaks, dominant, good)
+    meas.beat_waves = waves.beats
+    measure_median(meas, median, beats, resid, r_index, good, fs, rr_short, waves)

@@ -34,6 +34,7 @@ class Measurements:
     fiducials: dict = dataclasses.field(default_factory=dict)   # name -> index into median_beats
     r_peaks: np.ndarray | None = None       # (n_beats,) sample indices in the input record
     beat_kept: np.ndarray | None = None     # (n_beats,) bool: the beats that made the median (ectopic ones did not)
+    beat_waves: list | None = None          # (n_beats,) measure.waves.BeatWaves: each beat's global P, QRS, T
 
     @property
     def has_signal(self) -> bool:
