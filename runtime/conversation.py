@@ -36,6 +36,7 @@ class Conversation:
     prefix_ids: list[int]               # the prompt's prefix (shared by every request: its KV is reused)
     measurements: Measurements
     device: DeviceReport | None
+    sex: str | None = None              # the record's patient sex ("F"/"M"/None): answers are checked with its limits
     image_png: bytes | None = None      # the image the model saw, where the caller keeps it (a viewer)
     turns: list[tuple[str, str]] = field(default_factory=list)   # (question, answer)
     state: bytes | None = None          # the parked KV state; None while the sequence is live

@@ -72,6 +72,7 @@ class Result:
     ecg_id: str = ""                          # for follow-up questions: Interpreter.ask(result, question)
     speculation: SpeculationStats | None = None   # drafted and kept tokens, when decoding speculated
     lead_issues: dict[str, str] = field(default_factory=dict)   # leads kept with a problem (flat, saturated, off)
+    sex: str | None = None                    # the patient's, "F"/"M" as the file states it (the diagnoses' limits)
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -83,6 +84,7 @@ class Result:
                 "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
                 "grounding": [g.to_dict() for g in self.grounding],
                 "diagnoses": [v.to_dict() for v in self.diagnoses], "lead_issues": dict(self.lead_issues),
+                "sex": self.sex,
                 "device": None if self.device is None else self.device.to_dict(),
                 "device_comparison": [c.to_dict() for c in self.device_comparison],
                 **({"speculation": self.speculation.to_dict()} if self.speculation else {})}
@@ -171,7 +173,7 @@ class Interpreter:
             self._park_live()
             pos, prefix, suffix = self._prefill(question, rows, lt, t)
             out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos, suffix)
-        conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record.device,
+        conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record,
                                        png_bytes(prep.image) if keep_image else None, question, text)
         return self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
 
@@ -233,8 +235,8 @@ class Interpreter:
                       measurements=meas, grounding=check_grounding(text, meas, record.device),
                       warnings=prep.warnings, prefix_cached=lt.prefix_cached, token_ids=out, device=record.device,
                       device_comparison=compare_with_device(meas, record.device), ecg_id=ecg_id,
-                      speculation=lt.speculation, diagnoses=check_diagnoses(text, meas, record.device),
-                      lead_issues=dict(record.lead_issues))
+                      speculation=lt.speculation, diagnoses=check_diagnoses(text, meas, record.device, sex=record.sex),
+                      lead_issues=dict(record.lead_issues), sex=record.sex)
 
     def ask(self, ecg: "Result | str", question: str, *, max_new_tokens: int = 256,
             stream: Callable[[str], None] | None = None) -> Answer:
@@ -265,7 +267,7 @@ class Interpreter:
         return Answer(ecg_id=ecg_id, question=question, text=text, new_tokens=len(out),
                       prompt_positions=len(ids), timings=t, token_ids=out,
                       grounding=check_grounding(text, conv.measurements, conv.device),
-                      diagnoses=check_diagnoses(text, conv.measurements, conv.device))
+                      diagnoses=check_diagnoses(text, conv.measurements, conv.device, sex=conv.sex))
 
     # --- conversations ---
     def conversation(self, ecg_id: str) -> Conversation:
@@ -292,10 +294,11 @@ class Interpreter:
         live.state = self.llm.save_state()
         self.conversations.put(live)
 
-    def _open_conversation(self, pos, out, max_new_tokens, prefix, meas, device, image_png, question, text):
+    def _open_conversation(self, pos, out, max_new_tokens, prefix, meas, record, image_png, question, text):
         next_pos, pending = position_after(pos, out, max_new_tokens, self.llm.n_ctx)
         conv = Conversation(ecg_id=uuid.uuid4().hex, pos=next_pos, pending=pending, prefix_ids=prefix,
-                            measurements=meas, device=device, image_png=image_png, turns=[(question, text)])
+                            measurements=meas, device=record.device, sex=record.sex, image_png=image_png,
+                            turns=[(question, text)])
         self.conversations.put(conv)
         self._live = conv
         return conv

@@ -4,7 +4,7 @@
 over a regular rhythm with a P wave before every QRS is contradicted, whatever numbers the text cites.
 
     from gem_runtime.diagnosis import check_diagnoses
-    verdicts = check_diagnoses(text, meas, device=record.device, sex="F")
+    verdicts = check_diagnoses(text, meas, device=record.device, sex=record.sex)   # "F", "M" or None
     for v in verdicts:
         print(v.finding, v.verdict, v.reason)      # "atrial_fibrillation contradicted RR regular (...); ..."
     [v.to_dict() for v in verdicts]                # JSON-ready

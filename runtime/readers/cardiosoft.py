@@ -9,6 +9,7 @@ Biobank's resting ECGs), with the device's own measurements and statements.
 | `Interpretation/Diagnosis/DiagnosisText` | the statements, up to the first separator line (`---`), after which |
 |  | CardioSoft lists its full-disclosure arrhythmia counts, not an interpretation |
 | `ClinicalInfo/DeviceInfo` | Desc (CardioSoft), SoftwareVer, AnalysisVer (12SL V21) |
+| `PatientInfo/Gender` | the patient's sex (MALE / FEMALE; anything else: not stated) |
 
 Our own reader: no maintained library reads this layout under a licence we can ship (ECGProcess, which ships
 the example file, is GPL-3 and pulls in lxml, pandas and matplotlib; ecgdatakit has no CardioSoft parser).
@@ -35,7 +36,7 @@ from .checks import (
     unit_scale,
 )
 from .leads import finish, plan_leads
-from .record import DeviceReport, EcgRecord
+from .record import DeviceReport, EcgRecord, patient_sex
 from .xmlread import find, findall, parse, root_pattern, text, xml_root
 
 _ROOT = root_pattern("CardiologyXML")
@@ -75,7 +76,8 @@ def read_cardiosoft(path: Path, fs_arg: float | None) -> EcgRecord:
     kept = kept_samples(n, fs)
     rows = [_samples(path, waveforms[c], n, kept) for c in plan.channels]
     signal = np.stack(rows) * scale                                      # (n_used, N) mV
-    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n, fs), device=_device_report(root))
+    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n, fs), device=_device_report(root),
+                  sex=patient_sex(text(find(root, "PatientInfo/Gender"))))          # MALE, FEMALE, UNKNOWN
 
 
 def _count(path: Path, value: str) -> int:

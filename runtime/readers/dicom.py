@@ -18,7 +18,7 @@ from .checks import (
     unit_scale,
 )
 from .leads import INDEPENDENT_LEADS, finish, normalize_lead_name, plan_leads
-from .record import DeviceReport, EcgRecord
+from .record import DeviceReport, EcgRecord, patient_sex
 
 DICOM_MARKER = b"DICM"      # at byte 128, after the 128-byte preamble
 
@@ -100,7 +100,8 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
         physical = np.where(raw == pad, np.nan, physical)
     signal = physical * np.asarray(scales)[:, None]                    # (n_used, N) mV
     return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n_samples, fs), device=device_report(ds),
-                  adc_limits=_adc_limits(group, channels, plan.channels, scales, sample_type, bits))
+                  adc_limits=_adc_limits(group, channels, plan.channels, scales, sample_type, bits),
+                  sex=patient_sex(ds.get("PatientSex")))       # (0010,0040) CS: M, F or O (other)
 
 
 def _adc_limits(group, channels, used, scales, sample_type: str, bits: int) -> list[tuple[float, float]]:

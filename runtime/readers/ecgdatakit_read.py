@@ -1,5 +1,7 @@
 """The formats read with ecgdatakit's parsers (GE MUSE XML, HL7 aECG, SCP-ECG): one path from its `ECGRecord`
-to our checked `EcgRecord`, and the device's measurements and statements into a `DeviceReport`.
+to our checked `EcgRecord`, and the device's measurements and statements into a `DeviceReport`. The patient's sex
+is ecgdatakit's reading of the format's own field ("M", "F", else "U"): MUSE PatientDemographics/Gender (MALE,
+FEMALE), aECG administrativeGenderCode/@code (M, F), SCP-ECG section 1 tag 8 (1 male, 2 female).
 
 ecgdatakit's wheel is ~49 MB (it ships a denoising network we do not use; 64 MB installed), so it is the
 `formats` extra, not a base dependency: pip install 'gem-edge[formats]'. Its import costs ~150 ms here.
@@ -20,7 +22,7 @@ import numpy as np
 from ..errors import EcgReadError, one_line
 from .checks import kept_note, kept_samples, one_rate_and_length, plausible_gain, size_text, unit_scale
 from .leads import finish, plan_leads
-from .record import DeviceReport, EcgRecord
+from .record import DeviceReport, EcgRecord, patient_sex
 from .xmlread import check_cost, utf8_bytes, xml_encoding
 
 # ecgdatakit parses an XML document whole (an HL7 aECG of 10 MB, the sample's digits repeated: 0.65 s, 51 MB);
@@ -105,7 +107,7 @@ def read_with_ecgdatakit(path: Path, fs_arg: float | None, fmt: EcgdatakitFormat
         said = [note.replace(str(parse_path), str(path)) for note in said]
     return finish(path, signal, fs, plan, list(plan.warnings) + list(notes) + list(dict.fromkeys(said))
                   + kept_note(n, fs),
-                  device=_device_report(record, fmt))
+                  device=_device_report(record, fmt), sex=patient_sex(record.patient.sex))
 
 
 def _device_report(record, fmt: EcgdatakitFormat) -> DeviceReport | None:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import EcgReadError, one_line
 from .checks import kept_note, kept_samples, one_rate_and_length, unit_scale
 from .leads import INDEPENDENT_LEADS, finish, normalize_lead_name, plan_leads
-from .record import EcgRecord
+from .record import EcgRecord, patient_sex
 
 _EDF_MAGIC = b"0       "             # version field of an EDF / EDF+ header
 _BDF_MAGIC = b"\xffBIOSEMI"
@@ -68,4 +68,14 @@ def read_edf(path: Path, fs_arg: float | None) -> EcgRecord:
                                  f"says {kept}")
     signal = np.stack(data) * np.asarray(scales)[:, None]                          # (n, N) mV
     limits = [tuple(sorted((s.physical_min * k, s.physical_max * k))) for s, k in zip(used, scales)]
-    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n, fs), adc_limits=limits)
+    return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(n, fs), adc_limits=limits,
+                  sex=_edfplus_sex(edf))
+
+
+def _edfplus_sex(edf) -> str | None:
+    """EDF+/BDF+ patient field "code sex birthdate name": its second subfield (M, F; X when anonymized). A plain
+    EDF's patient field is free text, whose second word is not certainly the sex: None."""
+    try:
+        return patient_sex(edf.patient.sex) if str(edf.reserved).startswith(("EDF+", "BDF+")) else None
+    except ValueError:                              # an undecodable header field (BDF: not ASCII-checked)
+        return None

@@ -98,12 +98,13 @@ def plan_leads(path: Path, names: list[str]) -> LeadPlan:
 
 def finish(path: Path, signal: np.ndarray, fs: float, plan: LeadPlan, warnings: list[str],
            device: DeviceReport | None = None, device_off: dict[str, tuple[float, str]] | None = None,
-           adc_limits: list[tuple[float, float]] | None = None) -> EcgRecord:
+           adc_limits: list[tuple[float, float]] | None = None, sex: str | None = None) -> EcgRecord:
     """Check each stored lead's signal, derive missing limb leads, return the 12 leads in GEM order.
 
     signal: (len(plan.channels), N) float mV, rows in plan.channels order; device_off: GEM lead -> (seconds,
     what the device says) of its own leads-off marking, where the file has one; adc_limits: each row's ADC
-    range in mV (after the sign the plan gives it is not applied), where the format declares it."""
+    range in mV (after the sign the plan gives it is not applied), where the format declares it; sex: the patient's,
+    "F"/"M" as the file states it (`record.patient_sex`), else None."""
     row_leads = sorted(plan.stored, key=lambda lead: plan.stored[lead][0])   # GEM name of each signal row
     issues = check_leads(path, signal, row_leads, fs, device_off or {}, plan.derived, adc_limits)
     leads = {lead: signal[row] * sign for lead, (row, sign) in plan.stored.items()}
@@ -120,4 +121,4 @@ def finish(path: Path, signal: np.ndarray, fs: float, plan: LeadPlan, warnings: 
         warnings += notes
         device = replace(device, measurements=measurements,
                          statements=tuple(s for s in device.statements if s.strip()))
-    return EcgRecord(out, fs, LEADS, str(path), tuple(warnings), device, issues)
+    return EcgRecord(out, fs, LEADS, str(path), tuple(warnings), device, issues, sex=sex)

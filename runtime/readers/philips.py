@@ -37,7 +37,7 @@ from .checks import (
     positive_number,
 )
 from .leads import finish, normalize_lead_name, plan_leads
-from .record import DeviceReport, EcgRecord
+from .record import DeviceReport, EcgRecord, patient_sex
 from .xli import XliError, decode_waveforms
 from .xmlread import descendant, find, findall, parse, root_pattern, text, xml_root
 
@@ -84,7 +84,8 @@ def read_philips(path: Path, fs_arg: float | None) -> EcgRecord:
     signal = stored[list(plan.channels), :n].astype(np.float64) * mv_per_count   # (n_used, N) mV
     limits = [(-32768 * mv_per_count, 32767 * mv_per_count)] * len(plan.channels)       # int16 samples
     return finish(path, signal, fs, plan, list(plan.warnings) + kept_note(stored.shape[1], fs),
-                  device=_device_report(root), device_off=_leads_off(root), adc_limits=limits)
+                  device=_device_report(root), device_off=_leads_off(root), adc_limits=limits,
+                  sex=patient_sex(text(find(root, "patient/generalpatientdata/sex"))))   # Male, Female, Unknown
 
 
 def _check_version(path: Path, root) -> None:

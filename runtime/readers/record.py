@@ -22,6 +22,15 @@ class DeviceReport:
                 "measurements": dict(self.measurements), "statements": list(self.statements)}
 
 
+_SEXES = {"m": "M", "male": "M", "f": "F", "female": "F"}
+
+
+def patient_sex(value) -> str | None:
+    """A file's sex field -> "M", "F" or None: only an unambiguous M/Male/F/Female (any case, padded) counts;
+    "Unknown", "O", "X", "U", empty, anything else (the field is untrusted input) gives None."""
+    return _SEXES.get(value.strip().lower()) if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class EcgRecord:
     """A checked ECG: always the 12 GEM leads in GEM order, in mV. `signal` is read-only."""
@@ -35,6 +44,9 @@ class EcgRecord:
     # leads kept with a problem the reader found or the device marks ("saturated at its limit for 0.4 s");
     # a lead with no usable signal never gets here: the record is refused (readers/signal_checks.py)
     lead_issues: dict[str, str] = field(default_factory=dict)
+    # the patient's sex as the file states it, "F" or "M" (None: not stated, or stated otherwise): the diagnosis
+    # check picks its sex-specific limits by it (long QT by QTc, Cornell voltage); never guessed from the signal
+    sex: str | None = None
 
     def __post_init__(self):
         if self.signal.ndim != 2 or self.signal.shape[0] != len(self.leads):

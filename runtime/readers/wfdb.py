@@ -7,6 +7,7 @@ through the `wfdb` package, imported only then (it pulls in pandas).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,15 @@ from .checks import (
     unit_scale,
 )
 from .leads import finish, plan_leads
-from .record import EcgRecord
+from .record import EcgRecord, patient_sex
 from .wfdb_fast import WfdbHeader, can_read_fast, parse_header, read_physical
 
 # Bytes per sample of each WFDB format; FLAC formats (508, 516, 524) are compressed and not size-checked.
 _WFDB_BYTES_PER_SAMPLE = {"8": 1, "16": 2, "24": 3, "32": 4, "61": 2, "80": 1, "160": 2,
                           "212": 1.5, "310": 4 / 3, "311": 4 / 3}
 _WFDB_COMPRESSED = {"508", "516", "524"}
+# a header comment naming the patient's sex: "# Sex: Female" (PhysioNet/CinC Challenge), "#<sex>: F" (LUDB)
+_SEX_COMMENT = re.compile(r"^[ \t]*#[ \t]*(?:<sex>|sex)[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
 def read_wfdb(path: Path, header_path: Path, fs_arg: float | None, max_bytes: int) -> EcgRecord:
@@ -86,7 +89,16 @@ def read_wfdb(path: Path, header_path: Path, fs_arg: float | None, max_bytes: in
 
         physical = wfdb.rdrecord(record_name, channels=channels, physical=True, sampto=kept).p_signal.T
     signal = physical * np.asarray(scales)[:, None]                # (n_used, N) mV
-    return finish(path, signal, fs, plan, warnings + kept_note(sig_len, fs), adc_limits=limits)
+    return finish(path, signal, fs, plan, warnings + kept_note(sig_len, fs), adc_limits=limits,
+                  sex=header_sex(text))
+
+
+def header_sex(text: str) -> str | None:
+    """The sex a header's comments state ("# Sex: Male", "#<sex>: F"); None when none does, when the value is
+    not plainly male or female, or when two comments disagree. Free-form comments (MIT-BIH's "# 69 M ...") are
+    not read: a letter there is not certainly the sex."""
+    found = {patient_sex(value) for value in _SEX_COMMENT.findall(text)}
+    return found.pop() if len(found) == 1 else None
 
 
 def _wfdb_header_text(path: Path, header_path: Path) -> str:
