@@ -23,6 +23,7 @@ from . import constants as K
 from .bundle import Bundle
 from .conversation import CUT_SHORT, Answer, Conversation, ConversationCache, position_after
 from .encoders import Encoder, load_encoders
+from .measure.waves import wave_delineator
 from .diagnosis import DiagnosisVerdict, check_diagnoses
 from .errors import BundleError, ConfigError, EcgReadError
 from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
@@ -122,6 +123,7 @@ class Interpreter:
             self._close_encoders()
             raise
         self.llm_backend = f"llama.cpp-{'cuda' if plan.n_gpu_layers else 'cpu'}"
+        wave_delineator()               # the measurement's ONNX session, started here: its cost is the load's
         self.image_size = bundle.manifest.preprocessing.image_size
         self.load_ms = (time.perf_counter() - t0) * 1000
 
