@@ -100,6 +100,33 @@ def findings(bundle_dir, checkpoint, n, seed, threads):
 
 @cli.command()
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--type", "quants", multiple=True, help="LLM type(s) to compare the knobs with (default: every type "
+              "whose own gate passed); repeatable")
+@click.option("--n", "n", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--seed", type=int, default=778, show_default=True, help="the simulator seed of the fresh ECGs")
+@click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
+def knobs(bundle_dir, quants, n, seed, threads):
+    """Compare each speed knob's reports (int8 encoders, repacking off, flash attention off, each draft length) with
+    the same LLM type's plain ones by findings on N fresh ECGs; `gem-run tune` takes a knob only at >= 98%."""
+    from gem_runtime.bundle import Bundle
+
+    from .knobs import knob_fidelity
+
+    b = Bundle.open(bundle_dir)
+    b.verify_all()
+    unknown = [q for q in quants if q not in b.manifest.llm]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: not in the bundle (it has {', '.join(b.manifest.llm)})",
+                                 param_hint="--type")
+    m = knob_fidelity(bundle_dir, n, seed, threads, list(quants) or None, log=lambda msg: click.echo(msg, err=True))
+    for q, by_knob in m.parity.knobs.items():
+        for knob, f in by_knob.items():
+            passed = "" if m.parity.knob_problem(q, knob) is None else "  (not taken)"
+            click.echo(f"  {q} {knob}: findings as plain's {f.findings_match}/{f.n}{passed}")
+
+
+@cli.command()
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="the training corpus (a folder with records.json)")
 def ngrams(bundle_dir, corpus):
@@ -175,6 +202,12 @@ def inspect(bundle_dir, as_json):
         findings = "" if f is None else (f", findings as PyTorch's on {f.findings_match}/{f.n} fresh ECGs "
                                          f"(tokens identical {f.tokens_identical}/{f.n})")
         click.echo(f"  parity llm {q}: logits cosine {r.cosine:.6f}, {extra}{findings}")
+    for q, by_knob in parity.knobs.items():
+        cells = [f"{knob} {f.findings_match}/{f.n}{'' if parity.knob_problem(q, knob) is None else ' (not taken)'}"
+                 for knob, f in by_knob.items()]
+        click.echo(f"  knobs with {q}, findings as plain decoding's: {', '.join(cells)}")
+    if not parity.knobs:
+        click.echo("  knobs: findings not compared (gem-export knobs): gem-run tune takes none")
     click.echo(f"  speculation drafts: {m.ngram_file or 'none (gem-export ngrams adds a table)'}")
     click.echo(f"  tensorrt: {(m.tensorrt or {}).get('status')}")
 

@@ -123,6 +123,13 @@ class EncoderParity:
 
 
 FINDINGS_MIN_SHARE = 0.98       # an LLM type is a default only where its findings match PyTorch's this often
+# The speed knobs besides the LLM type, each gated like it (Parity.knobs): int8 encoders, ggml's weight repacking
+# off, flash attention off, and speculative decoding at each draft length (draft_knob(k)).
+INT8_ENCODERS, REPACK_OFF, FLASH_ATTN_OFF = "int8_encoders", "repack_off", "flash_attn_off"
+
+
+def draft_knob(draft_len: int) -> str:
+    return f"draft_len_{draft_len}"
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,19 @@ class LlmParity:
 class Parity:
     encoders: dict[str, EncoderParity] = field(default_factory=dict)
     llm: dict[str, LlmParity] = field(default_factory=dict)
+    # every speed knob `gem-run tune` may take (KNOBS), per LLM type: its reports against the same type's with fp32
+    # encoders and plain decoding, by findings (`gem-export knobs`): taken only at FINDINGS_MIN_SHARE
+    knobs: dict[str, dict[str, FindingsParity]] = field(default_factory=dict)
+
+    def knob_problem(self, quant: str, knob: str) -> str | None:
+        """Why `knob` may not be taken with LLM type `quant` (None: its findings matched)."""
+        f = self.knobs.get(quant, {}).get(knob)
+        if f is None:
+            return f"{knob} with {quant}: findings not compared (gem-export knobs)"
+        if f.share < FINDINGS_MIN_SHARE:
+            return (f"{knob} with {quant}: findings as the reference's on {f.findings_match}/{f.n} ECGs, under "
+                    f"{FINDINGS_MIN_SHARE:.0%}")
+        return None
 
 
 @dataclass(frozen=True)

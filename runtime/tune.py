@@ -6,7 +6,10 @@
 
 Which type is fastest depends on the CPU (Q4_0 on an AMD EPYC, Q4_K_M on an Intel Xeon, measured), so it is
 never a constant. Only variants that passed their parity gate at export compete: an int8 encoder that failed
-its gate is listed as such and never chosen. `Interpreter.load(encoder_precision="auto", quant=None)` uses the
+its gate is listed as such and never chosen. Every other knob is held to the LLM types' rule: int8 encoders,
+repacking off and each draft length are taken only where the chosen type's findings with it matched its plain
+decoding's on >= 98% of fresh ECGs (`gem-export knobs`, the manifest's Parity.knobs); `gates` in the tune file
+says why a knob was not taken. `Interpreter.load(encoder_precision="auto", quant=None)` uses the
 choice when it was made on this machine with these threads for this bundle.
 
 Speculative decoding's draft length is measured the same way: the chosen type interprets a real ECG (pydicom's)
@@ -24,9 +27,9 @@ from dataclasses import replace
 import numpy as np
 
 from .bundle import Bundle
-from .manifest import ENCODERS, FINDINGS_MIN_SHARE
+from .manifest import ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
 from .tuning import (DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS, SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning,
-                     int8_problem, machine_key)
+                     int8_problem, knob_problem, machine_key)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -49,13 +52,18 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
             finally:
                 enc.close()
             log(f"[tune] {name} {variant}: {encoders_ms[name][variant]} ms")
-        int8_ms = encoders_ms[name].get("int8")
-        faster = isinstance(int8_ms, float) and encoders_ms[name]["fp32"] >= INT8_MIN_SPEEDUP * int8_ms
-        precision[name] = "int8" if faster else "fp32"
     llm = {q: _faster_repack(bundle, q, threads, runs, rng, log) for q in bundle.manifest.llm}
     passed = [q for q, t in llm.items() if t.parity_ok] or list(llm)
+    quant = min(passed, key=lambda q: llm[q].request_ms)
+    gates = {k: why for k in (INT8_ENCODERS, REPACK_OFF) if (why := knob_problem(bundle, quant, k))}
+    for name in ENCODERS:           # int8 where it is faster and its findings gate passed with the chosen type
+        int8_ms = encoders_ms[name].get("int8")
+        faster = isinstance(int8_ms, float) and encoders_ms[name]["fp32"] >= INT8_MIN_SPEEDUP * int8_ms
+        precision[name] = "int8" if faster and INT8_ENCODERS not in gates else "fp32"
     tuning = Tuning(machine=machine_key(), threads=threads, bundle_id=bundle.bundle_id, encoders_ms=encoders_ms,
-                    llm=llm, encoder_precision=precision, quant=min(passed, key=lambda q: llm[q].request_ms))
+                    llm=llm, encoder_precision=precision, quant=quant, gates=gates)
+    for knob, why in gates.items():
+        log(f"[tune] {knob} not taken: {why}")
     return measure_speculation(bundle, tuning, runs, log)
 
 
@@ -84,16 +92,20 @@ def measure_speculation(bundle: Bundle, tuning: Tuning, runs: int, log=print) ->
                 ms[k] = round(statistics.median(costs[1:]), 2)
                 kept = f", {r.speculation.acceptance:.2f} of drafts kept" if r.speculation else ""
                 log(f"[tune] llm {tuning.quant} draft length {k}: request {ms[k]} ms{kept}")
-    best = min(ms, key=ms.get)
+    gates = {**tuning.gates, **{draft_knob(k): why for k in ms if k
+                                and (why := knob_problem(bundle, tuning.quant, draft_knob(k)))}}
+    allowed = {k: v for k, v in ms.items() if draft_knob(k) not in gates}     # plain (0) is always allowed
+    best = min(allowed, key=allowed.get)
     draft_len = best if best and ms[0] >= SPECULATION_MIN_SPEEDUP * ms[best] else 0
-    return replace(tuning, request_ms_by_draft_len=ms, draft_len=draft_len)
+    return replace(tuning, request_ms_by_draft_len=ms, draft_len=draft_len, gates=gates)
 
 
 def _faster_repack(bundle: Bundle, quant: str, threads: int, runs: int, rng, log) -> LlmTiming:
     """The type timed with ggml's weight repacking on and off: on an AMD EPYC (Zen 4, 2 cores) at gem-7b shape,
     off made Q4_K_M's prefill 1.7x faster and Q4_0's 2x slower; which wins depends on the type and the CPU."""
     on, off = (_time_llm(bundle, quant, threads, runs, rng, log, repack) for repack in (True, False))
-    best, other = (on, off) if on.request_ms <= off.request_ms else (off, on)
+    off_allowed = knob_problem(bundle, quant, REPACK_OFF) is None       # its findings gate (Parity.knobs)
+    best, other = (on, off) if on.request_ms <= off.request_ms or not off_allowed else (off, on)
     return replace(best, request_ms_other_repack=other.request_ms)
 
 

@@ -50,6 +50,7 @@ class Tuning:
     quant: str                    # the LLM type with the least request_ms among those that passed
     request_ms_by_draft_len: dict = field(default_factory=dict)   # {draft length: request ms of `quant`}
     draft_len: int = 0            # speculation's draft length for `quant` (0: plain decoding)
+    gates: dict = field(default_factory=dict)   # {knob: why it was not taken with `quant`}: its findings gate
 
     def to_dict(self) -> dict:
         return {**asdict(self), "llm": {q: asdict(t) for q, t in self.llm.items()}}
@@ -121,6 +122,16 @@ def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
 
 def write_tuning(bundle: Bundle, tuning: Tuning) -> Path:
     return atomic_write(tuning_path(bundle), json.dumps(tuning.to_dict(), indent=1) + "\n", durable=False)
+
+
+def knob_problem(bundle: Bundle, quant: str, knob: str) -> str | None:
+    """Why `gem-run tune` may not take `knob` with LLM type `quant` (None: it may): its findings against plain
+    decoding's (manifest Parity.knobs, `gem-export knobs`) under FINDINGS_MIN_SHARE, or never compared. A bundle
+    made for timing only (its manifest's note: random weights, which fail every findings gate) is not gated."""
+    parity = bundle.manifest.parity
+    if bundle.manifest.note and not (parity and parity.knobs.get(quant)):
+        return None
+    return parity.knob_problem(quant, knob) if parity else f"{knob}: findings not compared (gem-export knobs)"
 
 
 def int8_problem(bundle: Bundle, name: str) -> str | None:

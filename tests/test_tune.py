@@ -17,7 +17,7 @@ from gem_runtime.cli import main
 from gem_runtime.errors import BackendUnavailableError
 from gem_runtime.manifest import FINDINGS_MIN_SHARE
 from gem_runtime.tuning import (
-    DRAFT_LENGTHS, INT8_MIN_SPEEDUP, SPECULATION_MIN_SPEEDUP, machine_key, read_tuning,
+    DRAFT_LENGTHS, machine_key, read_tuning,
 )
 
 DICOM = get_testdata_file("waveform_ecg.dcm")
@@ -71,15 +71,16 @@ def test_an_int8_encoder_that_passes_is_timed_and_gem_run_takes_the_tuned_choice
     code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "2"], capsys)
     assert code == 0, err
     tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
+    gates = tuning["gates"]                 # no knob's findings compared on this copy: int8 and repack off not taken
+    assert "int8_encoders" in gates and "findings not compared" in gates["int8_encoders"]
     for name, variants in tuning["encoders_ms"].items():
         assert isinstance(variants["fp32"], float) and isinstance(variants["int8"], float)
-        faster = variants["fp32"] >= INT8_MIN_SPEEDUP * variants["int8"]
-        assert tuning["encoder_precision"][name] == ("int8" if faster else "fp32")
+        assert tuning["encoder_precision"][name] == "fp32"
     llm = tuning["llm"]
     assert set(llm) == set(b.manifest.llm) and tuning["quant"] == min(
         (q for q in llm if llm[q]["parity_ok"]), key=lambda q: llm[q]["request_ms"])
-    for t in llm.values():                  # each type timed with weight repacking on and off, the faster kept
-        assert isinstance(t["repack"], bool) and t["request_ms"] <= t["request_ms_other_repack"]
+    for t in llm.values():                  # each type timed with weight repacking on and off; off is gated
+        assert t["repack"] is True and isinstance(t["request_ms_other_repack"], float)
     with Interpreter.load(bundle_copy, threads=1) as gem:
         assert gem.quant == tuning["quant"] and gem.llm.repack == llm[gem.quant]["repack"]
     assert "repack on" in out and "repack off" in out
@@ -88,8 +89,7 @@ def test_an_int8_encoder_that_passes_is_timed_and_gem_run_takes_the_tuned_choice
                                      "--max-new-tokens", "4"], capsys)
     assert code == 0, err
     result = json.loads(out)
-    want = {"fp32": "onnxruntime-cpu", "int8": "onnxruntime-cpu-int8"}
-    assert result["backends"]["image_encoder"] == want[tuning["encoder_precision"]["image_encoder"]]
+    assert result["backends"]["image_encoder"] == "onnxruntime-cpu"
     assert result["quant"] == tuning["quant"]
     code, out, _ = run_main(main, [DICOM, "--bundle", str(bundle_copy), "--threads", "2", "--json",
                                    "--max-new-tokens", "4"], capsys)
@@ -119,6 +119,44 @@ def test_findings_parity_decides_the_default_and_tune_passes_over_types_that_mis
     assert tuning["quant"] in (matching or list(m.llm))
     ms = {int(k): v for k, v in tuning["request_ms_by_draft_len"].items()}
     assert set(ms) == set(DRAFT_LENGTHS)
-    best = min(ms, key=ms.get)
-    assert tuning["draft_len"] == (best if best and ms[0] >= SPECULATION_MIN_SPEEDUP * ms[best] else 0)
+    # no draft length's findings compared (gem-export knobs): each is timed, none taken, however fast
+    assert tuning["draft_len"] == 0 and {f"draft_len_{k}" for k in DRAFT_LENGTHS if k} <= set(tuning["gates"])
     assert "request by draft length" in out
+
+
+def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, tiny_gem7b_layout, capsys):
+    """`gem-export knobs` compares each knob's reports with plain decoding's by findings, the manifest keeps the
+    counts, `gem-export inspect` shows them, and `gem-run tune` takes int8 encoders, repacking off and a draft length
+    only where they passed (FINDINGS_MIN_SHARE), as it takes LLM types."""
+    from dataclasses import replace
+
+    from gem_runtime.bundle import write_manifest
+    from gem_runtime.manifest import FindingsParity
+
+    _add_int8(bundle_copy, tiny_gem7b_layout, "0.9", capsys)
+    quant = Bundle.open(bundle_copy).default_quant()
+    code, out, err = run_main(export_main, ["knobs", "--bundle", str(bundle_copy), "--type", quant, "--n", "3",
+                                            "--seed", "12", "--threads", "1"], capsys)
+    assert code == 0, err
+    m = Bundle.open(bundle_copy).manifest
+    knobs = m.parity.knobs[quant]
+    assert {"int8_encoders", "repack_off", "flash_attn_off"} <= set(knobs)
+    if m.ngram_file:
+        assert {f"draft_len_{k}" for k in DRAFT_LENGTHS if k} <= set(knobs)
+    for f in knobs.values():
+        assert f.n == 3 and f.seed == 12 and 0 <= f.findings_match <= min(f.conditions_match, f.numbers_match) <= 3
+    code, out, _ = run_main(export_main, ["inspect", str(bundle_copy)], capsys)
+    assert code == 0 and f"knobs with {quant}, findings as plain decoding's: " in out and "int8_encoders " in out
+
+    # every type: int8 encoders and repacking off miss the gate, every draft length meets it
+    miss, meet = FindingsParity(3, 12, 0, 0, 0, 0), FindingsParity(3, 12, 3, 3, 3, 3)
+    gated = {q: {"int8_encoders": miss, "repack_off": miss, **{f"draft_len_{k}": meet for k in DRAFT_LENGTHS if k}}
+             for q in m.llm}
+    write_manifest(bundle_copy, replace(m, parity=replace(m.parity, knobs=gated)))
+    code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
+    assert code == 0, err
+    tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
+    assert set(tuning["encoder_precision"].values()) == {"fp32"} and "0/3 ECGs" in tuning["gates"]["int8_encoders"]
+    assert all(t["repack"] for t in tuning["llm"].values())
+    assert not any(k.startswith("draft_len") for k in tuning["gates"])
+    assert "not taken (findings gate): int8_encoders with" in out

@@ -105,6 +105,8 @@ def tuning_lines(tuning) -> list[str]:
     cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.request_ms_by_draft_len.items()]
     lines.append(f"  {tuning.quant} request by draft length: {'; '.join(cells)} -> "
                  f"{f'drafts of {tuning.draft_len}' if tuning.draft_len else 'plain decoding'}")
+    for knob, why in tuning.gates.items():
+        lines.append(f"  not taken (findings gate): {why}")
     return lines
 
 

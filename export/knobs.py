@@ -1,0 +1,78 @@
+"""`gem-export knobs`: one fidelity rule for every speed knob `gem-run tune` may take.
+
+An LLM type is a default only where its findings match PyTorch's on >= FINDINGS_MIN_SHARE of fresh ECGs
+(findings.py). The other knobs change the text too (the demo's int8 encoders changed it on 15 of 40 ECGs), so each
+is held to the same rule against the same type run plainly (fp32 encoders, plain decoding, repacking on, llama.cpp's
+flash attention choice): int8 encoders, repacking off, flash attention off, and every draft length. The counts go
+into the manifest (`Parity.knobs[type][knob]`); `gem-run tune` takes a knob only where they pass, and
+`gem-export inspect` shows them.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from gem_runtime.bundle import Bundle, write_manifest
+from gem_runtime.manifest import (ENCODERS, FLASH_ATTN_OFF, INT8_ENCODERS, REPACK_OFF, FindingsParity, Manifest, Parity,
+                                  draft_knob)
+
+
+def knob_choices(bundle: Bundle) -> dict[str, dict]:
+    """{knob: Interpreter.load choices} for every knob this bundle can take (int8 only where it has int8 encoders
+    that passed their gate)."""
+    from gem_runtime.tuning import DRAFT_LENGTHS, int8_problem
+
+    out: dict[str, dict] = {REPACK_OFF: {"repack": False}, FLASH_ATTN_OFF: {"flash_attn": False}}
+    if not any(int8_problem(bundle, name) for name in ENCODERS):
+        out[INT8_ENCODERS] = {"encoder_precision": dict.fromkeys(ENCODERS, "int8")}
+    if bundle.manifest.ngram_file:
+        out.update({draft_knob(k): {"draft_len": k} for k in DRAFT_LENGTHS if k})
+    return out
+
+
+def knob_fidelity(bundle_dir: Path, n: int, seed: int, threads: int = 2, quants: list[str] | None = None,
+                  max_new_tokens: int = 256, log=print) -> Manifest:
+    """Each knob's reports against the plain configuration's, by findings, on n ECGs simulated from `seed`, for
+    each LLM type in `quants` (default: every type whose own gate passed); written into the manifest."""
+    from gem_runtime.interpreter import Interpreter
+    from gem_train.corpus import write_corpus
+    from gem_train.scoring import findings_agree
+
+    bundle = Bundle.open(bundle_dir)
+    m = bundle.manifest
+    quants = quants or [q for q, p in (m.parity.llm if m.parity else {}).items() if p.usable] or list(m.llm)
+    plain = {"encoder_precision": dict.fromkeys(ENCODERS, "fp32"), "draft_len": 0, "repack": True}
+    knobs = {q: dict((m.parity or Parity()).knobs.get(q, {})) for q in quants}
+    with tempfile.TemporaryDirectory(prefix="gem-knobs-") as tmp:
+        records = json.loads(write_corpus(Path(tmp), n, seed, images=False, progress=False).read_text())
+        paths = [Path(tmp) / (r["ecg"] + ".hea") for r in records]
+        for quant in quants:
+            reference = _reports(Interpreter, bundle.root, paths, max_new_tokens, quant=quant, threads=threads,
+                                 **plain)
+            for knob, choice in knob_choices(bundle).items():
+                texts = _reports(Interpreter, bundle.root, paths, max_new_tokens, quant=quant, threads=threads,
+                                 **{**plain, **choice})
+                same = conditions = numbers = both = 0
+                for (ref_text, ref_ids), (text, ids) in zip(reference, texts):
+                    c, v = findings_agree(ref_text, text)
+                    same, both = same + (ids == ref_ids), both + (c and v)
+                    conditions, numbers = conditions + c, numbers + v
+                knobs[quant][knob] = FindingsParity(n=n, seed=seed, tokens_identical=same, findings_match=both,
+                                                    conditions_match=conditions, numbers_match=numbers)
+                log(f"[knobs] {quant} {knob}: findings as plain's {both}/{n}, tokens identical {same}/{n}")
+    parity = m.parity or Parity()
+    parity = replace(parity, knobs={**parity.knobs, **knobs})
+    m = replace(m, parity=parity)
+    write_manifest(bundle.root, m)
+    return m
+
+
+def _reports(interpreter_cls, root: Path, paths: list[Path], max_new_tokens: int, **choices) -> list:
+    with interpreter_cls.load(root, **choices) as gem:
+        out = []
+        for p in paths:
+            r = gem.interpret(p, max_new_tokens=max_new_tokens)
+            out.append((r.text, list(r.token_ids)))
+        return out
