@@ -102,15 +102,17 @@ def findings(bundle_dir, checkpoint, n, seed, threads):
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--type", "quants", multiple=True, help="LLM type(s) to compare the knobs with (default: every type "
               "whose own gate passed); repeatable")
+@click.option("--knob", "only", multiple=True, help="only this knob (int8_encoders, repack_off, flash_attn_off, "
+              "draft_len_K); repeatable; default: every one the bundle can take")
 @click.option("--n", "n", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=int, default=778, show_default=True, help="the simulator seed of the fresh ECGs")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
-def knobs(bundle_dir, quants, n, seed, threads):
+def knobs(bundle_dir, quants, only, n, seed, threads):
     """Compare each speed knob's reports (int8 encoders, repacking off, flash attention off, each draft length) with
     the same LLM type's plain ones by findings on N fresh ECGs; `gem-run tune` takes a knob only at >= 98%."""
     from gem_runtime.bundle import Bundle
 
-    from .knobs import knob_fidelity
+    from .knobs import knob_choices, knob_fidelity
 
     b = Bundle.open(bundle_dir)
     b.verify_all()
@@ -118,7 +120,12 @@ def knobs(bundle_dir, quants, n, seed, threads):
     if unknown:
         raise click.BadParameter(f"{', '.join(unknown)}: not in the bundle (it has {', '.join(b.manifest.llm)})",
                                  param_hint="--type")
-    m = knob_fidelity(bundle_dir, n, seed, threads, list(quants) or None, log=lambda msg: click.echo(msg, err=True))
+    unknown = [k for k in only if k not in knob_choices(b)]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: not a knob this bundle can take (it can: "
+                                 f"{', '.join(knob_choices(b))})", param_hint="--knob")
+    m = knob_fidelity(bundle_dir, n, seed, threads, list(quants) or None, list(only) or None,
+                      log=lambda msg: click.echo(msg, err=True))
     for q, by_knob in m.parity.knobs.items():
         for knob, f in by_knob.items():
             passed = "" if m.parity.knob_problem(q, knob) is None else "  (not taken)"

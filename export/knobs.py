@@ -33,9 +33,10 @@ def knob_choices(bundle: Bundle) -> dict[str, dict]:
 
 
 def knob_fidelity(bundle_dir: Path, n: int, seed: int, threads: int = 2, quants: list[str] | None = None,
-                  max_new_tokens: int = 256, log=print) -> Manifest:
+                  only: list[str] | None = None, max_new_tokens: int = 256, log=print) -> Manifest:
     """Each knob's reports against the plain configuration's, by findings, on n ECGs simulated from `seed`, for
-    each LLM type in `quants` (default: every type whose own gate passed); written into the manifest."""
+    each LLM type in `quants` (default: every type whose own gate passed) and each knob in `only` (default: every
+    one the bundle can take); written into the manifest."""
     from gem_runtime.interpreter import Interpreter
     from gem_train.corpus import write_corpus
     from gem_train.scoring import findings_agree
@@ -52,6 +53,8 @@ def knob_fidelity(bundle_dir: Path, n: int, seed: int, threads: int = 2, quants:
             reference = _reports(Interpreter, bundle.root, paths, max_new_tokens, quant=quant, threads=threads,
                                  **plain)
             for knob, choice in knob_choices(bundle).items():
+                if only and knob not in only:
+                    continue
                 texts = _reports(Interpreter, bundle.root, paths, max_new_tokens, quant=quant, threads=threads,
                                  **{**plain, **choice})
                 same = conditions = numbers = both = 0
