@@ -25,6 +25,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def ludb(shared_data) -> Path:
+    """The shared LUDB records (cardiologists' per-lead P/QRS/T marks), or a skip."""
+    path = shared_data / "real" / "ludb"
+    if not (path / "1.hea").exists() or not (path / "3.hea").exists():
+        pytest.skip(f"LUDB not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def physionet(shared_data) -> Path:
     return shared_data / "physionet"
 

@@ -23,14 +23,6 @@ NO_P = (51, 83, 35)                           # atrial fibrillation x 2, atrial 
 
 
 @pytest.fixture(scope="module")
-def ludb(shared_data):
-    path = shared_data / "real" / "ludb"
-    if not (path / "3.hea").exists():
-        pytest.skip(f"LUDB not found in {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def subset(ludb):
     return [bench.score_record(ludb, r) for r in SUBSET]
 

@@ -10,14 +10,6 @@ from gem_runtime.preprocess import preprocess_ecg
 from gem_runtime.readers import read_ecg
 
 
-@pytest.fixture(scope="module")
-def ludb(shared_data):
-    path = shared_data / "real" / "ludb"
-    if not (path / "1.hea").exists():
-        pytest.skip(f"LUDB not found in {path}")
-    return path
-
-
 def test_training_uses_only_the_tune_half(ludb):
     from gem_train.delineator import training_records
 
