@@ -13,6 +13,8 @@
     gem-bench batch --bundle B --records N --out DIR  records/hour: local vs Ray vs batched decode, same outputs?
     gem-bench speculation --bundle B --records N --out DIR   decode tok/s: plain vs each draft length, same text?
     gem-bench delineation [--label NAME] [--md benchmarks/delineation.md]   LUDB cardiologists and cart files
+    gem-bench peer --layers N --threads T --ecg FILE.hea --out DIR [--work CACHE_DIR]   llama.cpp's llama-mtmd-cli
+                                                     beside ours (image tower only, and GEM), same machine and prompt
 
 Every user mistake is one line on stderr and exit code 2.
 """
@@ -314,6 +316,58 @@ def delineation_cmd(ludb, real, label, out, md, neurokit):
     if md is not None:
         d.write_markdown(out, md, ludb or real / "ludb", label)
         click.echo(f"wrote {md}")
+
+
+@cli.command("peer")
+@click.option("--layers", type=click.IntRange(1, 32), default=2, show_default=True, help="LLM depth (7B has 32)")
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True, help="every side's")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("work/peer"),
+              show_default=True, help="cache: the llama.cpp build, the GGUF and mmproj files, the bundle")
+@click.option("--ecg", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="the record GEM reads; its page is the image both sides see")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="a GEM-7B-shape bundle (default: WORK/gem7b-L<N>/bundle, made by make-7b when missing)")
+@click.option("--runs", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 100), default=1, show_default=True)
+@click.option("--new-tokens", type=click.IntRange(2, 1024), default=128, show_default=True)
+@click.option("--sides", default="theirs_f16,ours_image,theirs_q8_0,ours_gem", show_default=True,
+              help="which sides, in each round's order; also ours_image_int8, ours_gem_int8 (int8 encoders)")
+@click.option("--encoder-precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
+              help="our encoders' (auto: what gem-run tune chose here, else fp32)")
+@click.option("--no-rss", is_flag=True, help="skip the fresh processes that measure our peak RSS")
+def peer(layers, threads, out, work, ecg, bundle, runs, warmup, new_tokens, sides, encoder_precision, no_rss):
+    """llama.cpp's own multimodal CLI (built here from the llama.cpp our llama-cpp-python pins) beside ours:
+    image encode, prefill, TTFT, decode, end to end, peak RSS; interleaved, medians and p90."""
+    from .peer import ALL_SIDES, SIDES, PeerArgs, run_peer
+    from .peer_build import prepare
+    from .peer_report import markdown, write
+
+    chosen = tuple(s.strip() for s in sides.split(",") if s.strip())
+    if not chosen or set(chosen) - set(ALL_SIDES):
+        raise click.BadParameter(f"{sides!r}: a comma-separated subset of {', '.join(ALL_SIDES)}",
+                                 param_hint="--sides")
+    command = (f"gem-bench peer --layers {layers} --threads {threads} --ecg {ecg} --out {out} --work {work} "
+               f"--runs {runs} --warmup {warmup} --new-tokens {new_tokens}"
+               + (f" --bundle {bundle}" if bundle else "") + (f" --sides {sides}" if chosen != SIDES else "")
+               + (f" --encoder-precision {encoder_precision}" if encoder_precision != "auto" else ""))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    log = lambda m: click.echo(m, err=True)   # noqa: E731
+    files = prepare(layers, work, ecg, threads, bundle=bundle,
+                    build_cli=any(s.startswith("theirs_") for s in chosen),
+                    need_llm=any(not s.startswith("ours_gem") for s in chosen), log=log)
+    if any(s.startswith("ours_gem") for s in chosen):
+        from gem_runtime.bundle import Bundle
+
+        depth = Bundle.open(files.bundle).manifest.num_layers
+        if depth != layers:
+            raise click.UsageError(f"{files.bundle} has {depth} LLM layers, not {layers}: drop ours_gem from --sides")
+    a = PeerArgs(layers, threads, out, work, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens,
+                 rss=not no_rss, sides=chosen, encoder_precision=encoder_precision, command=command)
+    results = run_peer(a, files, log=log)
+    paths = write(results, out)
+    click.echo(markdown(results))
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 if __name__ == "__main__":
