@@ -116,23 +116,11 @@ def mmproj_type(name: str, shape: tuple[int, ...], ftype: str) -> str:
     return "q8_0"
 
 
-def sentencepiece_vocab(tokenizer_model: Path):
-    """(pieces, scores, token types, processor) as convert_hf_to_gguf's LLaMA vocabulary writes them."""
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
-    tokens, scores, types = [], [], []
-    for i in range(sp.get_piece_size()):
-        tokens.append(sp.id_to_piece(i).encode())
-        scores.append(sp.get_score(i))
-        types.append(2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 5 if sp.is_unused(i)
-                     else 6 if sp.is_byte(i) else 1)      # UNKNOWN, CONTROL, UNUSED, BYTE, NORMAL
-    return tokens, scores, types, sp
-
-
 def write_llm(out: Path, layers: int, tokenizer_model: Path, shape: LlmShape = LlmShape(), seed: int = 0,
               log: Callable[[str], None] = print) -> Path:
     """An N-layer LLaVA-1.5-7B-shaped f16 LLM GGUF with random weights (normal, std 0.02; norms 1)."""
+    from gem_export.gguf_convert import add_llama_tokenizer, sentencepiece_vocab
+
     tokens, scores, types, sp = sentencepiece_vocab(tokenizer_model)
     if len(tokens) != shape.vocab:
         raise ValueError(f"{tokenizer_model}: {len(tokens)} pieces, the LLM's vocabulary has {shape.vocab}")
@@ -150,16 +138,7 @@ def write_llm(out: Path, layers: int, tokenizer_model: Path, shape: LlmShape = L
         w.add_rope_freq_base(shape.rope_theta)
         w.add_vocab_size(shape.vocab)
         w.add_file_type(1)                                 # LLAMA_FTYPE_MOSTLY_F16
-        w.add_tokenizer_model("llama")
-        w.add_tokenizer_pre("default")
-        w.add_token_list(tokens)
-        w.add_token_scores(scores)
-        w.add_token_types(types)
-        w.add_bos_token_id(sp.bos_id())
-        w.add_eos_token_id(sp.eos_id())
-        w.add_unk_token_id(sp.unk_id())
-        w.add_add_bos_token(True)
-        w.add_add_eos_token(False)
+        add_llama_tokenizer(w, tokens, scores, types, sp)
         w.add_chat_template(VICUNA_TEMPLATE)
 
     specs = [(n, sh, k, llm_type(n, sh)) for n, sh, k in llm_specs(shape, layers)]

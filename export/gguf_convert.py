@@ -49,7 +49,8 @@ def permute_rotary(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, out_dim // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _sp_vocab(tokenizer_model: Path):
+def sentencepiece_vocab(tokenizer_model: Path):
+    """(pieces, scores, token types, processor) as llama.cpp's converter writes a LLaMA SentencePiece vocabulary."""
     import sentencepiece as spm  # dependency of the export extra via transformers' tokenizers path
 
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_model))
@@ -68,6 +69,20 @@ def _sp_vocab(tokenizer_model: Path):
         else:
             types.append(1)           # NORMAL
     return tokens, scores, types, sp
+
+
+def add_llama_tokenizer(w, tokens, scores, types, sp) -> None:
+    """The LLaMA SentencePiece vocabulary's keys (BOS added, EOS not), as llama.cpp reads them."""
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
 
 
 def write_gguf(tensors: Iterable[tuple[str, np.ndarray]], config, tokenizer_model: Path, out: Path,
@@ -91,19 +106,10 @@ def write_gguf(tensors: Iterable[tuple[str, np.ndarray]], config, tokenizer_mode
     w.add_rope_freq_base(config.rope_theta)
     w.add_vocab_size(config.vocab_size)
     w.add_file_type(LLM_TYPES["f16"].llama_ftype)
-    tokens, scores, types, sp = _sp_vocab(tokenizer_model)
+    tokens, scores, types, sp = sentencepiece_vocab(tokenizer_model)
     if len(tokens) != config.vocab_size:
         raise CheckpointError(tokenizer_model, f"{len(tokens)} pieces, the model's vocabulary has {config.vocab_size}")
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(sp.bos_id())
-    w.add_eos_token_id(sp.eos_id())
-    w.add_unk_token_id(sp.unk_id())
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_llama_tokenizer(w, tokens, scores, types, sp)
     seen = set()
     for hf, t in tensors:
         name_ = gguf_name(hf)
