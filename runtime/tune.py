@@ -55,7 +55,9 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     llm = {q: _faster_repack(bundle, q, threads, runs, rng, log) for q in bundle.manifest.llm}
     passed = [q for q, t in llm.items() if t.parity_ok] or list(llm)
     quant = min(passed, key=lambda q: llm[q].request_ms)
-    gates = {k: why for k in (INT8_ENCODERS, REPACK_OFF) if (why := knob_problem(bundle, quant, k))}
+    has_int8 = not all(int8_problem(bundle, name) for name in ENCODERS)      # (else there is nothing to gate)
+    gates = {k: why for k in ((INT8_ENCODERS,) if has_int8 else ()) + (REPACK_OFF,)
+             if (why := knob_problem(bundle, quant, k))}
     for name in ENCODERS:           # int8 where it is faster and its findings gate passed with the chosen type
         int8_ms = encoders_ms[name].get("int8")
         faster = isinstance(int8_ms, float) and encoders_ms[name]["fp32"] >= INT8_MIN_SPEEDUP * int8_ms
