@@ -47,7 +47,6 @@ QRS_RMS_OFF_CLAMP_MS = (-30.0, 10.0)  # the RMS offset stays this close to the m
 QRS_J_POINT_SHIFT_MS = 6.0       # ... a motion-based end at a J point (slur, ST plateau) is moved this much only
 EDGE_SHIFT_MS = {"qrs_on": -10.0, "qrs_off": 18.0, "p_on": 0.0, "p_off": 8.0, "t_end": 10.0}
 
-T_AXIS_FROM_T_ONSET = True
 LIMB = {name: LEADS.index(name) for name in ("I", "II", "aVF")}
 INDEPENDENT = [LEADS.index(n) for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 # Kors' regression from (I, II, V1..V6) to the Frank X, Y, Z leads (Kors et al., Eur Heart J 1990).
@@ -212,8 +211,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
     last = len(mag) - 1
     if waves is not None and waves.qrs is not None:
         qrs_on, qrs_off = int(np.clip(r + waves.qrs[0], 0, r)), int(np.clip(r + waves.qrs[1], r, last))
-        before = before if before.size else np.array([qrs_on])       # the delineator found the onset
-        qrs_off_found = True
+        qrs_on_found = qrs_off_found = True                          # the delineator found both
         t_end, t_reason = (None, waves.reasons["t"]) if waves.t is None else \
             (int(np.clip(r + waves.t[1], qrs_off + 1, last)), "")
         p_on, p_off, p_reason = (None, None, waves.reasons["p"]) if waves.p is None else \
@@ -223,6 +221,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         p_lo = max(qrs_on - n(350), 0, (t_end - rr_short + n(10)) if t_end is not None else 0)
         find_p(vcg, mag, beats, median, good, p_lo, qrs_on, threshold, n, q)
     else:
+        qrs_on_found = bool(before.size)
         t_end, t_reason, p_on, p_off, p_reason = _threshold_t_and_p(meas, vcg, mag, velocity, beats, median, good,
                                                                      threshold, qrs_on, qrs_off, rr, rr_short, n)
         rms_on, rms_off = _rms_qrs(median, good, qrs_peak_v, qrs_lo, qrs_hi)
@@ -250,8 +249,8 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         rr_s = meas.rr_ms / 1000.0
         meas.qtc_bazett_ms = meas.qt_ms / math.sqrt(rr_s)
         meas.qtc_fridericia_ms = meas.qt_ms / rr_s ** (1.0 / 3.0)
-        t_from = qrs_off + 1
-        if T_AXIS_FROM_T_ONSET and waves is not None and waves.t is not None:
+        t_from = qrs_off + 1                       # the T wave's onset where the delineator found it
+        if waves is not None and waves.t is not None:
             t_from = int(np.clip(r + waves.t[0], qrs_off + 1, t_end))
         meas.t_axis_deg = _axis(median, t_from, t_end, good, q, "t_axis_deg")
     if p_on is None:
@@ -266,7 +265,7 @@ def measure_median(meas: Measurements, median: np.ndarray, beats: np.ndarray, re
         meas.p_axis_deg = _axis(median, p_on, p_off, good, q, "p_axis_deg")
     # The QRS edges' own confidence: an onset with no quiet or still stretch before it, or an offset that never
     # stopped, is the search window's edge, not the QRS's; what is measured from it is not given.
-    if not before.size:
+    if not qrs_on_found:
         meas.mark_unmeasurable(("qrs_ms", "pr_ms", "qt_ms", "qtc_bazett_ms", "qtc_fridericia_ms"),
                              "QRS onset not found (no baseline before the QRS in the median beat)")
     elif not qrs_off_found:

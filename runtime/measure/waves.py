@@ -145,9 +145,9 @@ def wave_edges(filtered: np.ndarray, fs: float, r_peaks: np.ndarray, kept: np.nd
     if not used:
         edges.reasons["qrs"] = "no QRS found by the wave delineator in the beats that made the median beat"
         return edges
-    edges.qrs = (int(np.median([b.qrs[0] - b.r for b in used])), int(np.median([b.qrs[1] - b.r for b in used])))
+    edges.qrs = _median_from_r(used, "qrs")
     with_p = [b for b in used if b.p is not None]
-    if len(with_p) < MIN_SHARE * len(used):   # (a record without a consistent P wave gives no beat one either)
+    if len(with_p) < MIN_SHARE * len(used):
         edges.reasons["p"] = f"no P wave in most beats (found in {len(with_p)} of {len(used)})"
     else:
         pr = np.array([b.qrs[0] - b.p[0] for b in with_p]) * 1000.0 / fs
@@ -155,14 +155,19 @@ def wave_edges(filtered: np.ndarray, fs: float, r_peaks: np.ndarray, kept: np.nd
         if spread > PR_SPREAD_MS:
             edges.reasons["p"] = f"no consistent P wave (PR varies by {spread:.0f} ms between beats)"
         else:
-            edges.p = (int(np.median([b.p[0] - b.r for b in with_p])),
-                       int(np.median([b.p[1] - b.r for b in with_p])))
+            edges.p = _median_from_r(with_p, "p")
     with_t = [b for b in used if b.t is not None]
     if len(with_t) < MIN_SHARE * len(used):
         edges.reasons["t"] = f"no T wave end in most beats (found in {len(with_t)} of {len(used)})"
     else:
-        edges.t = (int(np.median([b.t[0] - b.r for b in with_t])), int(np.median([b.t[1] - b.r for b in with_t])))
-    if edges.p is None:
+        edges.t = _median_from_r(with_t, "t")
+    if edges.p is None:                       # a record without a consistent P wave gives no beat one either
         for b in beats:
             b.p = None
     return edges
+
+
+def _median_from_r(beats: list[BeatWaves], wave: str) -> tuple[int, int]:
+    """The median onset and offset of `wave` ("p", "qrs", "t") over `beats`, as offsets from each beat's R."""
+    edges = np.array([getattr(b, wave) for b in beats]) - np.array([b.r for b in beats])[:, None]   # (n, 2)
+    return int(np.median(edges[:, 0])), int(np.median(edges[:, 1]))
