@@ -9,13 +9,12 @@ into the manifest (`Parity.knobs[type][knob]`); `gem-run tune` takes a knob only
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from gem_runtime.bundle import Bundle, write_manifest
-from gem_runtime.manifest import (ENCODERS, FLASH_ATTN_OFF, INT8_ENCODERS, REPACK_OFF, FindingsParity, Manifest, Parity,
+from gem_runtime.manifest import (ENCODERS, FLASH_ATTN_OFF, INT8_ENCODERS, REPACK_OFF, Manifest, Parity,
                                   draft_knob)
 
 
@@ -37,9 +36,7 @@ def knob_fidelity(bundle_dir: Path, n: int, seed: int, threads: int = 2, quants:
     """Each knob's reports against the plain configuration's, by findings, on n ECGs simulated from `seed`, for
     each LLM type in `quants` (default: every type whose own gate passed) and each knob in `only` (default: every
     one the bundle can take); written into the manifest."""
-    from gem_runtime.interpreter import Interpreter
-    from gem_train.corpus import write_corpus
-    from gem_train.scoring import findings_agree
+    from .findings import compare_findings, fresh_ecgs, runtime_reports
 
     bundle = Bundle.open(bundle_dir)
     m = bundle.manifest
@@ -47,35 +44,20 @@ def knob_fidelity(bundle_dir: Path, n: int, seed: int, threads: int = 2, quants:
     plain = {"encoder_precision": dict.fromkeys(ENCODERS, "fp32"), "draft_len": 0, "repack": True}
     knobs = {q: dict((m.parity or Parity()).knobs.get(q, {})) for q in quants}
     with tempfile.TemporaryDirectory(prefix="gem-knobs-") as tmp:
-        records = json.loads(write_corpus(Path(tmp), n, seed, images=False, progress=False).read_text())
-        paths = [Path(tmp) / (r["ecg"] + ".hea") for r in records]
+        paths = fresh_ecgs(Path(tmp), n, seed)
         for quant in quants:
-            reference = _reports(Interpreter, bundle.root, paths, max_new_tokens, quant=quant, threads=threads,
-                                 **plain)
+            reference = runtime_reports(bundle.root, paths, max_new_tokens, quant=quant, threads=threads, **plain)
             for knob, choice in knob_choices(bundle).items():
                 if only and knob not in only:
                     continue
-                texts = _reports(Interpreter, bundle.root, paths, max_new_tokens, quant=quant, threads=threads,
-                                 **{**plain, **choice})
-                same = conditions = numbers = both = 0
-                for (ref_text, ref_ids), (text, ids) in zip(reference, texts):
-                    c, v = findings_agree(ref_text, text)
-                    same, both = same + (ids == ref_ids), both + (c and v)
-                    conditions, numbers = conditions + c, numbers + v
-                knobs[quant][knob] = FindingsParity(n=n, seed=seed, tokens_identical=same, findings_match=both,
-                                                    conditions_match=conditions, numbers_match=numbers)
-                log(f"[knobs] {quant} {knob}: findings as plain's {both}/{n}, tokens identical {same}/{n}")
+                f = compare_findings(reference, runtime_reports(bundle.root, paths, max_new_tokens, quant=quant,
+                                                                threads=threads, **{**plain, **choice}), seed)
+                knobs[quant][knob] = f
+                log(f"[knobs] {quant} {knob}: findings as plain's {f.findings_match}/{n}, "
+                    f"tokens identical {f.tokens_identical}/{n}")
     parity = m.parity or Parity()
     parity = replace(parity, knobs={**parity.knobs, **knobs})
     m = replace(m, parity=parity)
     write_manifest(bundle.root, m)
     return m
 
-
-def _reports(interpreter_cls, root: Path, paths: list[Path], max_new_tokens: int, **choices) -> list:
-    with interpreter_cls.load(root, **choices) as gem:
-        out = []
-        for p in paths:
-            r = gem.interpret(p, max_new_tokens=max_new_tokens)
-            out.append((r.text, list(r.token_ids)))
-        return out
