@@ -67,13 +67,15 @@ class RecordLabels:
 
 
 def read_labels(header: Path) -> RecordLabels | None:
-    """The labels of a WFDB header, or None when it carries none we read."""
+    """The labels of a WFDB header, or None when it carries none we read. The sex is read as gem-run's WFDB reader
+    reads it (`header_sex`), so the diagnosis check is given the same limits in evaluation as in use."""
+    from gem_runtime.readers.wfdb import header_sex
+
     text = Path(header).read_text(errors="replace")
     stem = Path(header).stem
     dx = re.search(r"^#\s*Dx:\s*(.+)$", text, re.M)
     if dx:
         codes = tuple(c.strip() for c in dx.group(1).split(",") if c.strip())
-        sex = re.search(r"^#\s*Sex:\s*(\w+)", text, re.M)
         rhythms = {SNOMED_RHYTHM[c] for c in codes if c in SNOMED_RHYTHM}
         rhythm = rhythms.pop() if len(rhythms) == 1 and not SNOMED_OTHER_RHYTHM & set(codes) else None
         if len(rhythms) > 1:
@@ -84,11 +86,10 @@ def read_labels(header: Path) -> RecordLabels | None:
             absent = frozenset(CPSC_CLASSES) - present
             if rhythm is None and "164889003" not in codes:       # not AF: CPSC has no other non-sinus rhythm class
                 rhythm = SR
-        return RecordLabels(stem, "cinc", _sex(sex.group(1) if sex else None), rhythm, present, absent, codes)
+        return RecordLabels(stem, "cinc", header_sex(text), rhythm, present, absent, codes)
     if "#<diagnoses>:" in text:
         lines = [ln.lstrip("#").strip().rstrip(".").strip() for ln in text.split("#<diagnoses>:", 1)[1].splitlines()]
         lines = [ln for ln in lines if ln]
-        sex = re.search(r"^#<sex>:\s*(\w+)", text, re.M)
         rhythm = None
         for ln in lines:
             if ln.lower().startswith("rhythm:"):
@@ -97,16 +98,9 @@ def read_labels(header: Path) -> RecordLabels | None:
                 rhythm = found.pop() if len(found) == 1 and len(names) == 1 else None
         present = frozenset(LUDB_FINDINGS[ln.lower()] for ln in lines if ln.lower() in LUDB_FINDINGS)
         absent = frozenset(LUDB_CLASSES) - present
-        return RecordLabels(stem, "ludb", _sex(sex.group(1) if sex else None), rhythm, present, absent,
+        return RecordLabels(stem, "ludb", header_sex(text), rhythm, present, absent,
                             tuple(lines))
     return None
-
-
-def _sex(value: str | None) -> str | None:
-    if not value:
-        return None
-    v = value.strip().upper()[:1]
-    return v if v in ("M", "F") else None
 
 
 def labelled_headers(folder: Path) -> list[Path]:
