@@ -25,6 +25,7 @@ T_MERGE_MS = 60.0         # two T runs of one lead this close together are one (
 MIN_LEADS = {P: 3, QRS: 2, T: 2}             # a wave in fewer good leads is not counted
 EDGE_RANK = {P: (2, 2), QRS: (2, 3), T: (2, 3)}   # global onset: the k-th earliest over the leads, offset k-th latest
 MIN_SHARE = 0.5           # P (or T) found in fewer of the kept beats: the record has none we can measure
+MIN_SHARE_ALL = 1 / 3     # P found in fewer of all beats (paced or ectopic ones too): not the rhythm's P wave
 PR_SPREAD_MS = 40.0       # PR varying more than this (interquartile range) over the beats: no consistent P
 
 
@@ -147,8 +148,13 @@ def wave_edges(filtered: np.ndarray, fs: float, r_peaks: np.ndarray, kept: np.nd
         return edges
     edges.qrs = _median_from_r(used, "qrs")
     with_p = [b for b in used if b.p is not None]
+    every = [b for b in beats if b.qrs is not None]
+    every_p = sum(b.p is not None for b in every)
     if len(with_p) < MIN_SHARE * len(used):
         edges.reasons["p"] = f"no P wave in most beats (found in {len(with_p)} of {len(used)})"
+    elif every_p < MIN_SHARE_ALL * len(every):
+        # e.g. a ventricular-paced AF: the few beats alike enough to make the median beat show an atrial wave
+        edges.reasons["p"] = f"no P wave in most beats (found in {every_p} of all {len(every)})"
     else:
         pr = np.array([b.qrs[0] - b.p[0] for b in with_p]) * 1000.0 / fs
         spread = float(np.subtract(*np.percentile(pr, [75, 25])))
