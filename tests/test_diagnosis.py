@@ -197,6 +197,13 @@ def test_real_right_bundle_branch_block_and_sinus_bradycardia(real):
     assert _verdict("normal sinus rhythm", brady) == CONTRADICTED
 
 
+def test_a_regular_rhythm_without_a_p_wave_is_not_sinus(real):
+    paced_af = real("ludb/95.hea")            # LUDB: atrial fibrillation, ventricular pacing at a regular 65 bpm
+    [nsr] = check_diagnoses("Normal sinus rhythm.", paced_af)
+    assert nsr.verdict == CONTRADICTED and "RR regular" in nsr.reason and "no P wave before every QRS" in nsr.reason
+    assert _verdict("sinus bradycardia", paced_af) == CONTRADICTED
+
+
 def test_labels_are_read_as_findings(shared_data):
     from gem_train.real_labels import read_labels
 

@@ -88,6 +88,10 @@ def _sinus(ev: Evidence) -> Part:
     state = _rr_state(ev)
     if ev.p_wave is False and state == "irregular":
         return Part(CONTRADICTED, f"{_p_text(ev)} and {_rr_text(ev)}: atrial fibrillation's pattern")
+    if ev.p_wave is False and state is not None:
+        # a sinus rhythm has a P wave before every QRS; atrial activity unlike from beat to beat or not locked to
+        # the QRS is none, whatever the RR (a paced or junctional rhythm is regular, flutter's RR may vary)
+        return Part(CONTRADICTED, f"{_p_text(ev)} and {_rr_text(ev)}: no P wave before every QRS")
     return Part(NOT_CHECKABLE, _p_text(ev) + ("" if state is None else f"; {_rr_text(ev)}"))
 
 
