@@ -42,6 +42,7 @@ def ptb_dicom(ptb, tmp_path_factory):
 def test_ptb_as_dicom_reads_back_and_measures_the_same(ptb_dicom):
     record, path = ptb_dicom
     back = read_ecg(path)
+    assert back.sex == record.sex == "F"                      # PTB s0010: "# sex: female"; the QTc limits read it
     assert back.fs == record.fs == 1000.0 and back.leads == LEADS and back.signal.shape == (12, 10000)
     assert np.abs(back.signal - record.signal[:, :10000]).max() <= 0.00025     # half of PTB's 0.5 uV step
     ours, theirs = (measure_ecg(preprocess_ecg(r)[0], 500).to_dict() for r in (record, back))

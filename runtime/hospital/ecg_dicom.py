@@ -64,6 +64,7 @@ def write_ecg_dicom(record: EcgRecord, path: str | Path, *, patient_id: str = ""
     counts, sensitivities = _quantize(signal)                   # (12, N) int16, uV per count
     now = dt.datetime.now()
     ds = _dataset(patient_id, patient_name, study_uid or generate_uid(), now)
+    ds.PatientSex = record.sex or ""            # "F", "M" (DICOM's codes too) or unknown: the QTc limits depend on it
     originality = "ORIGINAL" if fs == record.fs else "DERIVED"
     ds.WaveformSequence = [_multiplex_group(counts, fs, sensitivities, bool(np.isnan(signal).any()), originality)]
     return save_dataset(ds, Path(path))
