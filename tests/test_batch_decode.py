@@ -38,9 +38,11 @@ def test_interpret_many_gives_what_interpret_gives_and_refuses_per_record(shared
              *sorted(synthetic.glob("*.hea"))[:4]]
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(Path(files[0]).read_bytes()[:3000])
-    with Interpreter.load(DEMO, threads=2, flash_attn=False) as gem:
+    # f16: a 4-bit type's matmuls over 4 sequences round differently from one sequence's, which can flip a near-tied
+    # token (the issue-29 demo model does at one synthetic record's 38th token with q4_k_m); the batching is under test
+    with Interpreter.load(DEMO, quant="f16", threads=2, flash_attn=False) as gem:
         alone = [gem.interpret(f, max_new_tokens=48) for f in files]
-    with Interpreter.load(DEMO, threads=2, flash_attn=False, n_seq=4) as gem:
+    with Interpreter.load(DEMO, quant="f16", threads=2, flash_attn=False, n_seq=4) as gem:
         together = gem.interpret_many(files[:3] + [broken], max_new_tokens=48)
         together += gem.interpret_many(files[3:], max_new_tokens=48)
         after = gem.interpret(files[0], max_new_tokens=48)          # the context is usable alone again
