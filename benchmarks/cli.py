@@ -322,36 +322,25 @@ def delineation_cmd(ludb, real, label, out, md, neurokit):
 @click.option("--layers", type=click.IntRange(1, 32), default=32, show_default=True, help="LLM depth (7B has 32)")
 @click.option("--types", default="q4_0,q4_k_m,iq4_nl,q5_k_m,q6_k,q8_0,f16", show_default=True,
               help="LLM types, in the order they are measured")
-@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=Path("work/peer/gem7b-L2/bundle"), show_default=True,
-              help="a GEM-7B-shape bundle (gem-bench make-7b) whose layers the deeper GGUF repeats")
+@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path), show_default=True,
+              default=Path("work/peer/gem7b-L2/bundle"), help="a make-7b bundle whose layers the deep GGUF repeats")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("work/footprint"),
               show_default=True, help="cache: the deep bundle (about 45 GB with every type)")
-@click.option("--quantize", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("work/peer/build/bin/llama-quantize"), show_default=True,
-              help="llama.cpp's llama-quantize (gem-bench peer builds it)")
+@click.option("--quantize", type=click.Path(exists=True, dir_okay=False, path_type=Path), show_default=True,
+              default=Path("work/peer/build/bin/llama-quantize"), help="llama.cpp's (gem-bench peer builds it)")
 @click.option("--ecg", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--new-tokens", type=click.IntRange(2, 1024), default=32, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results/footprint"),
-              show_default=True)
-@click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/footprint.md"),
-              show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results/footprint"))
+@click.option("--md", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/footprint.md"))
 def footprint(layers, types, source, work, quantize, ecg, new_tokens, out, md):
-    """Per LLM type at GEM-7B shape: GGUF size, peak RSS of a loaded bundle answering one ECG, cold and warm load,
-    TTFT and decode at 1 and 2 threads, the smallest cart memory it fits in."""
-    from .footprint import TYPES, make_bundle, markdown, run_footprint
+    """Per LLM type at GEM-7B shape: size, peak RSS, cold/warm load, TTFT and decode at 1 and 2 threads."""
+    from .footprint import TYPES, run_command
 
     chosen = tuple(t.strip() for t in types.split(",") if t.strip())
-    unknown = [t for t in chosen if t not in TYPES]
-    if unknown:
+    if unknown := [t for t in chosen if t not in TYPES]:
         raise click.UsageError(f"unknown LLM type(s) {', '.join(unknown)}; choose from {', '.join(TYPES)}")
-    command = (f"gem-bench footprint --layers {layers} --types {','.join(chosen)} --ecg {ecg} --new-tokens "
-               f"{new_tokens} --out {out} --md {md}")
-    log = lambda m: click.echo(m, err=True)      # noqa: E731
-    bundle = make_bundle(source, work / f"gem7b-L{layers}", layers, chosen, quantize, threads=2, log=log)
-    result = run_footprint(bundle, chosen, ecg, new_tokens, out, log=log)
-    md.write_text(markdown(result, command))
-    click.echo(f"wrote {md} and {out / 'results.json'}")
+    click.echo(run_command(layers, chosen, source, work, quantize, ecg, new_tokens, out, md,
+                           log=lambda m: click.echo(m, err=True)))
 
 
 @cli.command("peer")

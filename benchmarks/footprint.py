@@ -205,6 +205,17 @@ def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: i
     return result
 
 
+def run_command(layers: int, types: tuple[str, ...], source: Path, work: Path, quantize: Path, ecg: Path,
+                new_tokens: int, out: Path, md: Path, log=print) -> str:
+    """`gem-bench footprint`: build (or reuse) the deep bundle in `work`, measure every type, write `md`."""
+    command = (f"gem-bench footprint --layers {layers} --types {','.join(types)} --ecg {ecg} --new-tokens "
+               f"{new_tokens} --out {out} --md {md}")
+    bundle = make_bundle(source, work / f"gem7b-L{layers}", layers, types, quantize, threads=2, log=log)
+    result = run_footprint(bundle, types, ecg, new_tokens, out, log=log)
+    md.write_text(markdown(result, command))
+    return f"wrote {md} and {out / 'results.json'}"
+
+
 def markdown(result: dict, command: str) -> str:
     from .machine import machine_line
 
