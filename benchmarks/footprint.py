@@ -138,17 +138,21 @@ class ProbeResult:
     ttft_ms: float
     decode_tok_s: float
     new_tokens: int
+    repack: bool = True
     peak_rss_mib: float | None = None
+    anon_mib: float | None = None      # RssAnon after the request: heap, KV cache, repacked weights, ONNX arenas
+    file_mib: float | None = None      # RssFile after the request: mapped GGUF and ONNX pages (reclaimable if unread)
     evicted_by: str = ""
 
 
-def probe(bundle: Path, quant: str, threads: int, ecg: Path, new_tokens: int, cold: bool) -> ProbeResult:
+def probe(bundle: Path, quant: str, threads: int, ecg: Path, new_tokens: int, cold: bool,
+          repack: bool | None = None) -> ProbeResult:
     """One fresh process under /usr/bin/time -v: Interpreter.load, one interpret."""
     how = ""
     if cold:
         how = evict([p for p in bundle.iterdir() if p.is_file()])
     spec = json.dumps({"bundle": str(bundle), "quant": quant, "threads": threads, "ecg": str(ecg),
-                       "new_tokens": new_tokens})
+                       "new_tokens": new_tokens, "repack": repack})
     p = subprocess.run([TIME_BIN, "-v", sys.executable, "-m", "benchmarks.footprint", spec], capture_output=True,
                        text=True, cwd=Path(__file__).resolve().parents[1],
                        env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
@@ -166,12 +170,18 @@ def _probe_main(raw: str) -> None:
 
     a = json.loads(raw)
     t0 = time.perf_counter()
-    gem = Interpreter.load(a["bundle"], quant=a["quant"], threads=a["threads"], draft_len=0, encoder_precision="fp32")
+    gem = Interpreter.load(a["bundle"], quant=a["quant"], threads=a["threads"], draft_len=0, encoder_precision="fp32",
+                           repack=a.get("repack"))
     load_s = time.perf_counter() - t0
     r = gem.interpret(Path(a["ecg"]), max_new_tokens=a["new_tokens"], ignore_eos=True)
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    kib = {k: int(status[k].split()[0]) for k in ("RssAnon", "RssFile") if k in status}
     gem.close()
     print(json.dumps({"quant": a["quant"], "threads": a["threads"], "load_s": load_s, "ttft_ms": r.timings.ttft_ms,
-                      "decode_tok_s": (r.new_tokens - 1) / (r.timings["decode"] / 1000), "new_tokens": r.new_tokens}))
+                      "decode_tok_s": (r.new_tokens - 1) / (r.timings["decode"] / 1000), "new_tokens": r.new_tokens,
+                      "anon_mib": kib.get("RssAnon", 0) / 1024 or None,
+                      "file_mib": kib.get("RssFile", 0) / 1024 or None,
+                      "repack": gem.plan.repack}))
 
 
 def smallest_cart_gib(peak_rss_mib: float) -> int | None:
@@ -179,7 +189,9 @@ def smallest_cart_gib(peak_rss_mib: float) -> int | None:
     return next((g for g in CART_GIB if g >= need), None)
 
 
-def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: int, out: Path, log=print) -> dict:
+def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: int, out: Path, log=print,
+                  repack: bool | None = None) -> dict:
+    """repack None: as gem-run loads the bundle (a tune file's choice, else llama.cpp's weight repacking on)."""
     from gem_runtime.bundle import Bundle
 
     from .machine import machine_info
@@ -188,10 +200,11 @@ def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: i
     rows = []
     for t in types:
         size = (bundle / b.manifest.llm[t]).stat().st_size
-        cold = probe(bundle, t, 2, ecg, new_tokens, cold=True)
+        cold = probe(bundle, t, 2, ecg, new_tokens, cold=True, repack=repack)
         log(f"[footprint] {t}: cold load {cold.load_s:.1f} s ({cold.evicted_by}), 2 threads TTFT "
-            f"{cold.ttft_ms / 1000:.1f} s, decode {cold.decode_tok_s:.2f} tok/s, peak RSS {cold.peak_rss_mib:.0f} MiB")
-        warm = probe(bundle, t, 1, ecg, new_tokens, cold=False)
+            f"{cold.ttft_ms / 1000:.1f} s, decode {cold.decode_tok_s:.2f} tok/s, peak RSS {cold.peak_rss_mib:.0f} MiB "
+            f"(anonymous {cold.anon_mib or 0:.0f}, file {cold.file_mib or 0:.0f})")
+        warm = probe(bundle, t, 1, ecg, new_tokens, cold=False, repack=repack)
         log(f"[footprint] {t}: warm load {warm.load_s:.1f} s, 1 thread TTFT {warm.ttft_ms / 1000:.1f} s, decode "
             f"{warm.decode_tok_s:.2f} tok/s, peak RSS {warm.peak_rss_mib:.0f} MiB")
         rss = max(cold.peak_rss_mib or 0, warm.peak_rss_mib or 0)
@@ -200,7 +213,7 @@ def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: i
         out.mkdir(parents=True, exist_ok=True)
         result = {"label": "footprint of GEM-7B per LLM type", "machine": machine_info(), "bundle": str(bundle),
                   "layers": b.manifest.model.get("num_hidden_layers"), "ecg": str(ecg), "new_tokens": new_tokens,
-                  "os_headroom_gib": OS_HEADROOM_GIB, "rows": rows}
+                  "os_headroom_gib": OS_HEADROOM_GIB, "repack": repack, "rows": rows}
         (out / "results.json").write_text(json.dumps(result, indent=1))     # after every type: resumable by hand
     return result
 
@@ -229,14 +242,21 @@ def markdown(result: dict, command: str) -> str:
              "Cold: the page cache dropped first (" + (result["rows"][0]["cold"]["evicted_by"] if result["rows"]
                                                        else "-") + "); warm: a second process, the files cached. "
              f"Smallest cart: the first of {', '.join(str(g) for g in CART_GIB)} GiB that holds the peak RSS plus "
-             f"{result['os_headroom_gib']:.0f} GiB for the OS.", "",
-             "| type | GGUF | peak RSS | smallest cart | cold load | warm load | TTFT 2 threads | TTFT 1 thread | "
-             "decode 2 threads | decode 1 thread |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"{result['os_headroom_gib']:.0f} GiB for the OS. That is the safe figure; the split after it says "
+             "where the memory is. Anonymous memory (the KV cache, ONNX Runtime's copy of the encoders' weights and "
+             "its arenas, llama.cpp's repacked weights) must fit; file-mapped pages are the GGUF and ONNX files as "
+             "mapped, which the kernel can drop and read again. Where llama.cpp repacks a type's weights (its "
+             "anonymous memory grows by about the GGUF's size), the mapped GGUF is not read after loading, so such a "
+             "type runs in about its anonymous memory plus the OS.", "",
+             "| type | GGUF | peak RSS | anonymous / file-mapped after the request | smallest cart | cold load | "
+             "warm load | TTFT 2 threads | TTFT 1 thread | decode 2 threads | decode 1 thread |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         c, w = r["cold"], r["warm_t1"]
+        split = (f"{c['anon_mib'] / 1024:.2f} / {c['file_mib'] / 1024:.2f} GiB" if c.get("anon_mib") and
+                 c.get("file_mib") else "-")
         lines.append(f"| {r['type']} | {r['gguf_bytes'] / gib:.2f} GiB | {r['peak_rss_mib'] / 1024:.2f} GiB | "
-                     f"{r['smallest_cart_gib'] or '-'} GiB | {c['load_s']:.1f} s | {w['load_s']:.1f} s | "
+                     f"{split} | {r['smallest_cart_gib'] or '-'} GiB | {c['load_s']:.1f} s | {w['load_s']:.1f} s | "
                      f"{c['ttft_ms'] / 1000:.1f} s | {w['ttft_ms'] / 1000:.1f} s | {c['decode_tok_s']:.2f} tok/s | "
                      f"{w['decode_tok_s']:.2f} tok/s |")
     return "\n".join(lines) + "\n"
