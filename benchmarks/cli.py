@@ -337,7 +337,7 @@ def footprint(layers, types, source, work, quantize, ecg, new_tokens, out, md):
     from .footprint import TYPES, run_command
 
     chosen = tuple(t.strip() for t in types.split(",") if t.strip())
-    if unknown := [t for t in chosen if t not in TYPES]:
+    if unknown := [t for t in chosen if t not in TYPES] or ([] if chosen else ["(none given)"]):
         raise click.UsageError(f"unknown LLM type(s) {', '.join(unknown)}; choose from {', '.join(TYPES)}")
     click.echo(run_command(layers, chosen, source, work, quantize, ecg, new_tokens, out, md,
                            log=lambda m: click.echo(m, err=True)))

@@ -102,11 +102,15 @@ def make_bundle(src_bundle: Path, out: Path, layers: int, types: tuple[str, ...]
             path.with_suffix(".part").rename(path)
             log(f"[footprint] {path.name}: {path.stat().st_size / 2**30:.2f} GiB ({time.time() - t0:.0f} s)")
         llm[t] = path.name
-    if not (out / MANIFEST_FILE).exists():
+    old = (Manifest.from_dict(json.loads((out / MANIFEST_FILE).read_text()))
+           if (out / MANIFEST_FILE).exists() else None)
+    if old is None or not set(llm) <= set(old.llm):        # a new cache, or one this run adds types to
         from gem_runtime.bundle import file_entry
 
+        known = old.files if old else {}                      # entries already hashed (GiBs each) are kept
+        llm = {**(old.llm if old else {}), **llm}
         files = {k: v for k, v in src.files.items() if not k.startswith("llm-")}
-        files.update({name: file_entry(out / name) for name in llm.values()})
+        files.update({name: known.get(name) or file_entry(out / name) for name in llm.values()})
         model = dict(src.model, num_hidden_layers=layers)
         note = f"random weights at GEM-7B shape, {layers} LLM layers: timing and memory only"
         write_manifest(out, replace(src, model=model, llm=llm, files=files, note=note,
@@ -197,7 +201,11 @@ def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: i
     from .machine import machine_info
 
     b = Bundle.open(bundle)
-    rows = []
+    rows: list[dict] = []
+    result = {"label": "footprint of GEM-7B per LLM type", "machine": machine_info(), "bundle": str(bundle),
+              "layers": b.manifest.model.get("num_hidden_layers"), "ecg": str(ecg), "new_tokens": new_tokens,
+              "os_headroom_gib": OS_HEADROOM_GIB, "repack": repack, "rows": rows}
+    out.mkdir(parents=True, exist_ok=True)
     for t in types:
         size = (bundle / b.manifest.llm[t]).stat().st_size
         cold = probe(bundle, t, 2, ecg, new_tokens, cold=True, repack=repack)
@@ -210,10 +218,6 @@ def run_footprint(bundle: Path, types: tuple[str, ...], ecg: Path, new_tokens: i
         rss = max(cold.peak_rss_mib or 0, warm.peak_rss_mib or 0)
         rows.append({"type": t, "gguf_bytes": size, "cold": asdict(cold), "warm_t1": asdict(warm),
                      "peak_rss_mib": rss, "smallest_cart_gib": smallest_cart_gib(rss)})
-        out.mkdir(parents=True, exist_ok=True)
-        result = {"label": "footprint of GEM-7B per LLM type", "machine": machine_info(), "bundle": str(bundle),
-                  "layers": b.manifest.model.get("num_hidden_layers"), "ecg": str(ecg), "new_tokens": new_tokens,
-                  "os_headroom_gib": OS_HEADROOM_GIB, "repack": repack, "rows": rows}
         (out / "results.json").write_text(json.dumps(result, indent=1))     # after every type: resumable by hand
     return result
 

@@ -26,6 +26,9 @@ def test_a_deeper_bundle_is_measured_in_fresh_processes(tiny_bundle, tmp_path, s
     m = Bundle.open(deep).manifest
     assert m.model["num_hidden_layers"] == 3 * n and "timing and memory only" in m.note
     assert expand_gguf(tiny_bundle / "missing.gguf", deep / "llm-f16.gguf", 1) == deep / "llm-f16.gguf"   # cached
+    written = (deep / "manifest.json").stat().st_mtime_ns
+    make_bundle(tiny_bundle, deep, 3 * n, ("f16",), quantize=tmp_path / "unused", threads=1, log=lambda m: None)
+    assert (deep / "manifest.json").stat().st_mtime_ns == written        # the cache holds every type asked for
 
     ecg = shared_data / "real" / "ludb" / "1.hea"
     result = run_footprint(deep, ("f16",), ecg, new_tokens=3, out=tmp_path / "out", log=lambda m: None)
