@@ -154,7 +154,7 @@ def wave_edges(filtered: np.ndarray, fs: float, r_peaks: np.ndarray, kept: np.nd
         edges.reasons["p"] = f"no P wave in most beats (found in {len(with_p)} of {len(used)})"
     elif every_p < MIN_SHARE_ALL * len(every):
         # e.g. a ventricular-paced AF: the few beats alike enough to make the median beat show an atrial wave
-        edges.reasons["p"] = f"no P wave in most beats (found in {every_p} of all {len(every)})"
+        edges.reasons["p"] = f"no P wave in a third of all beats (found in {every_p} of {len(every)})"
     else:
         pr = np.array([b.qrs[0] - b.p[0] for b in with_p]) * 1000.0 / fs
         spread = float(np.subtract(*np.percentile(pr, [75, 25])))
