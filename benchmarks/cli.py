@@ -360,39 +360,23 @@ def footprint(layers, types, source, work, quantize, ecg, new_tokens, out, md):
               help="which sides, in each round's order; also ours_image_int8, ours_gem_int8 (int8 encoders)")
 @click.option("--encoder-precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
               help="our encoders' (auto: what gem-run tune chose here, else fp32)")
+@click.option("--repack", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="ggml's weight repacking on our sides (auto: what gem-run tune chose here, else on)")
 @click.option("--no-rss", is_flag=True, help="skip the fresh processes that measure our peak RSS")
-def peer(layers, threads, out, work, ecg, bundle, runs, warmup, new_tokens, sides, encoder_precision, no_rss):
+def peer(layers, threads, out, work, ecg, bundle, runs, warmup, new_tokens, sides, encoder_precision, repack, no_rss):
     """llama.cpp's own multimodal CLI (built here from the llama.cpp our llama-cpp-python pins) beside ours:
     image encode, prefill, TTFT, decode, end to end, peak RSS; interleaved, medians and p90."""
-    from .peer import ALL_SIDES, SIDES, PeerArgs, run_peer
-    from .peer_build import prepare
-    from .peer_report import markdown, write
+    from .peer import ALL_SIDES, PeerUsageError, run_command
 
     chosen = tuple(s.strip() for s in sides.split(",") if s.strip())
     if not chosen or set(chosen) - set(ALL_SIDES):
         raise click.BadParameter(f"{sides!r}: a comma-separated subset of {', '.join(ALL_SIDES)}",
                                  param_hint="--sides")
-    command = (f"gem-bench peer --layers {layers} --threads {threads} --ecg {ecg} --out {out} --work {work} "
-               f"--runs {runs} --warmup {warmup} --new-tokens {new_tokens}"
-               + (f" --bundle {bundle}" if bundle else "") + (f" --sides {sides}" if chosen != SIDES else "")
-               + (f" --encoder-precision {encoder_precision}" if encoder_precision != "auto" else ""))
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    log = lambda m: click.echo(m, err=True)   # noqa: E731
-    files = prepare(layers, work, ecg, threads, bundle=bundle,
-                    build_cli=any(s.startswith("theirs_") for s in chosen),
-                    need_llm=any(not s.startswith("ours_gem") for s in chosen), log=log)
-    if any(s.startswith("ours_gem") for s in chosen):
-        from gem_runtime.bundle import Bundle
-
-        depth = Bundle.open(files.bundle).manifest.num_layers
-        if depth != layers:
-            raise click.UsageError(f"{files.bundle} has {depth} LLM layers, not {layers}: drop ours_gem from --sides")
-    a = PeerArgs(layers, threads, out, work, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens,
-                 rss=not no_rss, sides=chosen, encoder_precision=encoder_precision, command=command)
-    results = run_peer(a, files, log=log)
-    paths = write(results, out)
-    click.echo(markdown(results))
-    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    try:
+        click.echo(run_command(layers, threads, out, work, ecg, bundle, runs, warmup, new_tokens, chosen,
+                               encoder_precision, repack, no_rss, log=lambda m: click.echo(m, err=True)))
+    except PeerUsageError as e:
+        raise click.UsageError(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ TIME_BIN = "/usr/bin/time"
 MEDIA_MARKER = "<__media__>"          # mtmd_default_marker()
 
 
+class PeerUsageError(Exception):
+    """A command line whose parts do not fit together (a bundle of another depth than --layers)."""
+
+
 @dataclass
 class PeerArgs:
     layers: int
@@ -48,6 +52,7 @@ class PeerArgs:
     rss: bool = True
     sides: tuple[str, ...] = SIDES
     encoder_precision: str = "auto"   # ours: "auto" (gem-run tune's choice here, else fp32), "fp32" or "int8"
+    repack: str = "auto"              # ours: ggml's weight repacking "auto" (tune's choice here, else on), "on", "off"
     command: str = ""
 
 
@@ -149,13 +154,15 @@ class Theirs:
 class OursImage:
     """Our runtime's parts on GEM's request with the image tower alone (no ECG rows, no measurements)."""
 
-    def __init__(self, bundle: Path, llm: Path, image: Path, threads: int, new_tokens: int, precision: str = "auto"):
+    def __init__(self, bundle: Path, llm: Path, image: Path, threads: int, new_tokens: int, precision: str = "auto",
+                 repack: str = "auto"):
         from gem_runtime.encoders import OrtEncoder
         from gem_runtime.llm import LlamaLLM
         from gem_runtime.manifest import ENCODERS
         from gem_runtime.tuning import LoadPlan
 
-        plan = LoadPlan.resolve(bundle, quant="q4_k_m", threads=threads, draft_len=0, encoder_precision=precision)
+        plan = LoadPlan.resolve(bundle, quant="q4_k_m", threads=threads, draft_len=0, encoder_precision=precision,
+                                repack=_repack(repack))
         b = plan.bundle
         entry = b.manifest.encoders["image_encoder"]
         precision = plan.encoder_precision.get("image_encoder", "fp32")
@@ -206,11 +213,12 @@ class OursImage:
 class OursGem:
     """gem_runtime.Interpreter as GEM runs: both towers, the measurements, the page drawn from the signal."""
 
-    def __init__(self, bundle: Path, ecg: Path, threads: int, new_tokens: int, precision: str = "auto"):
+    def __init__(self, bundle: Path, ecg: Path, threads: int, new_tokens: int, precision: str = "auto",
+                 repack: str = "auto"):
         from gem_runtime.interpreter import Interpreter
 
         self.gem = Interpreter.load(bundle, quant="q4_k_m", threads=threads, draft_len=0,
-                                    encoder_precision=precision)
+                                    encoder_precision=precision, repack=_repack(repack))
         self.ecg, self.new_tokens = ecg, new_tokens
         self.info = {"gguf": str(self.gem.llm.path), "encoder_precision": dict(self.gem.plan.encoder_precision),
                      "repack": self.gem.plan.repack}
@@ -235,10 +243,38 @@ def open_side(side: str, f: Files, a: PeerArgs):
         return Theirs(f.mtmd_cli, f.llm, f.mmproj[side.removeprefix("theirs_")], f.image, a.threads, a.new_tokens)
     base, precision = (side.removesuffix("_int8"), "int8") if side.endswith("_int8") else (side, a.encoder_precision)
     if base == "ours_image":
-        return OursImage(f.bundle, f.llm, f.image, a.threads, a.new_tokens, precision)
+        return OursImage(f.bundle, f.llm, f.image, a.threads, a.new_tokens, precision, a.repack)
     if base == "ours_gem":
-        return OursGem(f.bundle, a.ecg, a.threads, a.new_tokens, precision)
+        return OursGem(f.bundle, a.ecg, a.threads, a.new_tokens, precision, a.repack)
     raise ValueError(f"unknown side {side!r}; choose from {', '.join(ALL_SIDES)}")
+
+
+def run_command(layers: int, threads: int, out: Path, work: Path, ecg: Path, bundle: Path | None, runs: int,
+                warmup: int, new_tokens: int, sides: tuple[str, ...], encoder_precision: str, repack: str,
+                no_rss: bool, log=print) -> str:
+    """`gem-bench peer`'s body: prepare the files, run the rounds, write results.json and results.md."""
+    from .peer_build import prepare
+    from .peer_report import markdown, write
+
+    command = (f"gem-bench peer --layers {layers} --threads {threads} --ecg {ecg} --out {out} --work {work} "
+               f"--runs {runs} --warmup {warmup} --new-tokens {new_tokens}"
+               + (f" --bundle {bundle}" if bundle else "") + (f" --sides {','.join(sides)}" if sides != SIDES else "")
+               + (f" --encoder-precision {encoder_precision}" if encoder_precision != "auto" else "")
+               + (f" --repack {repack}" if repack != "auto" else "") + (" --no-rss" if no_rss else ""))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    files = prepare(layers, work, ecg, threads, bundle=bundle, build_cli=any(s.startswith("theirs_") for s in sides),
+                    need_llm=any(not s.startswith("ours_gem") for s in sides), log=log)
+    if any(s.startswith("ours_gem") for s in sides):
+        from gem_runtime.bundle import Bundle
+
+        depth = Bundle.open(files.bundle).manifest.num_layers
+        if depth != layers:
+            raise PeerUsageError(f"{files.bundle} has {depth} LLM layers, not {layers}: drop ours_gem from --sides")
+    a = PeerArgs(layers, threads, out, work, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens, rss=not no_rss,
+                 sides=sides, encoder_precision=encoder_precision, repack=repack, command=command)
+    results = run_peer(a, files, log=log)
+    paths = write(results, out)
+    return markdown(results) + f"\nwrote {', '.join(str(p) for p in paths.values())}"
 
 
 # --- the benchmark ------------------------------------------------------------------------------------------
@@ -275,7 +311,7 @@ def run_peer(a: PeerArgs, f: Files, log=print) -> dict:
             "machine": info, "command": a.command,
             "config": {"layers": a.layers, "threads": a.threads, "runs": a.runs, "warmup": a.warmup,
                        "new_tokens": a.new_tokens, "ecg": str(a.ecg), "image": str(f.image),
-                       "encoder_precision": a.encoder_precision,
+                       "encoder_precision": a.encoder_precision, "repack": a.repack,
                        "order": "interleaved rounds: " + ", ".join(a.sides), **{k: str(v) for k, v in f.extra.items()}},
             "sides": side_info, **summarize(samples), "peak_rss_mb": rss}
 
@@ -284,7 +320,7 @@ def rss_probe(side: str, f: Files, a: PeerArgs) -> float | None:
     """Peak RSS (MB) of a fresh process that loads one of our sides and serves one request."""
     args = json.dumps({"side": side, "files": {k: str(v) for k, v in asdict(f).items() if k not in ("mmproj", "extra")},
                        "args": {"threads": a.threads, "new_tokens": a.new_tokens, "ecg": str(a.ecg),
-                                "encoder_precision": a.encoder_precision}})
+                                "encoder_precision": a.encoder_precision, "repack": a.repack}})
     cmd = [TIME_BIN, "-v", sys.executable, "-m", "benchmarks.peer", args]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
@@ -299,9 +335,14 @@ def _probe_main(raw: str) -> None:
     files = Files(bundle=fl["bundle"], llm=fl["llm"], mmproj={}, image=fl["image"])
     a = spec["args"]
     side = open_side(spec["side"], files, PeerArgs(0, a["threads"], Path(), Path(), Path(a["ecg"]),
-                                                   new_tokens=a["new_tokens"], encoder_precision=a["encoder_precision"]))
+                                                   new_tokens=a["new_tokens"], encoder_precision=a["encoder_precision"],
+                                                   repack=a.get("repack", "auto")))
     side.run()
     side.close()
+
+
+def _repack(choice: str) -> bool | None:
+    return {"auto": None, "on": True, "off": False}[choice]
 
 
 def _ms(t0: float) -> float:

@@ -102,6 +102,33 @@ def render_page(ecg: Path, out: Path) -> Path:
     return out
 
 
+def _block_count(gguf_path: Path) -> int | None:
+    if not gguf_path.exists():
+        return None
+    from gguf import GGUFReader
+    field = GGUFReader(gguf_path).fields.get("llama.block_count")
+    return int(field.contents()) if field is not None else None
+
+
+def derive_llm(src: Path, dst: Path, layers: int, log=print) -> Path:
+    """The LLaVA-1.5-shape Q4_K_M LLM from a GEM-7B-shape bundle's Q4_K_M of the same depth: both are LLaMA-2-7B
+    tensors with random weights and the same 32000-piece vocabulary, and differ only in the name and the Vicuna chat
+    template llama-mtmd-cli formats its prompt with. gguf-py's gguf-new-metadata copies the tensors (a minute for
+    3.8 GB) instead of writing a 13 GB f16 and quantizing it (half an hour here)."""
+    from .peer_models import VICUNA_TEMPLATE
+
+    tmp = dst.with_suffix(".part")
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--force",
+                    "--general-name", f"llava-1.5-7b-shape-{layers}L-random",
+                    "--chat-template", VICUNA_TEMPLATE, str(src), str(tmp)],
+                   check=True, capture_output=True)
+    tmp.rename(dst)
+    log(f"[peer] {dst.name}: {dst.stat().st_size / 1e9:.2f} GB, {src}'s tensors with LLaVA's name and chat "
+        f"template ({time.time() - t0:.0f} s)")
+    return dst
+
+
 def prepare(layers: int, work: Path, ecg: Path, threads: int = 2, bundle: Path | None = None, build_cli: bool = True,
             need_llm: bool = True, log=print):
     """Everything the sides run on, built once and cached in `work`: llama.cpp's tools, the 32000-piece
@@ -129,13 +156,17 @@ def prepare(layers: int, work: Path, ecg: Path, threads: int = 2, bundle: Path |
         if not bins:
             raise RuntimeError(f"{llm} is missing and llama-quantize is not built")
         f16 = models / f"llava15-7b-L{layers}-f16.gguf"
-        if not f16.exists():
+        if layers > 4 and _block_count(bundle / "llm-q4_k_m.gguf") == layers:
+            derive_llm(bundle / "llm-q4_k_m.gguf", llm, layers, log)
+        elif not f16.exists():
             write_llm(f16, layers, tok, log=log)
-        t0 = time.time()
-        quantize(bins, f16, llm, "Q4_K_M", threads)
-        log(f"[peer] {llm.name}: {llm.stat().st_size / 1e9:.2f} GB (llama-quantize Q4_K_M, {time.time() - t0:.0f} s)")
-        if layers > 4:
-            f16.unlink()                             # 13 GB at 32 layers
+        if not llm.exists():
+            t0 = time.time()
+            quantize(bins, f16, llm, "Q4_K_M", threads)
+            log(f"[peer] {llm.name}: {llm.stat().st_size / 1e9:.2f} GB (llama-quantize Q4_K_M, "
+                f"{time.time() - t0:.0f} s)")
+            if layers > 4:
+                f16.unlink()                         # 13 GB at 32 layers
     mmproj = {t: models / f"mmproj-clip-vit-l-14-336-{t}.gguf" for t in MMPROJ_TYPES}
     for t, path in mmproj.items():
         if build_cli and not path.exists():

@@ -163,3 +163,39 @@ def test_run_peer_on_the_demo_bundle(demo_results):
     text = markdown(r)
     assert "| end to end |" in text and "gem-bench peer" in text and "target (issue 28)" in text
     assert r["machine"]["cpu"]["model"]
+
+
+def test_a_deep_llm_is_derived_from_a_bundles_gguf_with_llavas_name_and_template(tmp_path):
+    """A 32-layer run takes the bundle's Q4_K_M of that depth instead of writing 13 GB of f16 and quantizing it:
+    the tensors are copied, the name and the Vicuna template (llama-mtmd-cli formats its prompt with) are new."""
+    from gguf import GGUFReader
+
+    from benchmarks.peer_build import _block_count, derive_llm
+
+    src = DEMO / "llm-q4_k_m.gguf"
+    assert _block_count(src) == 4 and _block_count(tmp_path / "missing.gguf") is None
+    out = derive_llm(src, tmp_path / "llava15-7b-L4-q4_k_m.gguf", 4, log=lambda m: None)
+    meta, tensors = read_back(out)
+    assert meta["general.name"] == "llava-1.5-7b-shape-4L-random"
+    assert "USER: " in meta["tokenizer.chat_template"] and "ASSISTANT: " in meta["tokenizer.chat_template"]
+    before = {t.name: (tuple(t.shape), t.tensor_type.name, bytes(t.data[:64])) for t in GGUFReader(src).tensors}
+    after = {t.name: (tuple(t.shape), t.tensor_type.name, bytes(t.data[:64])) for t in GGUFReader(out).tensors}
+    assert after == before and len(after) == len(tensors)
+    assert not (tmp_path / "llava15-7b-L4-q4_k_m.part").exists()
+
+
+@pytest.mark.parametrize("repack", ["on", "off"])
+def test_our_sides_take_the_repack_choice(tiny_corpus, tmp_path, repack):
+    from benchmarks.peer import open_side
+
+    rec = json.loads((tiny_corpus / "records.json").read_text())[0]
+    ecg = tiny_corpus / (rec["ecg"] + ".hea")
+    files = Files(bundle=DEMO, llm=DEMO / "llm-q4_k_m.gguf", mmproj={}, image=render_page(ecg, tmp_path / "p.png"))
+    a = PeerArgs(2, 1, tmp_path, tmp_path, ecg, new_tokens=2, repack=repack)
+    for side in ("ours_image", "ours_gem"):
+        s = open_side(side, files, a)
+        try:
+            assert s.info["repack"] is (repack == "on")
+            assert s.run()["total"] > 0
+        finally:
+            s.close()
