@@ -21,6 +21,11 @@ What a report says, per augmented copy of a training record:
 Augmentation: each copy is a different 10 s window of a longer record or a circular time shift (up to 1 s) of a
 10 s one, with a global amplitude scale (0.75-1.3), per-lead gains (0.95-1.05), baseline wander and white noise;
 copy 0 is the record as recorded. Copy k of a record draws from its own generator (seed, record, k).
+With `stretch` (lo, hi), each copy but the first also plays f x 10 s of the record in 10 s, f drawn from [lo, hi]
+(above 1 only as far as the record is longer than 10 s): the rate moves by f, so the copies of one record no longer
+share one rate the model can learn by heart, and a sinus rhythm's class (bradycardia, normal, tachycardia) is the
+one its measured rate gives (< 60, > 100 bpm), as in the simulator's language. Its intervals move by 1/f too, which
+for f within 15% stays inside what one person's ECG shows from rest to exercise.
 """
 from __future__ import annotations
 
@@ -86,31 +91,37 @@ def copy_rng(seed: int, record: str, copy: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(record.encode()), copy]))
 
 
-def augment(signal: np.ndarray, fs: float, copy: int, n_copies: int, rng: np.random.Generator) -> np.ndarray:
-    """(12, N) mV at fs -> one (12, 5000) mV copy at 500 Hz (see the module's docstring); copy 0 is the first
-    10 s as preprocessing takes it."""
+def augment(signal: np.ndarray, fs: float, copy: int, n_copies: int, rng: np.random.Generator,
+            stretch: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
+    """(12, N) mV at fs -> one (12, 5000) mV copy at 500 Hz and its rate factor f (see the module's docstring);
+    copy 0 is the first 10 s as preprocessing takes it (f 1)."""
     from gem_runtime.preprocess import to_gem_array
 
-    window = int(round(10 * fs))
     n = signal.shape[1]
+    f = 1.0
+    if stretch is not None and copy > 0:
+        f = min(float(rng.uniform(*stretch)), n / (10 * fs))
+    window = int(round(10 * fs * f))
     start = 0
     if n > window and copy > 0:               # a longer record: copies spread over its windows
         start = int(round((n - window) * copy / max(1, n_copies - 1)))
-    x, _ = to_gem_array(signal[:, start:start + window], fs)
+    x, _ = to_gem_array(signal[:, start:start + window], fs * f)    # f x 10 s of the record played in 10 s
     if copy == 0:
-        return x
+        return x, f
     if n <= window:
         x = np.roll(x, int(rng.integers(-ECG_FS, ECG_FS + 1)), axis=1)
     x = x * rng.uniform(0.75, 1.3) * rng.uniform(0.95, 1.05, size=(x.shape[0], 1))
     t = np.arange(x.shape[1]) / ECG_FS
     wander = rng.uniform(0.0, 0.15) * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 2 * np.pi))
     x = x + wander[None, :] + rng.normal(0.0, rng.uniform(0.0, 0.02), size=x.shape)
-    return x.astype(np.float32)
+    return x.astype(np.float32), f
 
 
-def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator) -> tuple[str | None, dict]:
+def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator,
+               rate_class: bool = False) -> tuple[str | None, dict]:
     """(text, machine_measurements) for one copy, or (None, {"reason": ...}) when the copy cannot be written in
-    the simulator's language with values that back it."""
+    the simulator's language with values that back it. rate_class: a sinus rhythm's class from the measured rate
+    whatever the label's (a stretched copy's rate is not the recorded one)."""
     from gem_runtime.measure import measure_ecg
 
     m = measure_ecg(x, ECG_FS)
@@ -119,7 +130,7 @@ def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator) ->
     if m.hr_bpm is None or m.qrs_ms is None or m.qt_ms is None or m.qtc_bazett_ms is None or m.qrs_axis_deg is None:
         return None, {"reason": "rate, QRS, QT/QTc or axis not measured"}
     rhythm = labels.rhythm
-    if rhythm == SR:
+    if rhythm == SR or (rate_class and rhythm in (NSR, SB, STACH)):
         rhythm = SB if m.hr_bpm < 60 else STACH if m.hr_bpm > 100 else NSR
     rhythm = RHYTHM_NAMES[rhythm]
     pr = None if rhythm == SIM_AF or m.pr_ms is None else int(round(m.pr_ms))
@@ -150,7 +161,7 @@ def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator) ->
 
 
 def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed: int = 0, images: bool = True,
-                      log=None) -> dict:
+                      stretch: tuple[float, float] | None = None, log=None) -> dict:
     """The training split of `folders` as a corpus under out_dir (records.json, ecg/, images/, corpus.txt, and
     split.json: which records trained, which are held out, which copies were left out and why)."""
     from gem_runtime.preprocess import preprocess_ecg
@@ -174,8 +185,8 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
         wrote = 0
         for k in range(copies):
             rng = copy_rng(seed, labels.record, k)
-            x = augment(ecg.signal[[ecg.leads.index(lead) for lead in LEADS]], ecg.fs, k, copies, rng)
-            text, mm = report_for(labels, x, rng)
+            x, f = augment(ecg.signal[[ecg.leads.index(lead) for lead in LEADS]], ecg.fs, k, copies, rng, stretch)
+            text, mm = report_for(labels, x, rng, rate_class=f != 1.0)
             if text is None:
                 left_out.append({"record": labels.record, "copy": k, **mm})
                 continue
@@ -188,7 +199,7 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
             records.append({"id": rid, "ecg": f"ecg/{rid}", "image": f"images/{rid}.png",
                             "conversations": [{"from": "human", "value": f"{IMAGE_TOKEN}\n{question}"},
                                               {"from": "gpt", "value": text}],
-                            "machine_measurements": mm})
+                            "machine_measurements": {**mm, "rate_factor": round(f, 4)}})
             wrote += 1
         if wrote:
             trained.append(labels.record)
@@ -201,6 +212,6 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
     (out_dir / "corpus.txt").write_text("\n".join(lines) + "\n")
     summary = {"rule": "LUDB N trains when N % 4 != 3; CinC trains when the number in its name is even",
                "train_records": trained, "heldout_records": [h.stem for h in split[HELDOUT]],
-               "examples": len(records), "copies": copies, "seed": seed, "left_out": left_out}
+               "examples": len(records), "copies": copies, "seed": seed, "stretch": stretch, "left_out": left_out}
     (out_dir / "split.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -115,3 +115,32 @@ def test_mix_draws_its_share_and_trains(tiny_corpus, tmp_path, capsys):
                                      str(tmp_path / "o"), "--mix", f"{tiny_corpus}:0.5", "--max-steps", "2"], capsys)
     assert code == 0 and "24 mixed in at 50%" in err, err
     assert (tmp_path / "o" / "model.safetensors").is_file()
+
+
+def test_a_stretched_copy_moves_the_rate_and_names_the_sinus_class_from_it(ludb):
+    """--stretch: copy k > 0 plays f x 10 s in 10 s, so the measured rate is f times the recording's, and a sinus
+    rhythm's class follows the measured rate, not the label; copy 0 stays as recorded."""
+    from gem_runtime.measure import measure_ecg
+    from gem_runtime.readers import read_ecg
+    from gem_runtime.constants import LEADS
+    from gem_train.real_corpus import augment, copy_rng, report_for
+    from gem_train.real_labels import NSR
+
+    ecg = read_ecg(ludb / "131.hea")
+    signal = ecg.signal[[ecg.leads.index(lead) for lead in LEADS]]
+    x0, f0 = augment(signal, ecg.fs, 0, 4, copy_rng(0, "131", 0), stretch=(0.85, 0.9))
+    hr0 = measure_ecg(x0, 500).hr_bpm
+    assert f0 == 1.0
+    for k in (1, 2, 3):
+        x, f = augment(signal, ecg.fs, k, 4, copy_rng(0, "131", k), stretch=(0.85, 0.9))
+        assert x.shape == (12, 5000) and 0.85 <= f <= 0.9
+        assert measure_ecg(x, 500).hr_bpm == pytest.approx(hr0 * f, rel=0.03)
+    # a 10 s record cannot be played faster: f above 1 is held at 1
+    assert augment(signal, ecg.fs, 1, 4, copy_rng(0, "131", 1), stretch=(1.1, 1.15))[1] == 1.0
+    # a normal sinus rhythm slowed below 60 bpm is written as a sinus bradycardia
+    labels = RecordLabels("131", "ludb", None, NSR, frozenset(), frozenset(), ())
+    slow, f = augment(signal, ecg.fs, 1, 4, copy_rng(0, "131", 1), stretch=(0.85, 0.85))
+    hr = measure_ecg(slow, 500).hr_bpm
+    text, mm = report_for(labels, slow, copy_rng(0, "131", 1), rate_class=True)
+    assert hr0 >= 60 > hr                                # LUDB 131: a normal sinus rhythm at 66 bpm
+    assert mm["rhythm"] == "sinus bradycardia" and parse_rhythm(text) == "sinus bradycardia"
