@@ -2,8 +2,8 @@
 # llama-bench per LLM type and repacking, with ggml built for AVX-512 (+VNNI, as our wheel) and for AVX2 only
 # (AVX-512 off at build time), on the 2-layer GEM-7B-shape GGUFs (issue 28's AVX2 question, on a Zen 4).
 set -euo pipefail
-cd /work/main; . .venv/bin/activate
-while pgrep -f "run_all.sh|run_more.sh" > /dev/null; do sleep 10; done
+# Run from the repository root after `gem-bench peer` has built work/peer (its llama-quantize and source tree).
+cd "$(dirname "$0")/../../.."; . .venv/bin/activate
 SRC=work/peer/src/llama_cpp_python-0.3.36/vendor/llama.cpp
 W=work/avx2
 echo "== $(date -u +%T) build avx512 llama-bench"
