@@ -29,7 +29,7 @@ import numpy as np
 from .bundle import Bundle
 from .manifest import ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
 from .tuning import (DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS, SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning,
-                     int8_problem, knob_problem, machine_key)
+                     int8_problem, knob_findings, knob_problem, machine_key)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -63,7 +63,8 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
         faster = isinstance(int8_ms, float) and encoders_ms[name]["fp32"] >= INT8_MIN_SPEEDUP * int8_ms
         precision[name] = "int8" if faster and INT8_ENCODERS not in gates else "fp32"
     tuning = Tuning(machine=machine_key(), threads=threads, bundle_id=bundle.bundle_id, encoders_ms=encoders_ms,
-                    llm=llm, encoder_precision=precision, quant=quant, gates=gates)
+                    llm=llm, encoder_precision=precision, quant=quant, gates=gates,
+                    knob_findings=knob_findings(bundle, quant))
     for knob, why in gates.items():
         log(f"[tune] {knob} not taken: {why}")
     return measure_speculation(bundle, tuning, runs, log)

@@ -51,6 +51,8 @@ class Tuning:
     request_ms_by_draft_len: dict = field(default_factory=dict)   # {draft length: request ms of `quant`}
     draft_len: int = 0            # speculation's draft length for `quant` (0: plain decoding)
     gates: dict = field(default_factory=dict)   # {knob: why it was not taken with `quant`}: its findings gate
+    knob_findings: dict = field(default_factory=dict)   # {knob: "matched/n"} with `quant` (gem-export knobs), each
+                                                        # knob's findings gate as the manifest records it
 
     def to_dict(self) -> dict:
         return {**asdict(self), "llm": {q: asdict(t) for q, t in self.llm.items()}}
@@ -132,6 +134,13 @@ def knob_problem(bundle: Bundle, quant: str, knob: str) -> str | None:
     if bundle.manifest.note and not (parity and parity.knobs.get(quant)):
         return None
     return parity.knob_problem(quant, knob) if parity else f"{knob}: findings not compared (gem-export knobs)"
+
+
+def knob_findings(bundle: Bundle, quant: str) -> dict[str, str]:
+    """Each knob's findings against plain decoding's with LLM type `quant`, as "matched/n" (the manifest's
+    Parity.knobs): what the gate decided on, passed or not, so the tune file shows it for every knob."""
+    parity = bundle.manifest.parity
+    return {k: f"{f.findings_match}/{f.n}" for k, f in (parity.knobs.get(quant, {}) if parity else {}).items()}
 
 
 def int8_problem(bundle: Bundle, name: str) -> str | None:

@@ -160,3 +160,6 @@ def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, t
     assert all(t["repack"] for t in tuning["llm"].values())
     assert not any(k.startswith("draft_len") for k in tuning["gates"])
     assert "not taken (findings gate): int8_encoders with" in out
+    # the tune file and its printout show every knob's gate, passed or not
+    assert tuning["knob_findings"] == {k: f"{f.findings_match}/{f.n}" for k, f in gated[tuning["quant"]].items()}
+    assert f"findings gate with {tuning['quant']} " in out and "int8_encoders 0/3" in out and "draft_len_1 3/3" in out

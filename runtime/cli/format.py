@@ -105,6 +105,12 @@ def tuning_lines(tuning) -> list[str]:
     cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.request_ms_by_draft_len.items()]
     lines.append(f"  {tuning.quant} request by draft length: {'; '.join(cells)} -> "
                  f"{f'drafts of {tuning.draft_len}' if tuning.draft_len else 'plain decoding'}")
+    if tuning.knob_findings:
+        from ..manifest import FINDINGS_MIN_SHARE
+
+        lines.append(f"  findings gate with {tuning.quant} (each knob against plain decoding, taken at "
+                     f">= {FINDINGS_MIN_SHARE:.0%}): "
+                     + ", ".join(f"{k} {v}" for k, v in tuning.knob_findings.items()))
     for knob, why in tuning.gates.items():
         lines.append(f"  not taken (findings gate): {why}")
     return lines
