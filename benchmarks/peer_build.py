@@ -155,12 +155,12 @@ def prepare(layers: int, work: Path, ecg: Path, threads: int = 2, bundle: Path |
     if need_llm and not llm.exists():
         if not bins:
             raise RuntimeError(f"{llm} is missing and llama-quantize is not built")
-        f16 = models / f"llava15-7b-L{layers}-f16.gguf"
         if layers > 4 and _block_count(bundle / "llm-q4_k_m.gguf") == layers:
             derive_llm(bundle / "llm-q4_k_m.gguf", llm, layers, log)
-        elif not f16.exists():
-            write_llm(f16, layers, tok, log=log)
-        if not llm.exists():
+        else:
+            f16 = models / f"llava15-7b-L{layers}-f16.gguf"
+            if not f16.exists():
+                write_llm(f16, layers, tok, log=log)
             t0 = time.time()
             quantize(bins, f16, llm, "Q4_K_M", threads)
             log(f"[peer] {llm.name}: {llm.stat().st_size / 1e9:.2f} GB (llama-quantize Q4_K_M, "

@@ -56,7 +56,7 @@ def real_corpus(folders, out, heldout, copies, seed, no_images, stretch):
     from .real_corpus import write_heldout, write_real_corpus
 
     summary = write_real_corpus(list(folders), out, copies=copies, seed=seed, images=not no_images,
-                                stretch=tuple(stretch) if stretch else None)
+                                stretch=stretch)
     click.echo(f"wrote {summary['examples']} examples of {len(summary['train_records'])} records to {out}; "
                f"{len(summary['heldout_records'])} held out, {len(summary['left_out'])} copies left out")
     if heldout is not None:

@@ -12,13 +12,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["real/muse/example1.xml", "real/muse/example2.xml", "real/muse/muse-sinus.xml", "real/philips/129DYNRG.xml",
-         "real/philips/129ECORG_leads_off.xml", "real/philips/2020-5-18_15-48-11.xml",
-         "real/philips/3191723_ZZDEMOPTONLY_1-04_orig.xml", "real/scp/ECG_20060620_112352_197001138994.SCP",
-         "real/scp/ECG_20070321_110542_191010101010.SCP", "real/scp/ecgsoft_demo.scp",
-         "real/scp/healforce_62_nonstandard.SCP", "real/aecg/hl7_example_aecg.xml", "real/dicom/ge_mv360.dcm",
-         "real/cardiosoft/cardiosoft_example.xml", "real/other/contec_native.ECG",
-         "real/other/cortrium_holter_3lead.edf", "vendor/philips_129DYPRG.xml"]
+CART_FOLDERS = ("muse", "philips", "scp", "aecg", "dicom", "cardiosoft", "other")   # real/: every cart file
+EXTRA = ("vendor/philips_129DYPRG.xml",)
 
 
 def main() -> None:
@@ -29,8 +24,10 @@ def main() -> None:
     a = ap.parse_args()
     from pydicom.data import get_testdata_file
 
-    paths = [(f, Path(a.shared) / f) for f in FILES] + [("pydicom/waveform_ecg.dcm",
-                                                         Path(get_testdata_file("waveform_ecg.dcm")))]
+    shared = Path(a.shared)
+    files = [p for d in CART_FOLDERS for p in sorted((shared / "real" / d).iterdir(), key=lambda p: p.name.lower())]
+    paths = [(str(p.relative_to(shared)), p) for p in files + [shared / f for f in EXTRA]]
+    paths.append(("pydicom/waveform_ecg.dcm", Path(get_testdata_file("waveform_ecg.dcm"))))
     rows = []
     for name, path in paths:
         cmd = [str(Path(sys.executable).parent / "gem-run"), "run", "--json", str(path)]

@@ -4,8 +4,8 @@
 # two training steps continue from their last saved state (every 100 / 200 steps), so re-running after a stop
 # picks up where it was. Run it in the background: nohup bash scripts/train_demo.sh > train.log 2>&1 &
 # On a 2-vCPU AMD EPYC: corpus 3 min, tower 25 min (3000 x ~0.5 s), instruct 63 min (4200 x ~0.9 s) + 9 min
-# (600) + 12 min (800), real corpus 1 min, 2000 records 3 min, step 2d 6 min (150 x ~2 s), steps 2f and 2h 12-14 min each (800 x
-# ~0.85-1.05 s), evaluations, bundle and findings 8 min, knobs 14 min: about 190 min. INSTALL=1 then copies the model and
+# (600) + 12 min (800), real corpus 1 min, 2000 records 3 min, step 2d 6 min (150 x ~2 s), step 2h 14 min (800 x ~1.05 s),
+# evaluations, bundle and findings 8 min, knobs 14 min: about 175 min. INSTALL=1 then copies the model and
 # bundle into the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,12 +55,9 @@ R=${REAL:-../shared/data/real}
 #     tower at half the LLM's rate (2d: 40% and a fifth), lr 2e-4 (held-out real: rhythm 35/64 -> 39/64, AF on sinus
 #     8/56 -> 3/56; simulator macro-F1 0.965 -> 0.956, first-degree AV block F1 0.667 -> 0.533. 800 more steps from
 #     2f at 1.5e-4 gave 36/64 and 9/56: not kept; choosing between the two on the held-out records makes 2f's
-#     figures slightly optimistic).
-[ -f $W/real-2f/records.json ] || gem-train real-corpus --real $R/labelled --real $R/ludb --out $W/real-2f --copies 8
+#     figures slightly optimistic). Step 2h below replaces 2f from the same start, so 2f is not re-run here; its
+#     command was 2h's with --mix $W/real-2f:0.5, that corpus written without --stretch and with --copies 8.
 [ -f $W/data2k-2f/records.json ] || gem-train data --n 2000 --out $W/data2k-2f --seed 1 --workers 2
-[ -f $W/ckpt-2f/model.safetensors ] || \
-  gem-train fit --preset demo --data $W/data2k-2f --tokenizer $W/data/tokenizer --mix $W/real-2f:0.5 --init $W/ckpt \
-    --tower-lr-scale 0.5 --out $W/ckpt-2f --max-steps 800 --batch-size 8 --lr 2e-4 --warmup 20 --seed 6 --resume
 # 2h. The same 800 steps from 2d with the real corpus regenerated with rate stretching ($W/real-2h: 12 copies, each
 #     but the first playing f x 10 s in 10 s, f in 0.85-1.15 where the record is long enough, 671 examples): 2f
 #     stated rates in 6-bpm steps on held-out real ECGs, the copies of a record all having one rate (held-out real:
