@@ -21,11 +21,12 @@ What a report says, per augmented copy of a training record:
 Augmentation: each copy is a different 10 s window of a longer record or a circular time shift (up to 1 s) of a
 10 s one, with a global amplitude scale (0.75-1.3), per-lead gains (0.95-1.05), baseline wander and white noise;
 copy 0 is the record as recorded. Copy k of a record draws from its own generator (seed, record, k).
-With `stretch` (lo, hi), each copy but the first also plays f x 10 s of the record in 10 s, f drawn from [lo, hi]
-(above 1 only as far as the record is longer than 10 s): the rate moves by f, so the copies of one record no longer
+With `stretch` (lo, hi), each copy but the first also plays f x 10 s of the record in 10 s, f drawn from [lo, hi]; a
+10 s record that f above 1 outruns is first continued with its own beats (`continue_with_beats`): the rate moves by f, so the copies of one record no longer
 share one rate the model can learn by heart, and a sinus rhythm's class (bradycardia, normal, tachycardia) is the
 one its measured rate gives (< 60, > 100 bpm), as in the simulator's language. Its intervals move by 1/f too, which
-for f within 15% stays inside what one person's ECG shows from rest to exercise.
+for f within 15% stays inside what one person's ECG shows from rest to exercise. Without the continuation (step
+2h's corpus) f stayed at or below 1 on LUDB's 10 s records, and the model learnt to lean slow.
 """
 from __future__ import annotations
 
@@ -91,6 +92,36 @@ def copy_rng(seed: int, record: str, copy: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(record.encode()), copy]))
 
 
+JOIN_RR_FRACTION = 0.65     # where two beats are joined: 65% of the RR after an R peak, in the T-P segment
+JOIN_FADE_S = 0.04          # crossfade over the join, so a baseline step between the two beats leaves no edge
+
+
+def continue_with_beats(signal: np.ndarray, fs: float, n_needed: int) -> np.ndarray | None:
+    """(12, n) -> (12, >= n_needed): the record continued past its end by its own beats from the start, joined at
+    the same phase of two beats (late in the T-P segment), so the rhythm runs on as recorded; None when fewer than
+    four R peaks are found."""
+    from gem_runtime.measure.detection import detect_r_peaks
+
+    peaks = detect_r_peaks(signal, fs)
+    if peaks.size < 4:
+        return None
+    fade = int(JOIN_FADE_S * fs)
+    out = signal
+    while out.shape[1] < n_needed:
+        rr = np.diff(peaks)
+        # the tail: cut in the last complete RR; the head: resume at the same phase of the first RR
+        j = peaks.size - 2
+        cut_tail = int(peaks[j] + JOIN_RR_FRACTION * rr[j])
+        cut_head = int(peaks[0] + JOIN_RR_FRACTION * rr[0])
+        if cut_tail - fade < 0 or cut_head + fade >= signal.shape[1] or cut_tail <= cut_head:
+            return None
+        w = np.linspace(0.0, 1.0, 2 * fade)[None, :]
+        seam = (1 - w) * out[:, cut_tail - fade:cut_tail + fade] + w * signal[:, cut_head - fade:cut_head + fade]
+        out = np.concatenate([out[:, :cut_tail - fade], seam, signal[:, cut_head + fade:]], axis=1)
+        peaks = np.concatenate([peaks[:j + 1], peaks[1:] + (cut_tail - cut_head)])
+    return out
+
+
 def augment(signal: np.ndarray, fs: float, copy: int, n_copies: int, rng: np.random.Generator,
             stretch: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
     """(12, N) mV at fs -> one (12, 5000) mV copy at 500 Hz and its rate factor f (see the module's docstring);
@@ -100,7 +131,13 @@ def augment(signal: np.ndarray, fs: float, copy: int, n_copies: int, rng: np.ran
     n = signal.shape[1]
     f = 1.0
     if stretch is not None and copy > 0:
-        f = min(float(rng.uniform(*stretch)), n / (10 * fs))
+        f = float(rng.uniform(*stretch))
+        if n < 10 * fs * f:
+            longer = continue_with_beats(signal, fs, int(np.ceil(10 * fs * f)))
+            if longer is None:
+                f = n / (10 * fs)
+            else:
+                signal, n = longer, longer.shape[1]
     window = int(round(10 * fs * f))
     start = 0
     if n > window and copy > 0:               # a longer record: copies spread over its windows

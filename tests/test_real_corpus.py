@@ -117,6 +117,28 @@ def test_mix_draws_its_share_and_trains(tiny_corpus, tmp_path, capsys):
     assert (tmp_path / "o" / "model.safetensors").is_file()
 
 
+def test_a_record_continued_with_its_own_beats_keeps_its_rhythm(ludb):
+    """continue_with_beats: the joined record has the recording's RR at the seam (no short or long beat) and its QRS
+    shape, so a rate measured on it is the recording's."""
+    from gem_runtime.measure import measure_ecg
+    from gem_runtime.measure.detection import detect_r_peaks
+    from gem_runtime.readers import read_ecg
+    from gem_runtime.constants import LEADS
+    from gem_train.real_corpus import continue_with_beats
+
+    ecg = read_ecg(ludb / "131.hea")
+    signal = ecg.signal[[ecg.leads.index(lead) for lead in LEADS]]
+    longer = continue_with_beats(signal, ecg.fs, 7500)
+    assert longer.shape[0] == 12 and longer.shape[1] >= 7500
+    np.testing.assert_array_equal(longer[:, :4000], signal[:, :4000])        # the recording first, unchanged
+    rr = np.diff(detect_r_peaks(longer, ecg.fs))
+    rr0 = np.diff(detect_r_peaks(signal, ecg.fs))
+    assert rr.min() >= 0.9 * rr0.min() and rr.max() <= 1.1 * rr0.max()       # no beat lost or doubled at the seam
+    assert measure_ecg(longer[:, -5000:], ecg.fs).hr_bpm == pytest.approx(measure_ecg(signal, ecg.fs).hr_bpm,
+                                                                          rel=0.03)
+    assert continue_with_beats(np.zeros((12, 5000)), ecg.fs, 7500) is None   # no beats, nothing to continue with
+
+
 def test_a_stretched_copy_moves_the_rate_and_names_the_sinus_class_from_it(ludb):
     """--stretch: copy k > 0 plays f x 10 s in 10 s, so the measured rate is f times the recording's, and a sinus
     rhythm's class follows the measured rate, not the label; copy 0 stays as recorded."""
@@ -135,8 +157,10 @@ def test_a_stretched_copy_moves_the_rate_and_names_the_sinus_class_from_it(ludb)
         x, f = augment(signal, ecg.fs, k, 4, copy_rng(0, "131", k), stretch=(0.85, 0.9))
         assert x.shape == (12, 5000) and 0.85 <= f <= 0.9
         assert measure_ecg(x, 500).hr_bpm == pytest.approx(hr0 * f, rel=0.03)
-    # a 10 s record cannot be played faster: f above 1 is held at 1
-    assert augment(signal, ecg.fs, 1, 4, copy_rng(0, "131", 1), stretch=(1.1, 1.15))[1] == 1.0
+    # a 10 s record played faster is first continued with its own beats: the rate rises by f
+    fast, f = augment(signal, ecg.fs, 1, 4, copy_rng(0, "131", 1), stretch=(1.1, 1.15))
+    assert fast.shape == (12, 5000) and 1.1 <= f <= 1.15
+    assert measure_ecg(fast, 500).hr_bpm == pytest.approx(hr0 * f, rel=0.03)
     # a normal sinus rhythm slowed below 60 bpm is written as a sinus bradycardia
     labels = RecordLabels("131", "ludb", None, NSR, frozenset(), frozenset(), ())
     slow, f = augment(signal, ecg.fs, 1, 4, copy_rng(0, "131", 1), stretch=(0.85, 0.85))
