@@ -360,8 +360,9 @@ def footprint(layers, types, source, work, quantize, ecg, new_tokens, out, md):
               help="which sides, in each round's order; also ours_image_int8, ours_gem_int8 (int8 encoders)")
 @click.option("--encoder-precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
               help="our encoders' (auto: what gem-run tune chose here, else fp32)")
-@click.option("--repack", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="ggml's weight repacking on our sides (auto: what gem-run tune chose here, else on)")
+@click.option("--repack", type=click.Choice(["auto", "on", "off", "split"]), default="auto", show_default=True,
+              help="ggml's weight repacking on our sides (auto: what gem-run tune chose here, else on; split: the "
+                   "prompt unrepacked, decoding on a repacked copy)")
 @click.option("--no-rss", is_flag=True, help="skip the fresh processes that measure our peak RSS")
 def peer(layers, threads, out, work, ecg, bundle, runs, warmup, new_tokens, sides, encoder_precision, repack, no_rss):
     """llama.cpp's own multimodal CLI (built here from the llama.cpp our llama-cpp-python pins) beside ours:

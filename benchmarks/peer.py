@@ -162,17 +162,17 @@ class OursImage:
         from gem_runtime.tuning import LoadPlan
 
         plan = LoadPlan.resolve(bundle, quant="q4_k_m", threads=threads, draft_len=0, encoder_precision=precision,
-                                repack=_repack(repack))
+                                **_repack(repack))
         b = plan.bundle
         entry = b.manifest.encoders["image_encoder"]
         precision = plan.encoder_precision.get("image_encoder", "fp32")
         self.encoder = OrtEncoder(ENCODERS["image_encoder"], b.path(entry.int8_file if precision == "int8"
                                                                     else entry.file), "cpu", threads)
         self.llm = LlamaLLM(llm, n_ctx=plan.n_ctx, n_batch=512, n_threads=threads, flash_attn=plan.flash_attn,
-                            repack=plan.repack)
+                            repack=plan.repack, decode_repacked=plan.decode_repacked)
         self.image, self.image_size, self.new_tokens = image, b.manifest.preprocessing.image_size, new_tokens
         self.info = {"gguf": str(llm), "image_encoder": f"onnxruntime-cpu {precision}", "repack": plan.repack,
-                     "flash_attn": plan.flash_attn, "n_ctx": plan.n_ctx}
+                     "decode_repacked": plan.decode_repacked, "flash_attn": plan.flash_attn, "n_ctx": plan.n_ctx}
 
     def run(self) -> dict:
         from gem_runtime import constants as K
@@ -191,6 +191,8 @@ class OursImage:
         before, after = split_prompt(prompt_ids(build_prompt(K.DEFAULT_QUESTION), self.llm.tokenize))
         pos = self.llm.prefill(before, rows, after, lt, reuse_prefix=False)
         t["prefill"] = _ms(t1)
+        if self.llm.decode_repacked:
+            t["hand_over"] = lt.hand_over_ms
         sink = TextStream(self.llm, pieces.append)
 
         def on_token(tok: int):
@@ -218,10 +220,10 @@ class OursGem:
         from gem_runtime.interpreter import Interpreter
 
         self.gem = Interpreter.load(bundle, quant="q4_k_m", threads=threads, draft_len=0,
-                                    encoder_precision=precision, repack=_repack(repack))
+                                    encoder_precision=precision, **_repack(repack))
         self.ecg, self.new_tokens = ecg, new_tokens
         self.info = {"gguf": str(self.gem.llm.path), "encoder_precision": dict(self.gem.plan.encoder_precision),
-                     "repack": self.gem.plan.repack}
+                     "repack": self.gem.plan.repack, "decode_repacked": self.gem.plan.decode_repacked}
 
     def run(self) -> dict:
         r = self.gem.interpret(self.ecg, max_new_tokens=self.new_tokens, ignore_eos=True)
@@ -341,8 +343,11 @@ def _probe_main(raw: str) -> None:
     side.close()
 
 
-def _repack(choice: str) -> bool | None:
-    return {"auto": None, "on": True, "off": False}[choice]
+def _repack(choice: str) -> dict:
+    """--repack as LoadPlan.resolve's choices (split: the prompt unrepacked, decoding on a repacked copy)."""
+    return {"auto": {}, "on": {"repack": True, "decode_repacked": False},
+            "off": {"repack": False, "decode_repacked": False},
+            "split": {"repack": False, "decode_repacked": True}}[choice]
 
 
 def _ms(t0: float) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 STAGES = (("read_preprocess", "read + preprocess", "ms"), ("measure", "ECG measurements", "ms"),
           ("render", "image render", "ms"), ("ecg_encoder", "ECG encoder", "ms"),
           ("image_encoder", "image encoder", "ms"), ("prefill", "LLM prefill", "ms"),
+          ("hand_over", "of which, the prompt's KV state to the decode context (--repack split)", "ms"),
           ("ttft", "time to first token", "ms"), ("decode", "decode (all new tokens)", "ms"),
           ("total", "end to end", "ms"), ("decode_tok_s", "decode tok/s", "tok/s"),
           ("decode_tok_s_compute", "decode tok/s, llama_decode only (llama_perf)", "tok/s"))

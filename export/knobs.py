@@ -3,7 +3,8 @@
 An LLM type is a default only where its findings match PyTorch's on >= FINDINGS_MIN_SHARE of fresh ECGs
 (findings.py). The other knobs change the text too (the demo's int8 encoders changed it on 15 of 40 ECGs), so each
 is held to the same rule against the same type run plainly (fp32 encoders, plain decoding, repacking on, llama.cpp's
-flash attention choice): int8 encoders, repacking off, flash attention off, and every draft length. The counts go
+flash attention choice): int8 encoders, repacking off, decoding alone repacked, flash attention off, and every
+draft length. The counts go
 into the manifest (`Parity.knobs[type][knob]`); `gem-run tune` takes a knob only where they pass, and
 `gem-export inspect` shows them.
 """
@@ -14,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from gem_runtime.bundle import Bundle, write_manifest
-from gem_runtime.manifest import (ENCODERS, FLASH_ATTN_OFF, INT8_ENCODERS, REPACK_OFF, Manifest, Parity,
-                                  draft_knob)
+from gem_runtime.manifest import (DECODE_REPACKED, ENCODERS, FLASH_ATTN_OFF, INT8_ENCODERS, REPACK_OFF, Manifest,
+                                  Parity, draft_knob)
 
 
 def knob_choices(bundle: Bundle) -> dict[str, dict]:
@@ -23,7 +24,9 @@ def knob_choices(bundle: Bundle) -> dict[str, dict]:
     that passed their gate)."""
     from gem_runtime.tuning import DRAFT_LENGTHS, int8_problem
 
-    out: dict[str, dict] = {REPACK_OFF: {"repack": False}, FLASH_ATTN_OFF: {"flash_attn": False}}
+    out: dict[str, dict] = {REPACK_OFF: {"repack": False, "decode_repacked": False},
+                            DECODE_REPACKED: {"repack": False, "decode_repacked": True},
+                            FLASH_ATTN_OFF: {"flash_attn": False}}
     if not any(int8_problem(bundle, name) for name in ENCODERS):
         out[INT8_ENCODERS] = {"encoder_precision": dict.fromkeys(ENCODERS, "int8")}
     if bundle.manifest.ngram_file:
@@ -41,7 +44,8 @@ def knob_fidelity(bundle_dir: Path, n: int, seed: int, threads: int = 2, quants:
     bundle = Bundle.open(bundle_dir)
     m = bundle.manifest
     quants = quants or [q for q, p in (m.parity.llm if m.parity else {}).items() if p.usable] or list(m.llm)
-    plain = {"encoder_precision": dict.fromkeys(ENCODERS, "fp32"), "draft_len": 0, "repack": True}
+    plain = {"encoder_precision": dict.fromkeys(ENCODERS, "fp32"), "draft_len": 0, "repack": True,
+             "decode_repacked": False}
     knobs = {q: dict((m.parity or Parity()).knobs.get(q, {})) for q in quants}
     with tempfile.TemporaryDirectory(prefix="gem-knobs-") as tmp:
         paths = fresh_ecgs(Path(tmp), n, seed)

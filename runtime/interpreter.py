@@ -118,7 +118,7 @@ class Interpreter:
         try:
             self.llm = LlamaLLM(gguf, n_ctx=plan.n_ctx, n_batch=512, n_threads=plan.threads,
                                 n_gpu_layers=plan.n_gpu_layers, n_seq=plan.n_seq, flash_attn=plan.flash_attn,
-                                repack=plan.repack)
+                                repack=plan.repack, decode_repacked=plan.decode_repacked)
         except BaseException:
             self._close_encoders()
             raise
@@ -130,10 +130,10 @@ class Interpreter:
     @classmethod
     def load(cls, bundle: str | Path | Bundle | None = None, **choices) -> "Interpreter":
         """Resolve a `LoadPlan` (gem_runtime.tuning: quant, backend, threads, n_ctx, n_gpu_layers, state_bytes,
-        n_seq, flash_attn, encoder_precision, draft_len, repack; None or "auto": what `gem-run tune` measured
-        here, else the bundle's default) and load it. state_bytes: memory for the KV states of earlier ECGs, so a
-        follow-up on any of them continues where it stopped. n_seq: ECGs `interpret_many` decodes together.
-        flash_attn False gives the same text at any thread count and n_seq (see LlamaLLM)."""
+        n_seq, flash_attn, encoder_precision, draft_len, repack, decode_repacked; None or "auto": what `gem-run
+        tune` measured here, else the bundle's default) and load it. state_bytes: memory for the KV states of
+        earlier ECGs, so a follow-up on any of them continues where it stopped. n_seq: ECGs `interpret_many`
+        decodes together. flash_attn False gives the same text at any thread count and n_seq (see LlamaLLM)."""
         return cls(LoadPlan.resolve(bundle, **choices))
 
     @property

@@ -30,6 +30,7 @@ class LlmTimings:
     prefill_ms: float = 0.0
     prefill_positions: int = 0
     prefix_cached: bool = False
+    hand_over_ms: float = 0.0     # decode_repacked: the prompt's KV state copied to the decode context (in prefill_ms)
     decode_ms: float = 0.0
     decode_tokens: int = 0
     speculation: SpeculationStats | None = None   # when the decode speculated
@@ -51,22 +52,35 @@ class LlamaLLM:
 
     def __init__(self, path: str | Path, *, n_ctx: int = 2048, n_batch: int = 512, n_threads: int = 2,
                  n_gpu_layers: int = 0, exact: bool = False, n_seq: int = 1, flash_attn: bool | None = None,
-                 repack: bool = True):
+                 repack: bool = True, decode_repacked: bool = False):
         """exact: parity runs (flash attention off, f32 KV cache). n_ctx: positions per sequence, n_seq of
         them. flash_attn: None lets llama.cpp decide (on, on CPU); off makes the text the same at any thread
         count and in generate_many as in generate (with it on, a one-token decode splits attention across
         threads, and the sums round differently). repack: ggml's CPU weight repacking; whether it pays depends
         on the type and the CPU (`gem-run tune` times both), and off, a K-quant's several-row decode computes
-        each row as a one-row decode does (generate_many's logits bit-identical to generate's)."""
+        each row as a one-row decode does (generate_many's logits bit-identical to generate's).
+        decode_repacked (with repack off): a second, repacked copy of the weights and a second context, for
+        everything after the prompt. Repacking can slow a prompt's many-row matmuls and speed one-row decoding
+        (Q4_K_M at gem-7b shape on a Zen 4 EPYC: prefill 1.38x slower, decode 1.26x faster); this takes each
+        kernel where it is faster, at the price of the weights' size again in memory and one copy of the prompt's
+        KV state per request."""
         self.path, self.n_ctx, self.n_batch, self.n_threads = Path(path), n_ctx, n_batch, n_threads
-        self.n_seq, self.repack = n_seq, repack
+        self.n_seq, self.repack, self.decode_repacked = n_seq, repack, decode_repacked and not repack
         self._handles: list = []
-        self._prefix_ids: list[int] = []
+        if self.decode_repacked and n_seq != 1:
+            raise LlmError(f"{self.path}: decoding on repacked weights is for one sequence, not {n_seq}")
+        self._prefix_ids: list[int] = []           # the prompt prefix whose KV the prefill context keeps
+        self._pending_logits: np.ndarray | None = None   # the prompt's last logits, handed to the decode context
         init_backend()
         try:
             self.model = self._own(LlamaModel(self.path, n_gpu_layers, repack))
             self.context = self._own(LlamaContext(self.path, self.model, n_ctx, n_batch, n_threads, exact, n_seq,
                                               flash_attn))
+            self._prefill_context = self._decode_context = self.context
+            if self.decode_repacked:
+                decode_model = self._own(LlamaModel(self.path, n_gpu_layers, True))
+                self._decode_context = self._own(LlamaContext(self.path, decode_model, n_ctx, n_batch, n_threads,
+                                                              exact, n_seq, flash_attn))
             self.vocab = L.llama_model_get_vocab(self.model.ptr)
             self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
             self.n_embd = L.llama_model_n_embd(self.model.ptr)
@@ -144,6 +158,7 @@ class LlamaLLM:
         return pos + n
 
     def _run(self, batch: LlamaBatch, pos: int, n: int) -> None:
+        self._pending_logits = None
         rc = L.llama_decode(self.context.ptr, batch.b)
         if rc == 1:
             raise ContextOverflowError(f"{self.path}: no KV cache room for {n} positions at {pos} "
@@ -165,7 +180,7 @@ class LlamaLLM:
     def truncate(self, pos: int) -> None:
         """Forget every position from `pos` on (the KV cache keeps positions < pos)."""
         L.llama_memory_seq_rm(self._mem, 0, pos, -1)
-        if pos < len(self._prefix_ids):
+        if pos < len(self._prefix_ids) and self.context is self._prefill_context:
             self._prefix_ids = []
 
     def logits(self, i: int = -1) -> np.ndarray:
@@ -174,6 +189,8 @@ class LlamaLLM:
 
     def _logits_view(self, i: int = -1) -> np.ndarray:
         """Read in place: valid until the next decode call."""
+        if self._pending_logits is not None and i == -1:
+            return self._pending_logits
         return np.ctypeslib.as_array(L.llama_get_logits_ith(self.context.ptr, i), shape=(self.n_vocab,))
 
     # --- the sequence's state: a conversation parked while another ECG uses the context ---
@@ -188,13 +205,39 @@ class LlamaLLM:
 
     def restore_state(self, state: bytes, prefix_ids: list[int]) -> None:
         """Put a saved sequence back in place of the current one; `prefix_ids`: the prompt prefix it starts with
-        (so the next request still reuses the prefix's KV)."""
+        (so the next request still reuses the prefix's KV). With decode_repacked it goes to the decode context,
+        and the prefill context keeps its prefix."""
+        self._use(self._decode_context)
+        self._set_state(state)
+        if not self.decode_repacked:
+            self._prefix_ids = list(prefix_ids)
+
+    def _set_state(self, state: bytes) -> None:
         L.llama_memory_clear(self._mem, True)
-        self._prefix_ids = []
+        if self.context is self._prefill_context:
+            self._prefix_ids = []
         buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         if L.llama_state_seq_set_data(self.context.ptr, buf, len(state), 0) == 0:
             raise LlmError(f"{self.path}: llama.cpp could not restore a saved sequence state")
-        self._prefix_ids = list(prefix_ids)
+
+    def _use(self, context: LlamaContext) -> None:
+        """Make `context` the one every call feeds and reads (decode_repacked: the prefill's or the decode's)."""
+        self.context, self._mem = context, L.llama_get_memory(context.ptr)
+
+    def _hand_over(self) -> None:
+        """decode_repacked: the prompt's KV state and its last logits from the prefill context to the decode one,
+        through one buffer (at gem-7b shape the state of a GEM prompt is ~350 MB)."""
+        logits = self._logits_view().copy()
+        src = self.context.ptr
+        size = L.llama_state_seq_get_size(src, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if L.llama_state_seq_get_data(src, buf, size, 0) != size:
+            raise LlmError(f"{self.path}: llama.cpp could not copy the prompt's state ({size} bytes)")
+        self._use(self._decode_context)
+        L.llama_memory_clear(self._mem, True)
+        if L.llama_state_seq_set_data(self.context.ptr, buf, size, 0) == 0:
+            raise LlmError(f"{self.path}: llama.cpp could not hand the prompt's state to the decode context")
+        self._pending_logits = logits
 
     # --- GEM's request ---
     def prefill(self, prefix: list[int], rows: np.ndarray, suffix: list[int], timings: LlmTimings,
@@ -205,6 +248,7 @@ class LlamaLLM:
             raise ContextOverflowError(f"prompt {len(prefix) + len(suffix)} tok + {rows.shape[0]} embeddings "
                                        f">= n_ctx {self.n_ctx}")
         t0 = time.perf_counter()
+        self._use(self._prefill_context)
         logits = "all" if all_logits else "none"
         for seq in range(1, self.n_seq):                    # what a prefill_many left in the others
             L.llama_memory_seq_rm(self._mem, seq, 0, -1)
@@ -218,6 +262,10 @@ class LlamaLLM:
             self._prefix_ids = list(prefix)
         pos = self.eval_embeddings(rows, len(prefix), logits)
         pos = self.eval_tokens(suffix, pos, "all" if all_logits else "last")
+        if self.decode_repacked and not all_logits:
+            t1 = time.perf_counter()
+            self._hand_over()
+            timings.hand_over_ms = (time.perf_counter() - t1) * 1000
         timings.prefill_ms = (time.perf_counter() - t0) * 1000
         timings.prefill_positions = total
         return pos

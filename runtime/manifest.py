@@ -126,6 +126,7 @@ FINDINGS_MIN_SHARE = 0.98       # an LLM type is a default only where its findin
 # The speed knobs besides the LLM type, each gated like it (Parity.knobs): int8 encoders, ggml's weight repacking
 # off, flash attention off, and speculative decoding at each draft length (draft_knob(k)).
 INT8_ENCODERS, REPACK_OFF, FLASH_ATTN_OFF = "int8_encoders", "repack_off", "flash_attn_off"
+DECODE_REPACKED = "decode_repacked"     # the prompt on unrepacked weights, decoding on a repacked copy
 
 
 def draft_knob(draft_len: int) -> str:

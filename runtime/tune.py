@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from .bundle import Bundle
-from .manifest import ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
+from .manifest import DECODE_REPACKED, ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
 from .tuning import (DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS, SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning,
                      int8_problem, knob_findings, knob_problem, machine_key)
 
@@ -56,7 +56,7 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     passed = [q for q, t in llm.items() if t.parity_ok] or list(llm)
     quant = min(passed, key=lambda q: llm[q].request_ms)
     has_int8 = not all(int8_problem(bundle, name) for name in ENCODERS)      # (else there is nothing to gate)
-    gates = {k: why for k in ((INT8_ENCODERS,) if has_int8 else ()) + (REPACK_OFF,)
+    gates = {k: why for k in ((INT8_ENCODERS,) if has_int8 else ()) + (REPACK_OFF, DECODE_REPACKED)
              if (why := knob_problem(bundle, quant, k))}
     for name in ENCODERS:           # int8 where it is faster and its findings gate passed with the chosen type
         int8_ms = encoders_ms[name].get("int8")
@@ -84,7 +84,8 @@ def measure_speculation(bundle: Bundle, tuning: Tuning, runs: int, log=print) ->
     for lengths in ((0,), DRAFT_LENGTHS[1:]):
         with Interpreter.load(bundle.root, quant=tuning.quant, threads=tuning.threads, draft_len=max(lengths),
                               encoder_precision=tuning.encoder_precision,
-                              repack=tuning.llm[tuning.quant].repack) as gem:
+                              repack=tuning.llm[tuning.quant].repack,
+                              decode_repacked=tuning.llm[tuning.quant].decode_repacked) as gem:
             for k in lengths:
                 gem.draft_len = k
                 costs = []
@@ -109,16 +110,35 @@ def _faster_repack(bundle: Bundle, quant: str, threads: int, runs: int, rng, log
     on, off = (_time_llm(bundle, quant, threads, runs, rng, log, repack) for repack in (True, False))
     off_allowed = knob_problem(bundle, quant, REPACK_OFF) is None       # its findings gate (Parity.knobs)
     best, other = (on, off) if on.request_ms <= off.request_ms or not off_allowed else (off, on)
-    return replace(best, request_ms_other_repack=other.request_ms)
+    best = replace(best, request_ms_other_repack=other.request_ms)
+    # the prompt unrepacked and decoding repacked: only where each is the faster at its part, the gate allows it
+    # and a second copy of the weights fits in the memory free now
+    if off.prefill_ms < on.prefill_ms and on.decode_ms_per_token < off.decode_ms_per_token \
+            and knob_problem(bundle, quant, DECODE_REPACKED) is None and _fits_twice(bundle.llm_path(quant)):
+        split = _time_llm(bundle, quant, threads, runs, rng, log, repack=False, decode_repacked=True)
+        if split.request_ms < best.request_ms:
+            return replace(split, request_ms_other_repack=on.request_ms, request_ms_decode_repacked=split.request_ms)
+        best = replace(best, request_ms_decode_repacked=split.request_ms)
+    return best
 
 
-def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log, repack: bool = True) -> LlmTiming:
+def _fits_twice(gguf) -> bool:
+    """A second copy of the weights (repacked, in anonymous memory) leaves a quarter of the free memory free."""
+    try:
+        free_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return gguf.stat().st_size <= 0.75 * free_kb * 1024
+
+
+def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log, repack: bool = True,
+              decode_repacked: bool = False) -> LlmTiming:
     from . import constants as K
     from .llm import LlamaLLM, LlmTimings
     from .prompt import build_prompt, prompt_ids, split_prompt
 
     parity = (bundle.manifest.parity.llm if bundle.manifest.parity else {}).get(quant)
-    with LlamaLLM(bundle.llm_path(quant), n_threads=threads, repack=repack) as llm:
+    with LlamaLLM(bundle.llm_path(quant), n_threads=threads, repack=repack, decode_repacked=decode_repacked) as llm:
         before, after = split_prompt(prompt_ids(build_prompt(K.DEFAULT_QUESTION), llm.tokenize))
         rows = (0.02 * rng.standard_normal((bundle.manifest.rows, llm.n_embd))).astype(np.float32)
         prefill, decode = [], []
@@ -131,8 +151,9 @@ def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log, rep
     p, d = statistics.median(prefill[1:]), statistics.median(decode[1:])
     timing = LlmTiming(prefill_ms=round(p, 2), decode_ms_per_token=round(d, 3),
                        request_ms=round(p + REQUEST_TOKENS * d, 1), parity_ok=bool(parity and parity.usable),
-                       parity=_parity_text(quant, parity), repack=repack)
-    log(f"[tune] llm {quant} (repack {'on' if repack else 'off'}): prefill {timing.prefill_ms} ms, "
+                       parity=_parity_text(quant, parity), repack=repack, decode_repacked=decode_repacked)
+    how = "on" if repack else "off, decoding repacked" if decode_repacked else "off"
+    log(f"[tune] llm {quant} (repack {how}): prefill {timing.prefill_ms} ms, "
         f"{timing.decode_ms_per_token} ms/token, request {timing.request_ms} ms ({timing.parity})")
     return timing
 

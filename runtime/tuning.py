@@ -37,6 +37,8 @@ class LlmTiming:
     parity: str                   # what the gate measured, for the table
     repack: bool = True           # ggml's CPU weight repacking, on or off, whichever made the request faster
     request_ms_other_repack: float | None = None     # the request with the other setting
+    decode_repacked: bool = False  # with repack off: decoding on a repacked copy was faster still (and allowed)
+    request_ms_decode_repacked: float | None = None  # that request, where it was timed
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,11 @@ def tuned_quant(bundle: Bundle, tuning: Tuning | None) -> str:
     return tuning.quant if tuning and tuning.quant in bundle.manifest.llm else bundle.default_quant()
 
 
-def tuned_repack(tuning: Tuning | None, quant: str) -> bool:
-    """Whether weight repacking made this type's request faster here (tune times both), else on (llama.cpp's)."""
+def tuned_repack(tuning: Tuning | None, quant: str) -> tuple[bool, bool]:
+    """(repack, decode_repacked): whether weight repacking made this type's request faster here (tune times both,
+    and the prompt unrepacked with decoding repacked), else on (llama.cpp's)."""
     timing = tuning.llm.get(quant) if tuning else None
-    return timing.repack if timing else True
+    return (timing.repack, timing.decode_repacked) if timing else (True, False)
 
 
 def tuned_draft_len(tuning: Tuning | None, quant: str) -> int:
@@ -172,6 +175,7 @@ class LoadPlan:
     encoder_precision: dict        # {encoder: "fp32" | "int8"}
     draft_len: int = 0             # speculation's tokens per step (0: plain decoding)
     repack: bool = True            # ggml's CPU weight repacking
+    decode_repacked: bool = False  # with repack off: decode on a second, repacked copy of the weights
     flash_attn: bool | None = None  # None: llama.cpp's choice; speculation turns it off
     n_ctx: int = 2048
     n_seq: int = 1                 # ECGs `interpret_many` decodes together
@@ -182,7 +186,7 @@ class LoadPlan:
                 threads: int | None = None, n_ctx: int = 2048, n_gpu_layers: int | None = None,
                 state_bytes: int = 0, n_seq: int = 1, flash_attn: bool | None = None,
                 encoder_precision: str | dict[str, str] = "auto", draft_len: int | None = None,
-                repack: bool | None = None) -> "LoadPlan":
+                repack: bool | None = None, decode_repacked: bool | None = None) -> "LoadPlan":
         """None (or "auto") for a choice: tune's for this machine, threads and bundle, else the default. The GPU
         takes the bundle's default type and plain decoding (tune times the CPU)."""
         from .bundle import default_bundle
@@ -204,15 +208,19 @@ class LoadPlan:
         quant = quant or (b.default_quant() if n_gpu_layers else tuned_quant(b, tuning))
         if draft_len is None:
             draft_len = tuned_draft_len(tuning, quant) if n_seq == 1 and not n_gpu_layers else 0
+        tuned = tuned_repack(tuning, quant) if not n_gpu_layers else (True, False)
         if repack is None:
-            repack = tuned_repack(tuning, quant) if not n_gpu_layers else True
+            repack = tuned[0]
+        if decode_repacked is None:
+            decode_repacked = tuned[1] and not repack and n_seq == 1
         if draft_len:
             flash_attn = False          # a k-token verify computes as k one-token decodes only with it off
         if not isinstance(encoder_precision, dict):
             encoder_precision = _encoder_precision(b, on_cpu, encoder_precision, tuning if on_cpu else None)
         return cls(bundle=b, quant=quant, backend=backend, threads=threads, n_gpu_layers=n_gpu_layers,
                    encoder_precision=dict(encoder_precision), draft_len=draft_len, repack=repack,
-                   flash_attn=flash_attn, n_ctx=n_ctx, n_seq=n_seq, state_bytes=state_bytes)
+                   decode_repacked=bool(decode_repacked), flash_attn=flash_attn, n_ctx=n_ctx, n_seq=n_seq,
+                   state_bytes=state_bytes)
 
 
 def _encoder_precision(bundle: Bundle, on_cpu: bool, requested: str, tuning: Tuning | None) -> dict[str, str]:

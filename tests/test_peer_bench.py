@@ -184,7 +184,7 @@ def test_a_deep_llm_is_derived_from_a_bundles_gguf_with_llavas_name_and_template
     assert not (tmp_path / "llava15-7b-L4-q4_k_m.part").exists()
 
 
-@pytest.mark.parametrize("repack", ["on", "off"])
+@pytest.mark.parametrize("repack", ["on", "off", "split"])
 def test_our_sides_take_the_repack_choice(tiny_corpus, tmp_path, repack):
     from benchmarks.peer import open_side
 
@@ -195,7 +195,7 @@ def test_our_sides_take_the_repack_choice(tiny_corpus, tmp_path, repack):
     for side in ("ours_image", "ours_gem"):
         s = open_side(side, files, a)
         try:
-            assert s.info["repack"] is (repack == "on")
+            assert s.info["repack"] is (repack == "on") and s.info["decode_repacked"] is (repack == "split")
             assert s.run()["total"] > 0
         finally:
             s.close()

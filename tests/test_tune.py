@@ -127,7 +127,7 @@ def test_findings_parity_decides_the_default_and_tune_passes_over_types_that_mis
 def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, tiny_gem7b_layout, capsys):
     """`gem-export knobs` compares each knob's reports with plain decoding's by findings, the manifest keeps the
     counts, `gem-export inspect` shows them, and `gem-run tune` takes int8 encoders, repacking off and a draft length
-    only where they passed (FINDINGS_MIN_SHARE), as it takes LLM types."""
+    (or only decoding repacked) only where they passed (FINDINGS_MIN_SHARE), as it takes LLM types."""
     from dataclasses import replace
 
     from gem_runtime.bundle import write_manifest
@@ -140,7 +140,7 @@ def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, t
     assert code == 0, err
     m = Bundle.open(bundle_copy).manifest
     knobs = m.parity.knobs[quant]
-    assert {"int8_encoders", "repack_off", "flash_attn_off"} <= set(knobs)
+    assert {"int8_encoders", "repack_off", "decode_repacked", "flash_attn_off"} <= set(knobs)
     if m.ngram_file:
         assert {f"draft_len_{k}" for k in DRAFT_LENGTHS if k} <= set(knobs)
     for f in knobs.values():
@@ -150,14 +150,14 @@ def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, t
 
     # every type: int8 encoders and repacking off miss the gate, every draft length meets it
     miss, meet = FindingsParity(3, 12, 0, 0, 0, 0), FindingsParity(3, 12, 3, 3, 3, 3)
-    gated = {q: {"int8_encoders": miss, "repack_off": miss, **{f"draft_len_{k}": meet for k in DRAFT_LENGTHS if k}}
+    gated = {q: {"int8_encoders": miss, "repack_off": miss, "decode_repacked": miss, **{f"draft_len_{k}": meet for k in DRAFT_LENGTHS if k}}
              for q in m.llm}
     write_manifest(bundle_copy, replace(m, parity=replace(m.parity, knobs=gated)))
     code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
     assert code == 0, err
     tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
     assert set(tuning["encoder_precision"].values()) == {"fp32"} and "0/3 ECGs" in tuning["gates"]["int8_encoders"]
-    assert all(t["repack"] for t in tuning["llm"].values())
+    assert all(t["repack"] and not t["decode_repacked"] for t in tuning["llm"].values())
     assert not any(k.startswith("draft_len") for k in tuning["gates"])
     assert "not taken (findings gate): int8_encoders with" in out
     # the tune file and its printout show every knob's gate, passed or not

@@ -99,7 +99,10 @@ def tuning_lines(tuning) -> list[str]:
     for q, t in tuning.llm.items():
         other = f" (repack {'off' if t.repack else 'on'}: {t.request_ms_other_repack} ms)" \
             if t.request_ms_other_repack is not None else ""
-        lines.append(f"  llm {q}, repack {'on' if t.repack else 'off'}: prefill {t.prefill_ms} ms, "
+        if t.request_ms_decode_repacked is not None and not t.decode_repacked:
+            other += f" (decoding alone repacked: {t.request_ms_decode_repacked} ms)"
+        how = "on" if t.repack else "off, decoding repacked" if t.decode_repacked else "off"
+        lines.append(f"  llm {q}, repack {how}: prefill {t.prefill_ms} ms, "
                      f"{t.decode_ms_per_token} ms/token, request {t.request_ms} ms{other}; parity {t.parity}")
     lines.append(f"  llm -> {tuning.quant}")
     cells = [f"{k or 'plain'} {ms} ms" for k, ms in tuning.request_ms_by_draft_len.items()]
