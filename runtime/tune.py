@@ -7,7 +7,8 @@
 Which type is fastest depends on the CPU (Q4_0 on an AMD EPYC, Q4_K_M on an Intel Xeon, measured), so it is
 never a constant. Only variants that passed their parity gate at export compete: an int8 encoder that failed
 its gate is listed as such and never chosen. Every other knob is held to the LLM types' rule: int8 encoders,
-repacking off and each draft length are taken only where the chosen type's findings with it matched its plain
+repacking off, decoding alone repacked (only where it makes the request DECODE_REPACKED_MIN_SPEEDUP faster: it
+holds the weights twice) and each draft length are taken only where the chosen type's findings with it matched its plain
 decoding's on >= 98% of fresh ECGs (`gem-export knobs`, the manifest's Parity.knobs); `gates` in the tune file
 says why a knob was not taken. `Interpreter.load(encoder_precision="auto", quant=None)` uses the
 choice when it was made on this machine with these threads for this bundle.
@@ -28,8 +29,8 @@ import numpy as np
 
 from .bundle import Bundle
 from .manifest import DECODE_REPACKED, ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
-from .tuning import (DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS, SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning,
-                     int8_problem, knob_findings, knob_problem, machine_key)
+from .tuning import (DECODE_REPACKED_MIN_SPEEDUP, DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS,
+                     SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning, int8_problem, knob_findings, knob_problem, machine_key)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -112,11 +113,11 @@ def _faster_repack(bundle: Bundle, quant: str, threads: int, runs: int, rng, log
     best, other = (on, off) if on.request_ms <= off.request_ms or not off_allowed else (off, on)
     best = replace(best, request_ms_other_repack=other.request_ms)
     # the prompt unrepacked and decoding repacked: only where each is the faster at its part, the gate allows it
-    # and a second copy of the weights fits in the memory free now
+    # and a second copy of the weights fits in the memory free now; kept only where clearly faster (it costs memory)
     if off.prefill_ms < on.prefill_ms and on.decode_ms_per_token < off.decode_ms_per_token \
             and knob_problem(bundle, quant, DECODE_REPACKED) is None and _fits_twice(bundle.llm_path(quant)):
         split = _time_llm(bundle, quant, threads, runs, rng, log, repack=False, decode_repacked=True)
-        if split.request_ms < best.request_ms:
+        if best.request_ms >= DECODE_REPACKED_MIN_SPEEDUP * split.request_ms:
             return replace(split, request_ms_other_repack=on.request_ms, request_ms_decode_repacked=split.request_ms)
         best = replace(best, request_ms_decode_repacked=split.request_ms)
     return best

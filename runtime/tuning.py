@@ -25,6 +25,7 @@ INT8_MIN_SPEEDUP = 1.2        # int8 encoders approximate: taken only where they
 REQUEST_TOKENS = 128          # a request's cost: prefill + this many decode steps (GEM's reports run ~100-250)
 DRAFT_LENGTHS = (0, 1, 2, 3, 4, 6, 8)    # 0: plain decoding
 SPECULATION_MIN_SPEEDUP = 1.05
+DECODE_REPACKED_MIN_SPEEDUP = 1.05   # a second copy of the weights in memory: not for a difference in the noise
 SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "neon")
 
 
