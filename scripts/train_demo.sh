@@ -5,7 +5,7 @@
 # picks up where it was. Run it in the background: nohup bash scripts/train_demo.sh > train.log 2>&1 &
 # On a 2-vCPU AMD EPYC: corpus 3 min, tower 25 min (3000 x ~0.5 s), instruct 63 min (4200 x ~0.9 s) + 9 min
 # (600) + 12 min (800), real corpus 1 min, 2000 records 3 min, step 2d 6 min (150 x ~2 s), step 2i 14 min (800 x ~1.0 s),
-# evaluations, bundle and findings 8 min, knobs 14 min: about 175 min. INSTALL=1 then copies the model and
+# evaluations, bundle and findings 8 min, knobs 17 min: about 178 min. INSTALL=1 then copies the model and
 # bundle into the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +93,7 @@ HELD=(--real $W/real-heldout/labelled --real $W/real-heldout/ludb)
   rm -rf $W/bundle
   gem-export build --checkpoint $W/ckpt-2i --out $W/bundle --quant q8_0,q4_k_m,q4_0 --no-int8 --ngram-corpus $W/data
   gem-export findings --bundle $W/bundle --checkpoint $W/ckpt-2i --n 50 --seed 777
-  for t in q4_k_m q4_0; do      # repacking, flash attention, drafts: gated as types (q4_k_m is 2i's default)
+  for t in q4_k_m q4_0 q8_0 f16; do   # repacking, flash attention, drafts: gated as types, for each type tune may pick
     gem-export knobs --bundle $W/bundle --type $t --n 50
   done
 }
