@@ -30,7 +30,8 @@ import numpy as np
 from .bundle import Bundle
 from .manifest import DECODE_REPACKED, ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
 from .tuning import (DECODE_REPACKED_MIN_SPEEDUP, DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS,
-                     SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning, int8_problem, knob_findings, knob_problem, machine_key)
+                     SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning, int8_problem, knob_findings, knob_problem, machine_key,
+                     second_copy_fits)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -115,21 +116,12 @@ def _faster_repack(bundle: Bundle, quant: str, threads: int, runs: int, rng, log
     # the prompt unrepacked and decoding repacked: only where each is the faster at its part, the gate allows it
     # and a second copy of the weights fits in the memory free now; kept only where clearly faster (it costs memory)
     if off.prefill_ms < on.prefill_ms and on.decode_ms_per_token < off.decode_ms_per_token \
-            and knob_problem(bundle, quant, DECODE_REPACKED) is None and _fits_twice(bundle.llm_path(quant)):
+            and knob_problem(bundle, quant, DECODE_REPACKED) is None and second_copy_fits(bundle.llm_path(quant)):
         split = _time_llm(bundle, quant, threads, runs, rng, log, repack=False, decode_repacked=True)
         if best.request_ms >= DECODE_REPACKED_MIN_SPEEDUP * split.request_ms:
             return replace(split, request_ms_other_repack=on.request_ms, request_ms_decode_repacked=split.request_ms)
         best = replace(best, request_ms_decode_repacked=split.request_ms)
     return best
-
-
-def _fits_twice(gguf) -> bool:
-    """A second copy of the weights (repacked, in anonymous memory) leaves a quarter of the free memory free."""
-    try:
-        free_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return False
-    return gguf.stat().st_size <= 0.75 * free_kb * 1024
 
 
 def _time_llm(bundle: Bundle, quant: str, threads: int, runs: int, rng, log, repack: bool = True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,17 @@ def tuned_repack(tuning: Tuning | None, quant: str) -> tuple[bool, bool]:
     and the prompt unrepacked with decoding repacked), else on (llama.cpp's)."""
     timing = tuning.llm.get(quant) if tuning else None
     return (timing.repack, timing.decode_repacked) if timing else (True, False)
+
+
+def second_copy_fits(gguf: Path) -> bool:
+    """decode_repacked holds a second, repacked copy of the weights in anonymous memory: it must leave a quarter
+    of the memory available now (/proc/meminfo MemAvailable) free. False where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            free_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
+    return Path(gguf).stat().st_size <= 0.75 * free_kb * 1024
 
 
 def tuned_draft_len(tuning: Tuning | None, quant: str) -> int:
@@ -214,6 +226,10 @@ class LoadPlan:
             repack = tuned[0]
         if decode_repacked is None:
             decode_repacked = tuned[1] and not repack and n_seq == 1
+            if decode_repacked and not second_copy_fits(b.llm_path(quant)):
+                decode_repacked = False     # tune's memory is not this process's: never risk the OOM killer
+                print(f"gem-edge: notice: {b.llm_path(quant).name}: decoding on a repacked copy (tuned) needs its "
+                      "size again in free memory; decoding unrepacked", file=sys.stderr, flush=True)
         if draft_len:
             flash_attn = False          # a k-token verify computes as k one-token decodes only with it off
         if not isinstance(encoder_precision, dict):

@@ -4,6 +4,7 @@ demo model with real llama.cpp: the hand-over loses nothing, follow-ups and park
 context, and the prefill context keeps reusing the prompt prefix."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from pydicom.data import get_testdata_file
 
 from gem_runtime import Interpreter
 from gem_runtime.errors import LlmError
+from gem_runtime.bundle import Bundle
 from gem_runtime.llm import LlamaLLM, LlmTimings
+from gem_runtime.tuning import LlmTiming, LoadPlan, Tuning, machine_key, second_copy_fits, write_tuning
 
 DEMO = Path(__file__).resolve().parents[1] / "bundles" / "demo"
 DICOM = get_testdata_file("waveform_ecg.dcm")
@@ -70,3 +73,26 @@ def test_follow_ups_and_parked_conversations_run_on_the_decode_context(ptb):
 def test_it_is_refused_for_several_sequences():
     with pytest.raises(LlmError, match="one sequence"):
         LlamaLLM(DEMO / f"llm-{QUANT}.gguf", n_threads=1, repack=False, decode_repacked=True, n_seq=2)
+
+
+def test_a_tuned_split_loads_where_a_second_copy_fits_and_only_for_one_sequence(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    copy = tmp_path / "demo"
+    shutil.copytree(DEMO, copy)
+    bundle = Bundle.open(copy)
+    split = LlmTiming(prefill_ms=1.0, decode_ms_per_token=1.0, request_ms=2.0, parity_ok=True, parity="",
+                      repack=False, decode_repacked=True)
+    write_tuning(bundle, Tuning(machine=machine_key(), threads=1, bundle_id=bundle.bundle_id, encoders_ms={},
+                                llm={QUANT: split}, encoder_precision={}, quant=QUANT))
+    plan = LoadPlan.resolve(bundle, threads=1)
+    assert plan.quant == QUANT and not plan.repack and plan.decode_repacked
+    assert not LoadPlan.resolve(bundle, threads=1, n_seq=2).decode_repacked
+    assert not LoadPlan.resolve(bundle, threads=1, decode_repacked=False).decode_repacked
+
+
+def test_a_second_copy_larger_than_the_free_memory_does_not_fit(tmp_path):
+    assert second_copy_fits(DEMO / f"llm-{QUANT}.gguf")
+    huge = tmp_path / "huge.gguf"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 42)                      # 4 TiB, sparse: more than any machine this runs on has free
+    assert not second_copy_fits(huge)

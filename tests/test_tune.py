@@ -150,8 +150,8 @@ def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, t
 
     # every type: int8 encoders and repacking off miss the gate, every draft length meets it
     miss, meet = FindingsParity(3, 12, 0, 0, 0, 0), FindingsParity(3, 12, 3, 3, 3, 3)
-    gated = {q: {"int8_encoders": miss, "repack_off": miss, "decode_repacked": miss, **{f"draft_len_{k}": meet for k in DRAFT_LENGTHS if k}}
-             for q in m.llm}
+    gated = {q: {"int8_encoders": miss, "repack_off": miss, "decode_repacked": miss,
+                 **{f"draft_len_{k}": meet for k in DRAFT_LENGTHS if k}} for q in m.llm}
     write_manifest(bundle_copy, replace(m, parity=replace(m.parity, knobs=gated)))
     code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
     assert code == 0, err
