@@ -202,7 +202,9 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, towe
                    "'# Dx:' codes or LUDB diagnoses in the headers); repeatable")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write JSON here")
-def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out):
+@click.option("--revise", is_flag=True,
+              help="labelled folders: also score the reports after gem-run --revise-rhythm's revision")
+def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out, revise):
     """Greedy generation with the PyTorch model: ECG-Bench-style scores from the text on synthetic records, and
     on real ECGs what the model says beside what their cart says."""
     from .evaluate import evaluate_checkpoint, evaluate_labelled, evaluate_real
@@ -216,8 +218,15 @@ def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out):
         _echo_scores(res["scores"])
     folders, files = [p for p in real if p.is_dir()], [p for p in real if not p.is_dir()]
     if folders:
-        res["labelled"] = evaluate_labelled(checkpoint, folders, max_new_tokens, log=lambda m: click.echo(m, err=True))
+        res["labelled"] = evaluate_labelled(checkpoint, folders, max_new_tokens, log=lambda m: click.echo(m, err=True),
+                                            revise=revise)
         _echo_labelled(res["labelled"])
+        if revise:
+            r, g = res["labelled"]["revised"]["rhythm"], res["labelled"]["revised"]["grounding_of_model"]
+            click.echo(f"  after --revise-rhythm ({len(res['labelled']['revised']['revisions'])} revisions): rhythm "
+                       f"named right {r['right']}/{r['n']}; atrial fibrillation called on {r['sinus_called_af']}/"
+                       f"{r['sinus_records']} sinus records; wrong rhythm statements left {g['wrong_statements']} "
+                       f"({g['wrong_flagged']} flagged), right ones flagged {g['right_flagged']}")
     if files:
         readings = evaluate_real(checkpoint, files, max_new_tokens)
         res["real"] = [r.to_dict() for r in readings]

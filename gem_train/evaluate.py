@@ -94,11 +94,14 @@ def evaluate_real(ckpt: Path, files: list[Path], max_new_tokens: int = 256) -> l
     return out
 
 
-def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256, log=None) -> dict:
+def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256, log=None,
+                      revise: bool = False) -> dict:
     """The model on folders of labelled WFDB records (SNOMED `# Dx:` codes, or LUDB's diagnoses): the rhythm named
     right or not, each condition's counts (named and true, over-called, missed), and how many of the model's wrong
     and right statements the diagnosis grounding flags; beside it the grounding checked against the labels alone
-    (`real_labels.ground_labels`), which needs no model. A record that cannot be read is listed and left out."""
+    (`real_labels.ground_labels`), which needs no model. A record that cannot be read is listed and left out.
+    revise: also score the reports after the runtime's rhythm revision (`gem_runtime.revise`, under "revised"),
+    beside the model's own, with each revision made."""
     from gem_runtime.measure import measure_ecg
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
@@ -121,11 +124,23 @@ def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256
            "skipped": skipped, "grounding_of_labels": ground_labels([(lab, m) for _, lab, _, m in records])}
     model = load_checkpoint(Path(ckpt))
     tok = SpTokenizer(Path(ckpt) / "tokenizer.model")
-    readings = []
+    readings, revised, revisions = [], [], []
     for h, labels, x, meas in tqdm(records, desc="eval --real", unit="rec", disable=log is None):
-        text = tok.decode(reference_ids(model, tok, x, max_new_tokens))
+        ids = reference_ids(model, tok, x, max_new_tokens)
+        text = tok.decode(ids)
         readings.append((labels, meas, text))
+        if revise:
+            rev = _revised(model, tok, x, ids, meas, labels.sex, max_new_tokens)
+            revised.append((labels, meas, tok.decode(rev.ids)))
+            revisions += [{"record": labels.record, "truth_rhythm": labels.rhythm, **r.to_dict()}
+                          for r in rev.revisions]
     out.update(score_labelled(readings))
+    if revise:
+        part = score_labelled(revised)
+        g = part["grounding_of_model"]
+        out["revised"] = {"rhythm": part["rhythm"], "conditions": part["conditions"],
+                          "grounding_of_model": {k: v for k, v in g.items() if k != "evidence_statements"},
+                          "revisions": revisions, "samples": part["samples"]}
     out["by_source"] = {}
     for source in sorted({labels.source for labels, _, _ in readings}):
         part = score_labelled([r for r in readings if r[0].source == source])
@@ -134,6 +149,17 @@ def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256
             k: g[k] for k in ("counts", "wrong_statements", "wrong_flagged", "wrong_flagged_share", "right_statements",
                               "right_flagged", "right_flagged_share")}}
     return out
+
+
+def _revised(model, tok: SpTokenizer, x, ids: list[int], meas, sex, max_new_tokens: int):
+    from gem_runtime.image import preprocess_image
+    from gem_runtime.render import render_ecg_image
+
+    from .revision import revise_torch
+
+    pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
+    return revise_torch(model, tok, prompt_ids(build_prompt(DEFAULT_QUESTION), tok), x, pixels, ids, meas, sex=sex,
+                        max_new_tokens=max_new_tokens)
 
 
 def score_labelled(readings: list) -> dict:

@@ -33,7 +33,8 @@ from .measure import Measurements, measure_ecg
 from .preprocess import preprocess_ecg
 from .prompt import build_prompt, prompt_ids, split_prompt
 from .readers import DeviceReport, EcgRecord, read_ecg
-from .readers.signal_checks import check_leads
+from .readers.signal_checks import checked_record
+from .revise import LlamaScorer, RhythmRevision, revise_rhythm
 from .render import render_ecg_image
 from .speculate import Drafter, SpeculationStats, generate_speculative
 from .timings import Timings
@@ -74,6 +75,8 @@ class Result:
     speculation: SpeculationStats | None = None   # drafted and kept tokens, when decoding speculated
     lead_issues: dict[str, str] = field(default_factory=dict)   # leads kept with a problem (flat, saturated, off)
     sex: str | None = None                    # the patient's, "F"/"M" as the file states it (the diagnoses' limits)
+    revisions: list[RhythmRevision] = field(default_factory=list)   # rhythm statements revised (revise=True)
+    model_text: str | None = None             # the model's own text, where a revision changed it
 
     def to_dict(self) -> dict:
         """The object `gem-run --json` prints."""
@@ -88,6 +91,8 @@ class Result:
                 "sex": self.sex,
                 "device": None if self.device is None else self.device.to_dict(),
                 "device_comparison": [c.to_dict() for c in self.device_comparison],
+                **({"revisions": [r.to_dict() for r in self.revisions], "model_text": self.model_text}
+                   if self.revisions else {}),
                 **({"speculation": self.speculation.to_dict()} if self.speculation else {})}
 
 
@@ -161,10 +166,12 @@ class Interpreter:
     def interpret(self, ecg: str | Path | EcgRecord, *, image: str | Path | None = None, fs: float | None = None,
                   question: str = K.DEFAULT_QUESTION, max_new_tokens: int = 256,
                   stream: Callable[[str], None] | None = None, save_image: str | Path | None = None,
-                  ignore_eos: bool = False, timings: Timings | None = None, keep_image: bool = False) -> Result:
+                  ignore_eos: bool = False, timings: Timings | None = None, keep_image: bool = False,
+                  revise: bool = False) -> Result:
         """One ECG -> Result. `timings`: a Timings the caller already started (e.g. around its own read).
         `stream` may raise GenerationStopped to stop generating (a client gone, a deadline passed).
-        keep_image: keep the image the model saw (PNG) with the conversation, for a viewer."""
+        keep_image: keep the image the model saw (PNG) with the conversation, for a viewer.
+        revise: revise a contradicted rhythm statement (gem_runtime.revise; `stream` had the model's own words)."""
         t = timings or Timings()
         lt = LlmTimings()
         with t.request():
@@ -175,9 +182,15 @@ class Interpreter:
             self._park_live()
             pos, prefix, suffix = self._prefill(question, rows, lt, t)
             out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos, suffix)
+            with t.stage("decode"):
+                revised = revise_rhythm(LlamaScorer(self.llm, pos, suffix[-1], out), out, meas, device=record.device,
+                                        sex=record.sex, max_new_tokens=max_new_tokens) if revise else None
+            revisions, model_text = (revised.revisions, text) if revised and revised.revisions else ([], None)
+            out, text = (revised.ids, self._text(revised.ids)) if revisions else (out, text)
         conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record,
                                        png_bytes(prep.image) if keep_image else None, question, text)
-        return self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
+        result = self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
+        return dataclasses.replace(result, revisions=revisions, model_text=model_text) if revisions else result
 
     def interpret_many(self, ecgs: list[str | Path | EcgRecord], *, question: str = K.DEFAULT_QUESTION,
                        max_new_tokens: int = 256, save_images: list[str | Path | None] | None = None,
@@ -308,7 +321,7 @@ class Interpreter:
     # --- the stages ---
     def _read(self, ecg, image, fs, t: Timings):
         with t.stage("read"):
-            record = read_ecg(ecg, fs=fs) if not isinstance(ecg, EcgRecord) else _checked(ecg)
+            record = read_ecg(ecg, fs=fs) if not isinstance(ecg, EcgRecord) else checked_record(ecg)
             img = load_image(image) if image is not None else None
         return record, img
 
@@ -383,9 +396,3 @@ class Interpreter:
 
 def median_beats_path(image_path: Path) -> Path:
     return image_path.with_name(image_path.stem + "-median-beats.png")
-
-
-def _checked(record: EcgRecord) -> EcgRecord:
-    """A record built by hand gets the reader's per-lead checks: one without usable signal never reaches the model."""
-    check_leads(Path(record.source or "<record>"), record.signal, list(record.leads), record.fs, {})
-    return record

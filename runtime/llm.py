@@ -110,13 +110,13 @@ class LlamaLLM:
         self.close()
 
     # --- text ---
-    def tokenize(self, text: str) -> list[int]:
-        """text -> ids with BOS, SentencePiece dummy prefix, as HF tokenizer(text).input_ids."""
+    def tokenize(self, text: str, bos: bool = True) -> list[int]:
+        """text -> ids with BOS (unless bos=False), SentencePiece dummy prefix, as HF tokenizer(text).input_ids."""
         raw = text.encode()
         size = len(raw) + 8
         while True:
             buf = (L.llama_token * size)()
-            n = L.llama_tokenize(self.vocab, raw, len(raw), buf, size, True, False)
+            n = L.llama_tokenize(self.vocab, raw, len(raw), buf, size, bos, False)
             if n >= 0:
                 return list(buf[:n])
             size = -n                                  # llama.cpp says how many it needs

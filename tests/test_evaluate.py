@@ -88,3 +88,56 @@ def test_the_models_rhythm_statements_are_scored_against_the_labels(shared_data)
     assert (g["wrong_statements"], g["wrong_flagged"]) == (1, 1)             # AF on JS20009: flagged
     assert (g["right_statements"], g["right_flagged"]) == (3, 0)             # AF on A0003, sinus (tachycardia)
     assert res["conditions"]["right_bundle_branch_block"] == {"tp": 0, "fp": 0, "fn": 0, "stated_unlabelled": 1}
+
+
+def test_eval_real_revise_scores_the_revised_reports_beside_the_models(tmp_path, tiny_checkpoint, shared_data, capsys):
+    folder = _labelled_folder(tmp_path, shared_data)
+    out = tmp_path / "revised.json"
+    code, stdout, err = run_main(main, ["eval", "--checkpoint", str(tiny_checkpoint), "--real", str(folder),
+                                        "--max-new-tokens", "16", "--revise", "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads(out.read_text())["labelled"]
+    model, revised = res["grounding_of_model"]["counts"], res["revised"]["grounding_of_model"]["counts"]
+    assert res["revised"]["rhythm"]["n"] == res["rhythm"]["n"] == 2
+    # a revision never leaves more contradicted rhythm statements than the model wrote
+    assert sum(v["contradicted"] for v in revised.values()) <= sum(v["contradicted"] for v in model.values())
+    assert len(res["revised"]["revisions"]) <= 2 * 3 and "after --revise-rhythm" in stdout
+
+
+def test_the_pytorch_model_is_revised_as_the_runtime_revises(shared_data):
+    """The demo checkpoint in PyTorch on GE MUSE example2 (a regular sinus rhythm it calls atrial fibrillation):
+    gem_train.revision drives the runtime's revision; the revised report states a rhythm the measurements allow."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from gem_runtime.constants import DEFAULT_QUESTION, ECG_FS
+    from gem_runtime.diagnosis import CONTRADICTED, RHYTHM_FINDINGS, check_diagnoses
+    from gem_runtime.image import preprocess_image
+    from gem_runtime.measure import measure_ecg
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.prompt import build_prompt, prompt_ids
+    from gem_runtime.readers import read_ecg
+    from gem_runtime.render import render_ecg_image
+    from gem_train.checkpoint import load_checkpoint
+    from gem_train.evaluate import reference_ids
+    from gem_train.revision import revise_torch
+    from gem_train.tokenizer import SpTokenizer
+
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+    model, tok = load_checkpoint(ckpt), SpTokenizer(ckpt / "tokenizer.model")
+    record = read_ecg(shared_data / "real" / "muse" / "example2.xml")
+    x, _ = preprocess_ecg(record)
+    meas = measure_ecg(x, ECG_FS)
+    ids = reference_ids(model, tok, x, 160)
+
+    def contradicted(text):
+        return [v.finding for v in check_diagnoses(text, meas, record.device)
+                if v.finding in RHYTHM_FINDINGS and v.verdict == CONTRADICTED]
+
+    assert "atrial_fibrillation" in contradicted(tok.decode(ids)), tok.decode(ids)
+    pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size).astype(np.float32)
+    revised = revise_torch(model, tok, prompt_ids(build_prompt(DEFAULT_QUESTION), tok), x, pixels, ids, meas,
+                           max_new_tokens=160)
+    assert revised.revisions and revised.revisions[0].original_finding == "atrial_fibrillation"
+    assert contradicted(tok.decode(revised.ids)) == [], tok.decode(revised.ids)

@@ -71,6 +71,16 @@ def diagnosis_lines(verdicts) -> list[str]:
     return lines
 
 
+def revision_lines(result) -> list[str]:
+    """What --revise-rhythm changed: the model's words, why the measurements contradict them, what replaced them,
+    then the revised report (the streamed text above is the model's own)."""
+    how = {"sentence": "the model's report rewritten from that sentence after its next most likely first words",
+           "name": "the model's most likely rhythm name they allow, in its place"}
+    lines = [f"revised: \"{r.original}\" -> \"{r.revised or '(no rhythm named)'}\" (the measurements contradict "
+             f"\"{r.original}\": {r.reason}; {how[r.method]})" for r in result.revisions]
+    return lines + [f"revised report: {result.text}", ""]
+
+
 def timing_lines(result) -> list[str]:
     t, b = result.timings, result.backends
     rows = [("read", t["read"], ""), ("preprocess", t["preprocess"], ""),

@@ -2,7 +2,11 @@
 measurements, the grounding and the timings (or one JSON object with --json).
 
     gem-run ECG_FILE [--image PNG] [--bundle DIR] [--quant TYPE] [--backend auto|tensorrt|cuda|cpu]
-            [--json] [--save-image OUT.png] [--max-new-tokens N] [--audit FILE]
+            [--json] [--save-image OUT.png] [--max-new-tokens N] [--audit FILE] [--revise-rhythm]
+
+With --revise-rhythm a rhythm statement our measurements contradict is replaced by the model's own most likely
+rhythm that they allow, and the model goes on from there (gem_runtime.revise): the report is then no longer the
+model's own text, which is kept in the JSON (model_text) with each revision and its reason.
 
 With --audit FILE (or $GEM_AUDIT_LOG) each interpretation, or its refusal, is one hash-chained line there
 (gem_runtime.audit): the input's sha256, the bundle and its signer, the LLM type, the settings, the report's sha256.
@@ -18,7 +22,7 @@ import click
 from ..audit import AUDIT_LOG_ENV
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
-from .format import measurement_lines, timing_lines
+from .format import measurement_lines, revision_lines, timing_lines
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,8 +49,11 @@ from .format import measurement_lines, timing_lines
               help="refuse ECG files (with their signal files) larger than this")
 @click.option("--audit", "audit_file", type=click.Path(dir_okay=False, path_type=Path), envvar=AUDIT_LOG_ENV,
               default=None, help=f"append one hash-chained line per interpretation to this file (or ${AUDIT_LOG_ENV})")
+@click.option("--revise-rhythm", is_flag=True,
+              help="replace a rhythm statement the measurements contradict by the model's most likely one they "
+                   "allow (the model's own text is kept beside it)")
 def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len, fs, as_json, save_image,
-        max_new_tokens, max_bytes, audit_file):
+        max_new_tokens, max_bytes, audit_file, revise_rhythm):
     """Interpret one ECG file with GEM (the default command: `gem-run ECG_FILE`)."""
     from ..audit import AuditLog
 
@@ -54,11 +61,11 @@ def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads,
         raise GemEdgeError(f"{save_image}: folder {save_image.parent} does not exist")
     audit = AuditLog(audit_file) if audit_file is not None else None    # a bad log is one line, before any work
     settings = {"max_new_tokens": max_new_tokens, "backend": backend, "image_given": image is not None,
-                "fs": fs, "draft_len": draft_len}
+                "fs": fs, "draft_len": draft_len, "revise_rhythm": revise_rhythm}
     loaded = []
     try:
         result, gem = _interpret(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len,
-                                 fs, as_json, save_image, max_new_tokens, max_bytes, loaded)
+                                 fs, as_json, save_image, max_new_tokens, max_bytes, loaded, revise_rhythm)
     except GemEdgeError as e:
         if audit is not None:
             audit.append(_audit_entry(ecg_file, max_bytes, settings, loaded[0] if loaded else None, None, e))
@@ -69,6 +76,8 @@ def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads,
         click.echo(json.dumps({**result.to_dict(), "load_ms": round(gem.load_ms, 1)}, allow_nan=False))
         return
     click.echo("\n")
+    if result.revisions:
+        click.echo("\n".join(revision_lines(result)))
     for w in result.warnings:
         click.echo(f"warning: {w}")
     click.echo("\n".join(measurement_lines(result)))
@@ -77,7 +86,7 @@ def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads,
 
 
 def _interpret(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len, fs, as_json,
-               save_image, max_new_tokens, max_bytes, loaded: list):
+               save_image, max_new_tokens, max_bytes, loaded: list, revise_rhythm: bool = False):
     """(result, interpreter): the interpreter is appended to `loaded` once it is loaded, for the audit line."""
     from ..bundle import default_bundle
     from ..interpreter import Interpreter
@@ -94,7 +103,7 @@ def _interpret(ecg_file, image, bundle_dir, quant, backend, encoder_precision, t
         loaded.append(gem)
         stream = None if as_json else (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
         result = gem.interpret(record, image=image, max_new_tokens=max_new_tokens, stream=stream,
-                               save_image=save_image, timings=timings)
+                               save_image=save_image, timings=timings, revise=revise_rhythm)
     return result, gem
 
 

@@ -109,3 +109,9 @@ def _seconds_at(x: np.ndarray, lo: float, hi: float, fs: float, min_run: int) ->
 def _device_note(device_off: dict[str, tuple[float, str]]) -> str:
     said = sorted({what for _, what in device_off.values() if what})
     return f" (the device says: {'; '.join(said)})" if said else ""
+
+
+def checked_record(record):
+    """A record built by hand gets the reader's per-lead checks: one without usable signal never reaches the model."""
+    check_leads(Path(record.source or "<record>"), record.signal, list(record.leads), record.fs, {})
+    return record

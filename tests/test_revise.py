@@ -1,0 +1,101 @@
+"""gem-run --revise-rhythm on the committed demo model and real cart files: a rhythm statement the measurements
+contradict is revised to the model's own most likely report they allow; a report without one is left as the model
+wrote it. GE MUSE example2 is a regular sinus rhythm at 65 bpm (12SL) that the demo model (step 2i) calls atrial
+fibrillation (benchmarks/results/cart_diagnoses.json)."""
+import json
+
+import pytest
+from clirun import run_main
+from pydicom.data import get_testdata_file
+
+from gem_runtime import Interpreter
+from gem_runtime.cli import main
+from gem_runtime.constants import DEFAULT_QUESTION
+from gem_runtime.prompt import build_prompt, prompt_ids, split_prompt
+from gem_runtime.diagnosis import CONTRADICTED, RHYTHM_FINDINGS, check_diagnoses
+from gem_runtime.revise import LlamaScorer, revise_rhythm, text_of
+
+MUSE_AF_CALLED = "real/muse/example2.xml"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    with Interpreter.load(threads=2) as gem:
+        yield gem
+
+
+@pytest.fixture(scope="module")
+def plain_and_revised(demo, shared_data):
+    ecg = shared_data / MUSE_AF_CALLED
+    return demo.interpret(ecg, max_new_tokens=160), demo.interpret(ecg, max_new_tokens=160, revise=True)
+
+
+def _rhythm_contradicted(result) -> list:
+    return [v for v in result.diagnoses if v.finding in RHYTHM_FINDINGS and v.verdict == CONTRADICTED]
+
+
+def test_the_premise_the_model_calls_this_sinus_rhythm_atrial_fibrillation(plain_and_revised):
+    plain, _ = plain_and_revised
+    assert [v.finding for v in _rhythm_contradicted(plain)] == ["atrial_fibrillation"] * 2, plain.text
+
+
+def test_the_revised_report_states_a_rhythm_the_measurements_allow(plain_and_revised):
+    plain, revised = plain_and_revised
+    assert revised.model_text == plain.text and revised.text != plain.text
+    assert not _rhythm_contradicted(revised), revised.text
+    [rev] = revised.revisions
+    assert rev.original_finding == "atrial_fibrillation" and rev.reason and "RR regular" in rev.reason
+    assert rev.revised_finding in ("normal_sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia")
+    assert rev.revised.lower() in revised.text.lower()
+    # the ids are the text, and the model's own up to where the revision starts
+    assert revised.token_ids[:rev.token_index] == plain.token_ids[:rev.token_index]
+    assert revised.token_ids[rev.token_index] != plain.token_ids[rev.token_index]
+    # what was tried is recorded: the model's next first words, each with its log-probability and what was wrong
+    assert rev.tried and all(t["logprob"] <= 0 for t in rev.tried)
+    assert rev.tried[-1]["contradicted"] == [] and all(t["contradicted"] for t in rev.tried[:-1])
+
+
+def test_a_follow_up_continues_the_revised_report(demo, plain_and_revised):
+    _, revised = plain_and_revised
+    answer = demo.ask(revised, "What is the heart rate?", max_new_tokens=40)
+    assert answer.new_tokens > 0 and answer.text
+    assert demo.conversation(revised.ecg_id).turns[0][1] == revised.text
+
+
+def test_the_name_alone_is_replaced_when_no_sentence_is_tried(demo, shared_data):
+    """max_openers=0: the fallback, each contradicted name replaced by the one the model scores highest there."""
+    result = demo.interpret(shared_data / MUSE_AF_CALLED, max_new_tokens=160)
+    pos = result.prompt_positions
+    last_prompt_id = split_prompt(prompt_ids(build_prompt(DEFAULT_QUESTION), demo.llm.tokenize))[1][-1]
+    revised = revise_rhythm(LlamaScorer(demo.llm, pos, last_prompt_id, result.token_ids), result.token_ids,
+                            result.measurements, device=result.device, max_new_tokens=160, max_openers=0)
+    assert revised.revisions and all(r.method == "name" for r in revised.revisions)
+    text, _ = text_of(LlamaScorer(demo.llm, pos, last_prompt_id, revised.ids), revised.ids)
+    rhythm = [v for v in check_diagnoses(text, result.measurements, result.device)
+              if v.finding in ("atrial_fibrillation", "normal_sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia")]
+    assert rhythm and not any(v.finding == "atrial_fibrillation" for v in rhythm), text
+    for r in revised.revisions:
+        scored = [t for t in r.tried if "logprob" in t]
+        assert scored and r.revised.lower() == max(scored, key=lambda t: t["logprob"])["name"]
+        assert {t["name"] for t in r.tried if t.get("contradicted")} >= {"atrial flutter"}
+
+
+def test_a_report_the_measurements_do_not_contradict_is_left_as_written(demo):
+    ecg = get_testdata_file("waveform_ecg.dcm")
+    plain = demo.interpret(ecg, max_new_tokens=160)
+    assert not _rhythm_contradicted(plain), plain.text
+    revised = demo.interpret(ecg, max_new_tokens=160, revise=True)
+    assert revised.text == plain.text and revised.revisions == [] and revised.model_text is None
+    assert "revisions" not in revised.to_dict()
+
+
+def test_gem_run_shows_the_revision_in_text_and_json(shared_data, capsys):
+    ecg = str(shared_data / MUSE_AF_CALLED)
+    code, out, err = run_main(main, [ecg, "--revise-rhythm", "--json", "--threads", "2", "--max-new-tokens", "160"],
+                              capsys)
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["model_text"] != body["text"] and body["revisions"][0]["original_finding"] == "atrial_fibrillation"
+    code, out, err = run_main(main, [ecg, "--revise-rhythm", "--threads", "2", "--max-new-tokens", "160"], capsys)
+    assert code == 0, err
+    assert '\nrevised: "atrial fibrillation" -> ' in out and f"revised report: {body['text']}" in out
