@@ -255,3 +255,22 @@ def test_a_short_soak_answers_every_request_and_holds_its_memory(tiny_bundle):
         result.by_kind["malformed"].values())}
     assert result.by_kind["followup"].get("200", 0) >= 1 and result.tokens > 0
     assert result.rss_growth < 0.25                         # 60 requests: the 1,000-request run is the benchmark
+
+
+def test_revise_rhythm_revises_the_report_a_client_gets(shared_data):
+    """The demo bundle on GE MUSE example2 (a regular sinus rhythm the demo model calls atrial fibrillation): with
+    revise_rhythm the service answers the revised report, the model's own text beside it; a bad flag is a 400."""
+    from gem_runtime.bundle import default_bundle
+
+    muse = shared_data / "real" / "muse" / "example2.xml"
+    with serving(default_bundle()) as (base, _):
+        r = _interpret(base, muse, max_new_tokens="160", revise_rhythm="true")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model_text"] != body["text"] and body["revisions"][0]["original_finding"] == "atrial_fibrillation"
+        rhythm = ("atrial_fibrillation", "normal_sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia")
+        assert not [d for d in body["diagnoses"] if d["finding"] in rhythm and d["verdict"] == "contradicted"]
+        plain = _interpret(base, muse, max_new_tokens="160").json()
+        assert plain["text"] == body["model_text"] and "revisions" not in plain
+        r = _interpret(base, muse, max_new_tokens="8", revise_rhythm="perhaps")
+        assert r.status_code == 400 and "revise_rhythm" in r.json()["error"]

@@ -20,7 +20,7 @@ from ..measure_report import measurement_report
 from ..timings import Timings
 from .errors import BUG_MESSAGE, HttpError, http_error
 from .metrics import Metrics
-from .uploads import float_field, int_field, read_form
+from .uploads import bool_field, float_field, int_field, read_form
 from .worker import Job, ModelWorker, QueueFull
 
 STATIC = Path(__file__).parent / "static"
@@ -79,6 +79,7 @@ async def interpret(request: Request):
     question = form.text("question") or None
     max_new = int_field(form.text("max_new_tokens"), "max_new_tokens", 256, 1, MAX_NEW_TOKENS)
     fs = float_field(form.text("fs"), "fs")
+    revise = bool_field(form.text("revise_rhythm"), "revise_rhythm")
     timings = Timings()
     trail = _Trail(request, form.paths)
     with form:
@@ -92,11 +93,11 @@ async def interpret(request: Request):
         kwargs = {} if question is None else {"question": question}
         try:
             result = gem.interpret(record, max_new_tokens=max_new, stream=emit, keep_image=True, timings=timings,
-                                   **kwargs)
+                                   revise=revise, **kwargs)
         except BaseException as exc:
             trail.append(gem, None, exc)
             raise
-        trail.append(gem, result, None, {"max_new_tokens": max_new})
+        trail.append(gem, result, None, {"max_new_tokens": max_new, "revise_rhythm": revise})
         body = {**result.to_dict(), "source": form.source, "ecg_id": result.ecg_id,
                 "image_url": f"/v1/ecgs/{result.ecg_id}/image.png"}
         return JobResult(body, result.timings, result.new_tokens)

@@ -114,6 +114,16 @@ def int_field(value, name: str, default: int, lo: int, hi: int) -> int:
     return number
 
 
+def bool_field(value, name: str) -> bool:
+    """A form's flag: "true"/"1"/"yes" or "false"/"0"/"no" (absent: false); anything else is a 400."""
+    word = "" if value is None else str(value).strip().lower()
+    if word in ("", "false", "0", "no"):
+        return False
+    if word in ("true", "1", "yes"):
+        return True
+    raise HttpError(400, f"{name} is {str(value)[:40]!r}, not true or false", "bad_request")
+
+
 def float_field(value: str, name: str) -> float | None:
     if not value:
         return None
