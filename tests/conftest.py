@@ -53,6 +53,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def demo():
+    """The committed demo bundle, loaded as `gem-run` loads it (2 threads)."""
+    from gem_runtime import Interpreter
+
+    with Interpreter.load(threads=2) as gem:
+        yield gem
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     from gem_train.corpus import write_corpus

@@ -9,17 +9,10 @@ import pytest
 from clirun import run_main
 from pydicom.data import get_testdata_file
 
-from gem_runtime import Interpreter
 from gem_runtime.cli import main
 from gem_runtime.diagnosis import CONTRADICTED, VERDICTS, check_diagnoses
 
 MUSE_SINUS = "real/muse/muse-sinus.xml"        # GE MUSE, 12SL: sinus rhythm at 90 bpm
-
-
-@pytest.fixture(scope="module")
-def demo():
-    with Interpreter.load(threads=2) as gem:
-        yield gem
 
 
 @pytest.fixture(scope="module")

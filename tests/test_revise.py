@@ -8,7 +8,6 @@ import pytest
 from clirun import run_main
 from pydicom.data import get_testdata_file
 
-from gem_runtime import Interpreter
 from gem_runtime.cli import main
 from gem_runtime.constants import DEFAULT_QUESTION
 from gem_runtime.prompt import build_prompt, prompt_ids, split_prompt
@@ -16,12 +15,6 @@ from gem_runtime.diagnosis import CONTRADICTED, RHYTHM_FINDINGS, check_diagnoses
 from gem_runtime.revise import LlamaScorer, revise_rhythm, text_of
 
 MUSE_AF_CALLED = "real/muse/example2.xml"
-
-
-@pytest.fixture(scope="module")
-def demo():
-    with Interpreter.load(threads=2) as gem:
-        yield gem
 
 
 @pytest.fixture(scope="module")
