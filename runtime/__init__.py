@@ -19,7 +19,8 @@ from .errors import (BackendUnavailableError, BundleError, CheckpointError, Conf
 
 if TYPE_CHECKING:
     from .conversation import Answer
-    from .interpreter import Interpreter, Result
+    from .interpreter import Interpreter
+    from .result import Result
     from .measure import Measurements, measure_ecg
     from .readers import EcgRecord, read_ecg
     from .tuning import LoadPlan
@@ -28,7 +29,7 @@ __all__ = ["Interpreter", "Result", "Answer", "LoadPlan", "read_ecg", "EcgRecord
            "GemEdgeError", "EcgReadError", "BundleError", "CheckpointError", "ConfigError", "BackendUnavailableError",
            "LlmError", "ModelLoadError", "ContextOverflowError", "ConversationNotFound", "GenerationStopped"]
 
-_LAZY = {"Interpreter": "interpreter", "Result": "interpreter", "Answer": "conversation", "LoadPlan": "tuning",
+_LAZY = {"Interpreter": "interpreter", "Result": "result", "Answer": "conversation", "LoadPlan": "tuning",
          "read_ecg": "readers", "EcgRecord": "readers", "measure_ecg": "measure", "Measurements": "measure"}
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,76 +24,22 @@ from .bundle import Bundle
 from .conversation import CUT_SHORT, Answer, Conversation, ConversationCache, position_after
 from .encoders import Encoder, load_encoders
 from .measure.waves import wave_delineator
-from .diagnosis import DiagnosisVerdict, check_diagnoses
+from .diagnosis import check_diagnoses
 from .errors import BundleError, ConfigError, EcgReadError
-from .grounding import DeviceComparison, GroundingItem, check_grounding, compare_with_device
+from .grounding import check_grounding, compare_with_device
 from .image import load_image, png_bytes, preprocess_image, save_png
 from .llm import LlamaLLM, LlmTimings, TextStream
 from .measure import Measurements, measure_ecg
 from .preprocess import preprocess_ecg
 from .prompt import build_prompt, prompt_ids, split_prompt
-from .readers import DeviceReport, EcgRecord, read_ecg
+from .readers import EcgRecord, read_ecg
 from .readers.signal_checks import checked_record
-from .revise import LlamaScorer, RhythmRevision, revise_rhythm
+from .result import Backends, Result
+from .revise import LlamaScorer, revise_rhythm
 from .render import render_ecg_image
-from .speculate import Drafter, SpeculationStats, generate_speculative
+from .speculate import Drafter, generate_speculative
 from .timings import Timings
 from .tuning import LoadPlan
-
-
-@dataclass(frozen=True)
-class Backends:
-    ecg_encoder: str
-    image_encoder: str
-    llm: str
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Result:
-    text: str
-    source: str
-    new_tokens: int
-    prompt_positions: int
-    timings: Timings
-    decode_tok_s: float
-    backends: Backends
-    bundle_id: str
-    quant: str
-    threads: int
-    measurements: Measurements                # deterministic, from the signal (gem_runtime.measure)
-    grounding: list[GroundingItem]            # every number the text states, checked against them
-    diagnoses: list[DiagnosisVerdict] = field(default_factory=list)   # every finding it states, against its criteria
-    warnings: list[str] = field(default_factory=list)
-    prefix_cached: bool = False
-    token_ids: list[int] = field(default_factory=list)     # the generated ids (parity checks)
-    device: DeviceReport | None = None        # the cart's own measurements and statements, from the file
-    device_comparison: list[DeviceComparison] = field(default_factory=list)   # ours against the cart's
-    ecg_id: str = ""                          # for follow-up questions: Interpreter.ask(result, question)
-    speculation: SpeculationStats | None = None   # drafted and kept tokens, when decoding speculated
-    lead_issues: dict[str, str] = field(default_factory=dict)   # leads kept with a problem (flat, saturated, off)
-    sex: str | None = None                    # the patient's, "F"/"M" as the file states it (the diagnoses' limits)
-    revisions: list[RhythmRevision] = field(default_factory=list)   # rhythm statements revised (revise=True)
-    model_text: str | None = None             # the model's own text, where a revision changed it
-
-    def to_dict(self) -> dict:
-        """The object `gem-run --json` prints."""
-        return {"text": self.text, "source": self.source, "new_tokens": self.new_tokens,
-                "prompt_positions": self.prompt_positions, "timings_ms": self.timings.to_dict(),
-                "decode_tok_s": self.decode_tok_s, "backends": dataclasses.asdict(self.backends),
-                "bundle_id": self.bundle_id, "quant": self.quant, "threads": self.threads,
-                "warnings": list(self.warnings), "prefix_cached": self.prefix_cached,
-                "token_ids": list(self.token_ids), "measurements": self.measurements.to_dict(),
-                "grounding": [g.to_dict() for g in self.grounding],
-                "diagnoses": [v.to_dict() for v in self.diagnoses], "lead_issues": dict(self.lead_issues),
-                "sex": self.sex,
-                "device": None if self.device is None else self.device.to_dict(),
-                "device_comparison": [c.to_dict() for c in self.device_comparison],
-                **({"revisions": [r.to_dict() for r in self.revisions], "model_text": self.model_text}
-                   if self.revisions else {}),
-                **({"speculation": self.speculation.to_dict()} if self.speculation else {})}
 
 
 @dataclass
@@ -182,11 +128,8 @@ class Interpreter:
             self._park_live()
             pos, prefix, suffix = self._prefill(question, rows, lt, t)
             out, text = self._decode(pos, max_new_tokens, lt, t, stream, ignore_eos, suffix)
-            with t.stage("decode"):
-                revised = revise_rhythm(LlamaScorer(self.llm, pos, suffix[-1], out), out, meas, device=record.device,
-                                        sex=record.sex, max_new_tokens=max_new_tokens) if revise else None
-            revisions, model_text = (revised.revisions, text) if revised and revised.revisions else ([], None)
-            out, text = (revised.ids, self._text(revised.ids)) if revisions else (out, text)
+            out, text, revisions, model_text = self._revise(revise, pos, suffix[-1], out, text, meas, record.device,
+                                                            record.sex, max_new_tokens, t)
         conv = self._open_conversation(pos, out, max_new_tokens, prefix, meas, record,
                                        png_bytes(prep.image) if keep_image else None, question, text)
         result = self._result(record, prep, out, text, max_new_tokens, lt, t, meas, conv.ecg_id)
@@ -283,6 +226,18 @@ class Interpreter:
                       prompt_positions=len(ids), timings=t, token_ids=out,
                       grounding=check_grounding(text, conv.measurements, conv.device),
                       diagnoses=check_diagnoses(text, conv.measurements, conv.device, sex=conv.sex))
+
+    def _revise(self, revise: bool, pos: int, last_prompt_id: int, out: list[int], text: str, meas, device, sex,
+                max_new_tokens: int, t: Timings):
+        """(ids, text, revisions, the model's own text or None): gem_runtime.revise on what was just generated."""
+        if not revise:
+            return out, text, [], None
+        with t.stage("decode"):
+            revised = revise_rhythm(LlamaScorer(self.llm, pos, last_prompt_id, out), out, meas, device=device, sex=sex,
+                                    max_new_tokens=max_new_tokens)
+        if not revised.revisions:
+            return out, text, [], None
+        return revised.ids, self._text(revised.ids), revised.revisions, text
 
     # --- conversations ---
     def conversation(self, ecg_id: str) -> Conversation:
