@@ -203,7 +203,7 @@ def fit(preset, data_dir, out, tokenizer_dir, stage, init_from, init_tower, towe
 @click.option("--max-new-tokens", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write JSON here")
 @click.option("--revise", is_flag=True,
-              help="labelled folders: also score the reports after gem-run --revise-rhythm's revision")
+              help="also score the reports as gem-run --revise-rhythm revises them")
 def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out, revise):
     """Greedy generation with the PyTorch model: ECG-Bench-style scores from the text on synthetic records, and
     on real ECGs what the model says beside what their cart says."""
@@ -214,8 +214,11 @@ def evaluate(checkpoint, data_dir, n, real, max_new_tokens, out, revise):
     t0 = time.time()
     res = {}
     if data_dir is not None:
-        res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens)
+        res = evaluate_checkpoint(checkpoint, data_dir, n, max_new_tokens, revise=revise)
         _echo_scores(res["scores"])
+        if revise:
+            click.echo(f"after --revise-rhythm ({res['revised']['reports_revised']} reports revised):")
+            _echo_scores(res["revised"]["scores"])
     folders, files = [p for p in real if p.is_dir()], [p for p in real if not p.is_dir()]
     if folders:
         res["labelled"] = evaluate_labelled(checkpoint, folders, max_new_tokens, log=lambda m: click.echo(m, err=True),

@@ -20,12 +20,6 @@ from .tokenizer import SpTokenizer
 from .train import load_ecg_array, load_pixels
 
 
-def _generate(model, tok: SpTokenizer, question: str, ecg, pixels, max_new_tokens: int) -> str:
-    ids = prompt_ids(build_prompt(question), tok)
-    return tok.decode(model.generate(ids, torch.from_numpy(ecg), torch.from_numpy(pixels), max_new_tokens,
-                                     eos_id=tok.eos_id))
-
-
 def reference_ids(model, tok: SpTokenizer, x, max_new_tokens: int = 256,
                   question: str = DEFAULT_QUESTION) -> list[int]:
     """PyTorch's greedy report on an ECG as GEM's preprocessing gives it ((12, 5000) mV), with the paper image
@@ -38,19 +32,35 @@ def reference_ids(model, tok: SpTokenizer, x, max_new_tokens: int = 256,
                           max_new_tokens, eos_id=tok.eos_id)
 
 
-def evaluate_checkpoint(ckpt: Path, data_dir: Path, n: int, max_new_tokens: int = 256) -> dict:
+def evaluate_checkpoint(ckpt: Path, data_dir: Path, n: int, max_new_tokens: int = 256, revise: bool = False) -> dict:
+    """revise: also score the texts as gem-run --revise-rhythm revises them (under "revised")."""
+    from gem_runtime.measure import measure_ecg
+
+    from .revision import revise_torch
+
     ckpt, data_dir = Path(ckpt), Path(data_dir)
     records = read_records(data_dir, n)                 # the user's inputs checked before the model loads
     model = load_checkpoint(ckpt)
     tok = SpTokenizer(ckpt / "tokenizer.model")
-    texts = []
+    texts, revised, n_revised = [], [], 0
     for r in tqdm(records, desc="eval", unit="rec"):
         ecg = load_ecg_array(data_dir / (r["ecg"] + ".hea"))
         pixels = load_pixels(data_dir / r["image"], model.config.vision_image_size)
-        texts.append(_generate(model, tok, r["conversations"][0]["value"], ecg, pixels, max_new_tokens))
+        ids = prompt_ids(build_prompt(r["conversations"][0]["value"]), tok)
+        out = model.generate(ids, torch.from_numpy(ecg), torch.from_numpy(pixels), max_new_tokens, eos_id=tok.eos_id)
+        texts.append(tok.decode(out))
+        if revise:
+            rev = revise_torch(model, tok, ids, ecg, pixels, out, measure_ecg(ecg, ECG_FS), max_new_tokens=max_new_tokens)
+            revised.append(tok.decode(rev.ids))
+            n_revised += bool(rev.revisions)
     truths = [r["machine_measurements"] for r in records]
-    return {"checkpoint": str(ckpt), "data": str(data_dir), "scores": score(texts, truths),
-            "samples": [{"id": r["id"], "text": t} for r, t in zip(records[:20], texts[:20])]}
+    res = {"checkpoint": str(ckpt), "data": str(data_dir), "scores": score(texts, truths),
+           "samples": [{"id": r["id"], "text": t} for r, t in zip(records[:20], texts[:20])]}
+    if revise:
+        res["revised"] = {"scores": score(revised, truths), "reports_revised": n_revised,
+                          "samples": [{"id": r["id"], "text": t, "model_text": m}
+                                      for r, t, m in zip(records, revised, texts) if t != m]}
+    return res
 
 
 @dataclasses.dataclass(frozen=True)
