@@ -141,3 +141,15 @@ def test_the_pytorch_model_is_revised_as_the_runtime_revises(shared_data):
                            max_new_tokens=160)
     assert revised.revisions and revised.revisions[0].original_finding == "atrial_fibrillation"
     assert contradicted(tok.decode(revised.ids)) == [], tok.decode(revised.ids)
+
+
+def test_eval_data_revise_scores_the_simulators_records_both_ways(tmp_path, tiny_checkpoint, tiny_corpus, capsys):
+    out = tmp_path / "sim.json"
+    code, stdout, err = run_main(main, ["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_corpus),
+                                        "--n", "3", "--max-new-tokens", "16", "--revise", "--out", str(out)], capsys)
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["scores"]["n"] == res["revised"]["scores"]["n"] == 3
+    assert res["revised"]["reports_revised"] == len(res["revised"]["samples"]) <= 3
+    assert all(s["text"] != s["model_text"] for s in res["revised"]["samples"])
+    assert "after --revise-rhythm" in stdout
