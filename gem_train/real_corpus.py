@@ -30,6 +30,7 @@ for f within 15% stays inside what one person's ECG shows from rest to exercise.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import zlib
@@ -147,11 +148,16 @@ def augment(signal: np.ndarray, fs: float, copy: int, n_copies: int, rng: np.ran
         return x, f
     if n <= window:
         x = np.roll(x, int(rng.integers(-ECG_FS, ECG_FS + 1)), axis=1)
+    return jitter(x, rng), f
+
+
+def jitter(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A global amplitude scale (0.75-1.3), per-lead gains (0.95-1.05), baseline wander and white noise."""
     x = x * rng.uniform(0.75, 1.3) * rng.uniform(0.95, 1.05, size=(x.shape[0], 1))
     t = np.arange(x.shape[1]) / ECG_FS
     wander = rng.uniform(0.0, 0.15) * np.sin(2 * np.pi * rng.uniform(0.1, 0.4) * t + rng.uniform(0, 2 * np.pi))
     x = x + wander[None, :] + rng.normal(0.0, rng.uniform(0.0, 0.02), size=x.shape)
-    return x.astype(np.float32), f
+    return x.astype(np.float32)
 
 
 def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator,
@@ -197,10 +203,33 @@ def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator,
                   "labels": list(labels.labels)}
 
 
+def af_copies_of(labels: RecordLabels, x: np.ndarray, seed: int, n: int):
+    """(copy id, signal, labels) of up to n atrial fibrillations made from a sinus record's own beats
+    (gem_train.real_af), each jittered as a copy is; none from a record that is not sinus."""
+    from gem_runtime.diagnosis import CONTRADICTED, check_diagnoses
+    from gem_runtime.measure import measure_ecg
+
+    from .real_af import af_from_beats
+
+    if labels.rhythm not in (NSR, SB, STACH, SR):
+        return
+    af_labels = dataclasses.replace(labels, rhythm=AF, present=labels.present - {AVB1})
+    for k in range(n):
+        rng = copy_rng(seed, labels.record + "-af", k)
+        y = af_from_beats(x, rng)
+        if y is None:
+            continue
+        y = jitter(y, rng)
+        [af] = check_diagnoses("atrial fibrillation", measure_ecg(y, ECG_FS))
+        if af.verdict != CONTRADICTED:                  # the report must be one our measurement does not contradict
+            yield f"af{k}", y, af_labels, rng
+
+
 def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed: int = 0, images: bool = True,
-                      stretch: tuple[float, float] | None = None, log=None) -> dict:
+                      stretch: tuple[float, float] | None = None, log=None, af_copies: int = 0) -> dict:
     """The training split of `folders` as a corpus under out_dir (records.json, ecg/, images/, corpus.txt, and
-    split.json: which records trained, which are held out, which copies were left out and why)."""
+    split.json: which records trained, which are held out, which copies were left out and why). af_copies: per
+    sinus record, that many atrial fibrillations made from its beats (`af_copies_of`)."""
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
     from gem_runtime.render import render_ecg_image
@@ -220,10 +249,13 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
             left_out.append({"record": labels.record, "copy": None, "reason": str(e)})
             continue
         wrote = 0
-        for k in range(copies):
-            rng = copy_rng(seed, labels.record, k)
-            x, f = augment(ecg.signal[[ecg.leads.index(lead) for lead in LEADS]], ecg.fs, k, copies, rng, stretch)
-            text, mm = report_for(labels, x, rng, rate_class=f != 1.0)
+        signal = ecg.signal[[ecg.leads.index(lead) for lead in LEADS]]
+        made = [(k, *augment(signal, ecg.fs, k, copies, rng, stretch), labels, rng)
+                for k, rng in ((k, copy_rng(seed, labels.record, k)) for k in range(copies))]
+        x0 = made[0][1]
+        made += [(k, x, 1.0, af_labels, rng) for k, x, af_labels, rng in af_copies_of(labels, x0, seed, af_copies)]
+        for k, x, f, copy_labels, rng in made:
+            text, mm = report_for(copy_labels, x, rng, rate_class=f != 1.0)
             if text is None:
                 left_out.append({"record": labels.record, "copy": k, **mm})
                 continue
@@ -241,7 +273,7 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
         if wrote:
             trained.append(labels.record)
         if log:
-            log(f"{labels.source} {labels.record}: {wrote}/{copies} copies")
+            log(f"{labels.source} {labels.record}: {wrote}/{len(made)} copies")
     if not records:
         raise GemEdgeError(f"{', '.join(map(str, folders))}: no training record could be written")
     (out_dir / "records.json").write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n")
@@ -249,6 +281,7 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
     (out_dir / "corpus.txt").write_text("\n".join(lines) + "\n")
     summary = {"rule": "LUDB N trains when N % 4 != 3; CinC trains when the number in its name is even",
                "train_records": trained, "heldout_records": [h.stem for h in split[HELDOUT]],
-               "examples": len(records), "copies": copies, "seed": seed, "stretch": stretch, "left_out": left_out}
+               "examples": len(records), "copies": copies, "seed": seed, "stretch": stretch, "af_copies": af_copies,
+               "left_out": left_out}
     (out_dir / "split.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

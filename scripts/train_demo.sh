@@ -68,6 +68,8 @@ R=${REAL:-../shared/data/real}
 #     own beats (`continue_with_beats`), so LUDB's copies speed up as often as they slow down ($W/real-2i: 670
 #     examples). Held-out real: rhythm 40/64 -> 43/64, normal rhythms called bradycardia 11 -> 7, AF on sinus 2/56;
 #     simulator macro-F1 0.959, HR within 10% 0.980; kept by a rule fixed before its evaluation.
+#     2j (not kept, so not run here): 600 steps from 2i at 1.5e-4, seed 7, with --af-copies 2 (atrial fibrillation
+#     made from each training sinus record's beats, gem_train/real_af.py): held-out 36/64, AF on sinus 8/56.
 [ -f $W/real-2i/records.json ] || gem-train real-corpus --real $R/labelled --real $R/ludb --out $W/real-2i --copies 12 \
   --stretch 0.85 1.15
 [ -f $W/ckpt-2i/model.safetensors ] || \

@@ -12,7 +12,7 @@ import pytest
 
 from gem_train import corpus
 from gem_train.real_corpus import HELDOUT, TRAIN, split_headers, split_of, write_heldout, write_real_corpus
-from gem_train.real_labels import RecordLabels, labelled_headers
+from gem_train.real_labels import NSR, SB, SR, STACH, RecordLabels, labelled_headers, read_labels
 from gem_train.scoring import parse_diagnoses, parse_heart_rate, parse_rhythm
 
 
@@ -168,3 +168,41 @@ def test_a_stretched_copy_moves_the_rate_and_names_the_sinus_class_from_it(ludb)
     text, mm = report_for(labels, slow, copy_rng(0, "131", 1), rate_class=True)
     assert hr0 >= 60 > hr                                # LUDB 131: a normal sinus rhythm at 66 bpm
     assert mm["rhythm"] == "sinus bradycardia" and parse_rhythm(text) == "sinus bradycardia"
+
+
+def test_atrial_fibrillation_made_from_a_sinus_records_own_beats(ludb):
+    """gem_train.real_af on LUDB 1 (sinus rhythm, training half): its complexes at irregularly irregular RR, no
+    consistent P wave, Einthoven's relations kept, and our AF check supports what the copy will be labelled."""
+    from gem_runtime.constants import ECG_FS
+    from gem_runtime.diagnosis import SUPPORTED, check_diagnoses
+    from gem_runtime.measure import measure_ecg
+    from gem_runtime.preprocess import preprocess_ecg
+    from gem_runtime.readers import read_ecg
+    from gem_train.real_af import af_from_beats
+
+    x, _ = preprocess_ecg(read_ecg(ludb / "1.hea"))
+    before = measure_ecg(x, ECG_FS)
+    y = af_from_beats(x, np.random.default_rng(3))
+    assert y.shape == x.shape and np.isfinite(y).all()
+    einthoven = lambda z: np.abs(z[2] - (z[1] - z[0])).max()                  # noqa: E731  III = II - I
+    assert einthoven(y) <= einthoven(x) + 1e-4                                 # as well as the record holds it
+    after = measure_ecg(y, ECG_FS)
+    assert before.pr_ms is not None and after.pr_ms is None                   # the P wave is gone
+    assert abs(after.qrs_ms - before.qrs_ms) <= 12                             # the same complexes
+    [af] = check_diagnoses("atrial fibrillation", after)
+    assert af.verdict == SUPPORTED, af.reason
+    assert np.array_equal(y, af_from_beats(x, np.random.default_rng(3)))     # one generator, one copy
+
+
+def test_af_copies_come_only_from_sinus_training_records(labelled, tmp_path):
+    summary = write_real_corpus([labelled], tmp_path / "af", copies=1, seed=0, images=False, af_copies=2)
+    records = json.loads((tmp_path / "af" / "records.json").read_text())
+    made = [r for r in records if re.search(r"-af\d$", r["id"])]
+    rhythm_of = {h.stem: read_labels(h).rhythm for h in labelled_headers(labelled)}
+    assert made and summary["af_copies"] == 2
+    for r in made:
+        mm = r["machine_measurements"]
+        assert mm["rhythm"] == "atrial fibrillation" and mm["pr_ms"] is None
+        assert mm["record"] in summary["train_records"]
+        assert rhythm_of[mm["record"]] in (NSR, SB, STACH, SR)
+        assert "atrial fibrillation" in r["conversations"][1]["value"]
