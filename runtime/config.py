@@ -1,7 +1,7 @@
 """The deployment's one configuration file (TOML, read with the standard library's tomllib) for `gem-run serve`
 and `gem-run dicom-listen`: `load_config(path) -> DeployConfig`, typed frozen dataclasses, one section each.
 
-    [model]   bundle, threads, quant, max_new_tokens, trusted_keys
+    [model]   bundle, threads, quant, max_new_tokens, trusted_keys, revise_rhythm
     [audit]   log
     [serve]   host, port, token_file, allow_hosts, allow_origins, queue, timeout_s, max_bytes, state_mb, read_timeout_s
     [dicom]   out, host, port, ae_title, allow_ae, max_associations, retries, backoff_s, [dicom.forward], [dicom.hl7]
@@ -37,6 +37,8 @@ class ModelSection:
     quant: str | None = None             # LLM type; default: what `gem-run tune` chose here, else the bundle's
     max_new_tokens: int = 256
     trusted_keys: Path | None = None     # a PEM file or folder of public keys: the bundle must be signed by one
+    revise_rhythm: bool = False          # revise contradicted rhythm statements (gem_runtime.revise): serve's default,
+                                         # the DICOM listener's setting
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def _build(tp, value, key: str, file: Path):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(file, key, f"expected a number, got {_shown(value)}")
         return float(value)
+    if tp is bool and not isinstance(value, bool):
+        _fail(file, key, f"expected true or false, got {_shown(value)}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
         _fail(file, key, f"expected an integer, got {_shown(value)}")
     if tp is str and not isinstance(value, str):

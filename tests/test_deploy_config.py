@@ -34,6 +34,7 @@ def test_the_example_parses_into_typed_sections(tmp_path, token_file):
     assert isinstance(cfg, DeployConfig) and cfg.source == tmp_path / "gem-edge.toml"
     assert cfg.model.bundle == Path("/opt/gem-edge/bundles/current") and cfg.model.threads == 4
     assert cfg.model.trusted_keys == Path("/etc/gem-edge/trusted-keys") and cfg.model.quant is None
+    assert cfg.model.revise_rhythm is False
     assert cfg.audit.log == Path("/var/lib/gem-edge/audit/audit.jsonl")
     assert cfg.serve.port == 8717 and cfg.serve.timeout_s == 120.0 and cfg.serve.allow_hosts == ()
     assert cfg.serve.token == TOKEN and cfg.serve.token_id.startswith("token:") and TOKEN not in repr(cfg)
@@ -50,6 +51,7 @@ def test_the_example_parses_into_typed_sections(tmp_path, token_file):
     ("port = 8717", 'port = "8717"', "serve.port: expected an integer, got str '8717'"),
     ("port = 8717", "port = 87170", "serve.port: 87170 is not a TCP port"),
     ("threads = 4", "threads = true", "model.threads: expected an integer, got bool True"),
+    ("revise_rhythm = false", 'revise_rhythm = "yes"', "model.revise_rhythm: expected true or false, got str 'yes'"),
     ("backoff_s = 2.0", 'backoff_s = "2s"', "dicom.backoff_s: expected a number, got str '2s'"),
     ('allow_ae = ["MUSE01", "CART7"]', 'allow_ae = "CART7"', "dicom.allow_ae: expected a list of strings"),
     ('allow_ae = ["MUSE01", "CART7"]', 'allow_ae = ["A_TITLE_LONGER_THAN_16"]', "dicom.allow_ae[0]: 'A_TITLE_LONG"),

@@ -168,3 +168,29 @@ def test_callers_not_allowed_and_a_public_bind_without_a_list_are_refused(tiny_b
     p = subprocess.run([sys.executable, "-m", "gem_runtime.cli", "dicom-listen", "--port", str(free_port()), "--out",
                         str(tmp_path / "x"), "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--allow-ae" in p.stderr and p.stderr.strip().count("\n") == 0
+
+
+def test_revise_rhythm_reaches_the_sr_and_the_hl7(tmp_path, shared_data):
+    """The demo bundle with --revise-rhythm on GE MUSE example2 written as ECG DICOM (a regular sinus rhythm the
+    demo model calls atrial fibrillation): the SR and the ORU carry the revised text, the model's own and why."""
+    from gem_runtime.bundle import default_bundle
+    from gem_runtime.hospital.ecg_dicom import write_ecg_dicom
+    from gem_runtime.readers import read_ecg
+
+    ecg = write_ecg_dicom(read_ecg(shared_data / "real" / "muse" / "example2.xml"), tmp_path / "muse2.dcm",
+                          patient_id="MUSE-2")
+    out = tmp_path / "inbox"
+    with listening(default_bundle(), out, "--max-new-tokens", "160", "--revise-rhythm") as (port, proc):
+        sent = _store(port, ecg)
+        assert "Received Store Response (Success)" in sent.stdout + sent.stderr, sent.stdout + sent.stderr
+        folder = out / pydicom.dcmread(ecg, stop_before_pixels=True).SOPInstanceUID
+        _wait_reports(folder)
+    result = json.loads((folder / "result.json").read_text())
+    [revision] = result["revisions"]
+    assert revision["original_finding"] == "atrial_fibrillation" and "atrial fibrillation" in result["model_text"]
+    assert "atrial fibrillation" not in result["text"].lower()
+    dump = _dcmtk("dsrdump", str(folder / "report.sr.dcm")).stdout
+    assert "Revised to" in dump and revision["revised"] in dump and "The model's own text" in dump
+    hl7 = (folder / "report.hl7").read_text()
+    assert f'revised "{revision["original"]}" to "{revision["revised"]}"' in hl7
+    assert "the model's own text: Irregularly irregular" in hl7

@@ -274,3 +274,13 @@ def test_revise_rhythm_revises_the_report_a_client_gets(shared_data):
         assert plain["text"] == body["model_text"] and "revisions" not in plain
         r = _interpret(base, muse, max_new_tokens="8", revise_rhythm="perhaps")
         assert r.status_code == 400 and "revise_rhythm" in r.json()["error"]
+
+
+def test_serve_revise_rhythm_makes_it_the_default_a_request_may_turn_off(shared_data):
+    from gem_runtime.bundle import default_bundle
+
+    muse = shared_data / "real" / "muse" / "example2.xml"
+    with serving(default_bundle(), "--revise-rhythm") as (base, _):
+        revised = _interpret(base, muse, max_new_tokens="160").json()
+        plain = _interpret(base, muse, max_new_tokens="160", revise_rhythm="false").json()
+    assert revised["revisions"] and revised["model_text"] == plain["text"] and "revisions" not in plain

@@ -36,6 +36,7 @@ def _peer(text: str, parts: int, what: str):
 def _listen_defaults(cfg) -> dict:
     m, d = cfg.model, cfg.dicom
     return {"bundle_dir": m.bundle, "quant": m.quant, "threads": m.threads, "max_new_tokens": m.max_new_tokens,
+            "revise_rhythm": m.revise_rhythm,
             "port": d.port, "out": d.out, "host": d.host, "ae_title": d.ae_title, "allow_ae": d.allow_ae or None,
             "max_associations": d.max_associations, "retries": d.retries, "backoff_s": d.backoff_s,
             "forward": None if d.forward is None else f"{d.forward.host}:{d.forward.port}:{d.forward.ae_title}",
@@ -64,8 +65,10 @@ def _listen_defaults(cfg) -> dict:
               help="log one JSON object per event on stdout (journald) instead of lines on stderr")
 @click.option("--max-associations", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="associations open at once; more are refused, each with a log line")
+@click.option("--revise-rhythm", is_flag=True,
+              help="revise contradicted rhythm statements; the SR and the HL7 carry the model's own text beside")
 def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, quant, retries,
-                 backoff_s, max_new_tokens, log_json, max_associations):
+                 backoff_s, max_new_tokens, log_json, max_associations, revise_rhythm):
     """Receive ECG waveforms by DICOM C-STORE; interpret each and write result.json, an SR and an HL7 ORU."""
     if host not in LOCAL_HOSTS and not allow_ae:
         raise GemEdgeError(f"--host {host} would accept any caller: give --allow-ae too (or keep 127.0.0.1)")
@@ -81,7 +84,7 @@ def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, 
                               forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,
                               hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens,
                               max_associations=max_associations, retries=retries, backoff_s=backoff_s,
-                              audit_log=audit_file)
+                              audit_log=audit_file, revise_rhythm=revise_rhythm)
     os.umask(0o077)                                       # patient data: 0600 files in 0700 folders
     configure_logging("gem-run dicom-listen", log_json)
     stop = threading.Event()

@@ -22,7 +22,8 @@ _SERVE_INSTALL = "gem-run serve needs the serve extra: pip install 'gem-edge[ser
 
 def _serve_defaults(cfg) -> dict:
     m, s = cfg.model, cfg.serve
-    return {"bundle_dir": m.bundle, "quant": m.quant, "threads": m.threads, "host": s.host, "port": s.port,
+    return {"bundle_dir": m.bundle, "quant": m.quant, "threads": m.threads, "revise_rhythm": m.revise_rhythm,
+            "host": s.host, "port": s.port,
             "queue_limit": s.queue, "token": s.token, "timeout_s": s.timeout_s, "max_bytes": s.max_bytes,
             "state_mb": s.state_mb, "read_timeout_s": s.read_timeout_s, "allow_hosts": s.allow_hosts or None,
             "allow_origins": s.allow_origins or None}
@@ -59,8 +60,10 @@ def _serve_defaults(cfg) -> dict:
               help="log one JSON object per event on stdout (journald) instead of lines on stderr")
 @click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
               help="a browser origin (https://emr.example.org) allowed to post from another site (repeat)")
+@click.option("--revise-rhythm", is_flag=True,
+              help="revise contradicted rhythm statements unless a request says revise_rhythm=false")
 def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb,
-          read_timeout_s, shutdown_timeout_s, allow_hosts, log_json, allow_origins):
+          read_timeout_s, shutdown_timeout_s, allow_hosts, log_json, allow_origins, revise_rhythm):
     """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
     if host not in LOCAL_HOSTS and not token:
         raise GemEdgeError(f"--host {host} would let other machines in: give --token too (or keep 127.0.0.1)")
@@ -83,7 +86,7 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
                            queue=queue_limit, token=token, timeout_s=timeout_s, max_bytes=max_bytes,
                            state_mb=state_mb, host=host, allow_hosts=tuple(allow_hosts),
                            allow_origins=tuple(allow_origins), read_timeout_s=read_timeout_s,
-                           audit_log=audit_file)
+                           audit_log=audit_file, revise_rhythm=revise_rhythm)
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
     app = build_app(options)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",

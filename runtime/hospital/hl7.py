@@ -88,6 +88,9 @@ def build_oru(result: dict, source, *, sending_facility: str = "", receiving_app
     _obx(observation.add_segment("OBX"), set_id + 1, "TX", TEXT_CODE, lines, "", RESULT_STATUS, when)
     notes = [grounding_note(g) for g in result.get("grounding") or []]
     notes += [diagnosis_note(v) for v in result.get("diagnoses") or []]
+    notes += [revision_note(r) for r in result.get("revisions") or []]
+    if result.get("revisions"):
+        notes.append("the model's own text: " + " ".join((result.get("model_text") or "").split()))
     for k, note in enumerate(notes, 1):
         _nte(observation.add_segment("NTE"), k, note)
     return msg.to_er7()
@@ -97,6 +100,12 @@ def diagnosis_note(v: dict) -> str:
     """One stated finding in one line: 'diagnosis atrial fibrillation: contradicted - RR regular ...'."""
     device = f"; device: {v['device_verdict']}" if v.get("device_verdict") else ""
     return f"diagnosis {v['name']} (\"{v['statement']}\"): {v['verdict']} - {v['reason']}{device}"
+
+
+def revision_note(r: dict) -> str:
+    """One revised statement in one line: 'revised "atrial fibrillation" to "Normal sinus rhythm": RR regular ...'."""
+    return f"revised \"{r['original']}\" to \"{r['revised'] or 'no rhythm named'}\": the measurements contradict it " \
+           f"- {r['reason']}"
 
 
 def grounding_note(g: dict) -> str:

@@ -79,6 +79,7 @@ class ListenerOptions:
     retries: int = 5
     backoff_s: float = 2.0
     audit_log: Path | None = None                 # one hash-chained line per interpretation (gem_runtime.audit)
+    revise_rhythm: bool = False                   # revise contradicted rhythm statements (gem_runtime.revise)
 
 
 @dataclass
@@ -284,7 +285,8 @@ class EcgListener:
         """The interpretation, with its audit line (outcome, the stored file's hash, the study UID) when kept."""
         result, error = None, None
         try:
-            result = self.interpreter.interpret(ecg, max_new_tokens=self.options.max_new_tokens)
+            result = self.interpreter.interpret(ecg, max_new_tokens=self.options.max_new_tokens,
+                                                revise=self.options.revise_rhythm)
             return result
         except BaseException as exc:
             error = exc
@@ -294,7 +296,8 @@ class EcgListener:
                 folder_file = Path(source.filename) if getattr(source, "filename", None) else None
                 self.audit.append(interpretation_entry(
                     "dicom-listen", caller, None if folder_file is None else file_sha256(folder_file),
-                    self.interpreter, result, error, {"max_new_tokens": self.options.max_new_tokens},
+                    self.interpreter, result, error, {"max_new_tokens": self.options.max_new_tokens,
+                                                      "revise_rhythm": self.options.revise_rhythm},
                     str(source.get("StudyInstanceUID", "")) or None))
 
     def _write(self, folder: Path, ecg: tuple | None, write) -> None:

@@ -15,6 +15,7 @@ evidence (Current Requested Procedure Evidence Sequence) and holds, under the ro
 | TEXT | (121073, DCM, "Impression") | the model's text |
 | CONTAINER | (grounding, 99GEM, ...) | per number the text states: quantity, stated, measured, verdict (and the device's value, tolerance) |
 | CONTAINER | (diagnoses, 99GEM, ...) | per finding the text states: finding, statement, verdict, the evidence (and the verdict on the device's numbers) |
+| TEXT, CONTAINER | (model-text, 99GEM), (revisions, 99GEM, ...) | where a rhythm statement was revised (`--revise-rhythm`): the model's own text, and per revision its words, what replaced them and why |
 
 Measurements go by MDC codes, as DICOM's CIDs 3227-3229 name them (carts' older SCP-ECG codes, which
 `readers.dicom.SCPECG_MEASUREMENTS` reads, are what those CIDs replaced), heart rate by LOINC 8867-4.
@@ -67,7 +68,9 @@ LOCAL_CODES = {"grounding": "Grounding of the stated numbers", "grounding-item":
                "device-verdict": "Verdict against the device", "reason": "Reason",
                "not-measured": "Not measurable", "quality-flag": "Signal quality flag",
                "diagnoses": "Grounding of the stated diagnoses", "diagnosis-item": "Stated diagnosis",
-               "finding": "Finding", "statement": "Statement"}
+               "finding": "Finding", "statement": "Statement", "model-text": "The model's own text, before revision",
+               "revisions": "Statements revised against the measurements", "revision-item": "Revised statement",
+               "revised": "Revised to"}
 REPORT_TITLE = ("11524-6", "LN", "EKG study")
 SR_SERIES_NUMBER = 900                # SRs we write sort after the cart's series
 REQUIRED_SOURCE = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
@@ -155,6 +158,11 @@ def _content(result: dict, source):
         items.append(_grounding(result["grounding"]))
     if result.get("diagnoses"):
         items.append(_diagnoses(result["diagnoses"]))
+    if result.get("revisions"):
+        items.append(_text(_local("model-text"), result.get("model_text") or "(no text)"))
+        items.append(_containers("revisions", "revision-item", [
+            [_text(_local("statement"), r["original"]), _text(_local("revised"), r["revised"] or "(no rhythm named)"),
+             _text(_local("reason"), r["reason"])] for r in result["revisions"]]))
     root.ContentSequence = items
     return root
 

@@ -50,6 +50,7 @@ class ServeOptions:
     allow_origins: tuple[str, ...] = ()    # browser origins allowed to post from another site
     read_timeout_s: float = 60.0           # a request's body must arrive within this
     audit_log: Path | None = None          # one hash-chained line per interpretation (gem_runtime.audit)
+    revise_rhythm: bool = False            # a request's revise_rhythm when it does not say
 
     def guard_policy(self, stopping: threading.Event) -> GuardPolicy:
         return GuardPolicy(bound_host=self.host, allow_hosts=self.allow_hosts, allow_origins=self.allow_origins,

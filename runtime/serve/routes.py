@@ -79,7 +79,7 @@ async def interpret(request: Request):
     question = form.text("question") or None
     max_new = int_field(form.text("max_new_tokens"), "max_new_tokens", 256, 1, MAX_NEW_TOKENS)
     fs = float_field(form.text("fs"), "fs")
-    revise = bool_field(form.text("revise_rhythm"), "revise_rhythm")
+    revise = bool_field(form.text("revise_rhythm"), "revise_rhythm", options.revise_rhythm)
     timings = Timings()
     trail = _Trail(request, form.paths)
     with form:

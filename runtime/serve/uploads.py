@@ -114,10 +114,12 @@ def int_field(value, name: str, default: int, lo: int, hi: int) -> int:
     return number
 
 
-def bool_field(value, name: str) -> bool:
-    """A form's flag: "true"/"1"/"yes" or "false"/"0"/"no" (absent: false); anything else is a 400."""
+def bool_field(value, name: str, default: bool = False) -> bool:
+    """A form's flag: "true"/"1"/"yes" or "false"/"0"/"no" (absent: `default`); anything else is a 400."""
     word = "" if value is None else str(value).strip().lower()
-    if word in ("", "false", "0", "no"):
+    if word == "":
+        return default
+    if word in ("false", "0", "no"):
         return False
     if word in ("true", "1", "yes"):
         return True
