@@ -76,12 +76,16 @@ def _tail(log: Path) -> str:
 
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory) -> str:
+    yield from _serve(tiny_bundle, tmp_path_factory)
+
+
+def _serve(bundle: Path, tmp_path_factory, *args: str):
     """A real `gem-run serve` on a free port, with a token; stopped with SIGTERM at the end."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "gem_runtime.cli", "serve", "--bundle", str(tiny_bundle),
-           "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN]
+    cmd = [sys.executable, "-m", "gem_runtime.cli", "serve", "--bundle", str(bundle),
+           "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN, *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -241,3 +245,23 @@ def _row(driver, key: str) -> tuple[str, str, str]:
     """(label, measured, device) of the measurement table's row for `key`, or empty strings."""
     cells = driver.find_elements("css selector", f"#measurements tr[data-key='{key}'] > *")
     return tuple(c.text for c in cells) if len(cells) == 3 else ("", "", "")
+
+
+def test_viewer_shows_a_revised_rhythm_and_the_models_own_text(browser, tmp_path_factory, shared_data):
+    """The demo bundle served with --revise-rhythm (the box starts checked) on GE MUSE example2, a regular sinus
+    rhythm the demo model calls atrial fibrillation: the report shown is the revised one, the revision is listed
+    with its reason, and the model's own text is one click away."""
+    from gem_runtime.bundle import default_bundle
+
+    for base in _serve(default_bundle(), tmp_path_factory, "--revise-rhythm"):
+        browser.get(f"{base}/?token={TOKEN}")
+        _wait(browser, lambda d: d.find_element("id", "revise").is_selected(), "the revise box to take the default")
+        browser.find_element("id", "file").send_keys(str(shared_data / "real" / "muse" / "example2.xml"))
+        browser.find_element("id", "interpret").click()
+        _wait(browser, lambda d: d.find_element("id", "revisions").is_displayed(), "the revision to be listed")
+        revisions = _text(browser, "revisions")
+        assert 'revised \u201catrial fibrillation\u201d to' in revisions and "RR regular" in revisions
+        assert "atrial fibrillation" not in _text(browser, "report").lower()
+        own = browser.execute_script("return document.querySelector('#revisions .model-text').textContent")
+        assert "atrial fibrillation" in own
+        assert _text(browser, "error") == "" and not _uncaught_errors(browser)

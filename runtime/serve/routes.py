@@ -70,6 +70,7 @@ async def health(request: Request):
     return JSONResponse({"status": "ok", "bundle_id": gem.bundle.bundle_id, "quant": gem.quant,
                          "backends": gem.backends.to_dict(), "threads": gem.threads,
                          "queue_depth": worker.depth, "queue_limit": request.app.state.options.queue,
+                         "revise_rhythm": request.app.state.options.revise_rhythm,
                          "states": gem.conversation_count})
 
 

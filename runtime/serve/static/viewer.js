@@ -135,6 +135,23 @@ function markedText(container, text, grounding) {
   container.replaceChildren(out);
 }
 
+// What --revise-rhythm changed: each revised statement with its reason, and the model's own text.
+function renderRevisions(result) {
+  const box = $("revisions");
+  const revisions = result.revisions || [];
+  box.replaceChildren();
+  box.hidden = !revisions.length;
+  for (const r of revisions) {
+    box.append(el("p", "revised \u201c" + r.original + "\u201d to \u201c" + (r.revised || "no rhythm named")
+      + "\u201d: the measurements contradict it \u2014 " + r.reason, "revision"));
+  }
+  if (!revisions.length) return;
+  const own = el("details");
+  own.append(el("summary", "the model's own text"));
+  own.append(el("p", result.model_text || "", "text model-text"));
+  box.append(own);
+}
+
 // The numbers and the diagnoses a text states, each with its span and verdict, for markedText.
 function checked(result) {
   return (result.grounding || []).concat(result.diagnoses || []);
@@ -249,6 +266,7 @@ async function interpret(event) {
   ecgId = null;
   busy(true);
   $("report").replaceChildren();
+  renderRevisions({});
   $("answers").replaceChildren();
   $("measurements").tBodies[0].replaceChildren();
   $("device-statements").replaceChildren();
@@ -259,6 +277,7 @@ async function interpret(event) {
   for (const f of files) form.append("file", f, f.name);
   const question = $("question").value.trim();
   if (question) form.append("question", question);
+  form.append("revise_rhythm", $("revise").checked ? "true" : "false");
 
   const t0 = performance.now();
   setStatus("interpreting " + Array.from(files, (f) => f.name).join(", ") + " …");
@@ -267,6 +286,7 @@ async function interpret(event) {
     const result = await postStream("/v1/interpret", form, null, (text) => report.append(text));
     ecgId = result.ecg_id;
     markedText(report, result.text, checked(result));
+    renderRevisions(result);
     renderMeasurements(result);
     setStatus("done in " + ((performance.now() - t0) / 1000).toFixed(1) + " s ("
       + result.new_tokens + " tokens)");
@@ -304,6 +324,12 @@ async function ask(event) {
     busy(false);
   }
 }
+
+// The revise box starts as the server's default (gem-run serve --revise-rhythm, [model] revise_rhythm).
+fetch("/v1/health", { headers: headers() })
+  .then((r) => (r.ok ? r.json() : {}))
+  .then((health) => { $("revise").checked = Boolean(health.revise_rhythm); })
+  .catch(() => {});
 
 $("interpret-form").addEventListener("submit", interpret);
 $("followup-form").addEventListener("submit", ask);
