@@ -20,14 +20,20 @@ from .tokenizer import SpTokenizer
 from .train import load_ecg_array, load_pixels
 
 
-def reference_ids(model, tok: SpTokenizer, x, max_new_tokens: int = 256,
-                  question: str = DEFAULT_QUESTION) -> list[int]:
-    """PyTorch's greedy report on an ECG as GEM's preprocessing gives it ((12, 5000) mV), with the paper image
-    rendered from the signal as gem-run renders it: the reference a runtime's text is compared with."""
+def rendered_pixels(model, x):
+    """The paper image of an ECG ((12, 5000) mV) as gem-run renders it, preprocessed for the model's CLIP."""
     from gem_runtime.image import preprocess_image
     from gem_runtime.render import render_ecg_image
 
-    pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
+    return preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
+
+
+def reference_ids(model, tok: SpTokenizer, x, max_new_tokens: int = 256,
+                  question: str = DEFAULT_QUESTION, pixels=None) -> list[int]:
+    """PyTorch's greedy report on an ECG as GEM's preprocessing gives it ((12, 5000) mV), with the paper image
+    rendered from the signal as gem-run renders it (`pixels`, when the caller has them already): the reference a
+    runtime's text is compared with."""
+    pixels = rendered_pixels(model, x) if pixels is None else pixels
     return model.generate(prompt_ids(build_prompt(question), tok), torch.from_numpy(x), torch.from_numpy(pixels),
                           max_new_tokens, eos_id=tok.eos_id)
 
@@ -117,6 +123,7 @@ def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256
     from gem_runtime.readers import read_ecg
 
     from .real_labels import ground_labels, labelled_headers, read_labels
+    from .revision import revise_torch
 
     heads = [h for folder in folders for h in labelled_headers(Path(folder))]
     if not heads:
@@ -136,11 +143,13 @@ def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256
     tok = SpTokenizer(Path(ckpt) / "tokenizer.model")
     readings, revised, revisions = [], [], []
     for h, labels, x, meas in tqdm(records, desc="eval --real", unit="rec", disable=log is None):
-        ids = reference_ids(model, tok, x, max_new_tokens)
+        pixels = rendered_pixels(model, x)
+        ids = reference_ids(model, tok, x, max_new_tokens, pixels=pixels)
         text = tok.decode(ids)
         readings.append((labels, meas, text))
         if revise:
-            rev = _revised(model, tok, x, ids, meas, labels.sex, max_new_tokens)
+            rev = revise_torch(model, tok, prompt_ids(build_prompt(DEFAULT_QUESTION), tok), x, pixels, ids, meas,
+                               sex=labels.sex, max_new_tokens=max_new_tokens)
             revised.append((labels, meas, tok.decode(rev.ids)))
             revisions += [{"record": labels.record, "truth_rhythm": labels.rhythm, **r.to_dict()}
                           for r in rev.revisions]
@@ -159,17 +168,6 @@ def evaluate_labelled(ckpt: Path, folders: list[Path], max_new_tokens: int = 256
             k: g[k] for k in ("counts", "wrong_statements", "wrong_flagged", "wrong_flagged_share", "right_statements",
                               "right_flagged", "right_flagged_share")}}
     return out
-
-
-def _revised(model, tok: SpTokenizer, x, ids: list[int], meas, sex, max_new_tokens: int):
-    from gem_runtime.image import preprocess_image
-    from gem_runtime.render import render_ecg_image
-
-    from .revision import revise_torch
-
-    pixels = preprocess_image(render_ecg_image(x, fs=ECG_FS), model.config.vision_image_size)
-    return revise_torch(model, tok, prompt_ids(build_prompt(DEFAULT_QUESTION), tok), x, pixels, ids, meas, sex=sex,
-                        max_new_tokens=max_new_tokens)
 
 
 def score_labelled(readings: list) -> dict:

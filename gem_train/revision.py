@@ -20,8 +20,10 @@ class TorchScorer:
         return self.tok.sp.encode(text)
 
     def piece(self, token: int) -> bytes:
-        return self.tok.sp.id_to_piece(int(token)).replace("\u2581", " ").encode() \
-            if not self.tok.sp.is_byte(int(token)) else bytes([int(self.tok.sp.id_to_piece(int(token))[3:5], 16)])
+        piece = self.tok.sp.id_to_piece(int(token))
+        if self.tok.sp.is_byte(int(token)):                      # "<0x0A>"
+            return bytes([int(piece[3:5], 16)])
+        return piece.replace("\u2581", " ").encode()
 
     @torch.inference_mode()
     def next_logprobs(self, keep: int):

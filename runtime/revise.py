@@ -89,16 +89,16 @@ def text_of(model: ScoringModel, ids: list[int]) -> tuple[str, list[int]]:
     return full.strip(), [e - lead for e in ends]
 
 
-def _contradicted(text: str, meas, device, sex, evidence: bool = False) -> list:
-    """The rhythm diagnoses (and with `evidence`, the statements of a rhythm's evidence) the measurements
-    contradict, in text order."""
+def _contradicted(verdicts: list, evidence: bool = False) -> list:
+    """Of a text's verdicts, the rhythm diagnoses (and with `evidence`, the statements of a rhythm's evidence) the
+    measurements contradict, in text order."""
     kinds = RHYTHM_FINDINGS + (EVIDENCE_FINDINGS if evidence else ())
-    return [v for v in check_diagnoses(text, meas, device, sex=sex) if v.verdict == CONTRADICTED and v.finding in kinds]
+    return [v for v in verdicts if v.verdict == CONTRADICTED and v.finding in kinds]
 
 
-def _named(text: str, meas, device, sex, from_char: int) -> list:
-    return [v for v in check_diagnoses(text, meas, device, sex=sex)
-            if v.finding in _CANDIDATE_NAMES and v.span[0] >= from_char]
+def _named(verdicts: list, from_char: int) -> list:
+    """Of a text's verdicts, the rhythm names stated from character `from_char` on."""
+    return [v for v in verdicts if v.finding in _CANDIDATE_NAMES and v.span[0] >= from_char]
 
 
 def revise_rhythm(model: ScoringModel, ids: list[int], meas, *, device=None, sex: str | None = None,
@@ -106,16 +106,17 @@ def revise_rhythm(model: ScoringModel, ids: list[int], meas, *, device=None, sex
     """Revise the generated `ids` where a rhythm statement is contradicted (see the module): first by letting the
     model rewrite from the start of that statement's sentence, else by replacing the contradicted names."""
     text, ends = text_of(model, ids)
-    bad = _contradicted(text, meas, device, sex)
+    verdicts = check_diagnoses(text, meas, device, sex=sex)
+    bad = _contradicted(verdicts)
     if not bad:
         return Revised(ids, [])
     first = bad[0]
     # from the sentence of the first contradicted statement of the rhythm or of its evidence before it ("Irregularly
     # irregular rhythm ..., consistent with atrial fibrillation": the evidence, too, is the model's and wrong)
-    at = _contradicted(text[:first.span[1]], meas, device, sex, evidence=True)[0].span[0]
+    at = _contradicted(verdicts, evidence=True)[0].span[0]
     sent_char = _sentence_start(text, at)
     s = _token_at(ends, sent_char)
-    names_before = _named(text, meas, device, sex, sent_char)      # the original sentence on names a rhythm
+    names_before = _named(verdicts, sent_char)                      # the original sentence on names a rhythm
     logp = model.next_logprobs(s)
     tried = []
     for tok in np.argsort(-logp)[:max_openers + 1]:
@@ -125,8 +126,9 @@ def revise_rhythm(model: ScoringModel, ids: list[int], meas, *, device=None, sex
         rest = model.continue_after(s, [tok], max(0, max_new_tokens - s - 1))
         cand = ids[:s] + [tok] + rest
         ctext, _ = text_of(model, cand)
-        wrong = [v for v in _contradicted(ctext, meas, device, sex, evidence=True) if v.span[0] >= sent_char]
-        named = _named(ctext, meas, device, sex, sent_char)
+        cverdicts = check_diagnoses(ctext, meas, device, sex=sex)
+        wrong = [v for v in _contradicted(cverdicts, evidence=True) if v.span[0] >= sent_char]
+        named = _named(cverdicts, sent_char)
         tried.append({"first_words": ctext[sent_char:sent_char + 40], "logprob": round(float(logp[tok]), 3),
                       "contradicted": [v.statement for v in wrong], "names_rhythm": bool(named)})
         if not wrong and (named or not names_before):
@@ -154,7 +156,7 @@ def _replace_names(model, ids, meas, device, sex, max_new_tokens, tried_sentence
     done_at: set[int] = set()
     for _ in range(MAX_REVISIONS):
         text, ends = text_of(model, ids)
-        target = next((v for v in _contradicted(text, meas, device, sex)
+        target = next((v for v in _contradicted(check_diagnoses(text, meas, device, sex=sex))
                        if v.finding in _CANDIDATE_NAMES and v.span[0] not in done_at), None)
         if target is None:
             break
@@ -201,10 +203,13 @@ def _candidate_ids(model: ScoringModel, lead: str, words: str, first: bool) -> l
     return None
 
 
-def log_softmax_at(logits: np.ndarray, token: int) -> float:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
-    m = float(z.max())
-    return float(z[token] - m - np.log(np.exp(z - m).sum()))
+    return z - z.max() - np.log(np.exp(z - z.max()).sum())
+
+
+def log_softmax_at(logits: np.ndarray, token: int) -> float:
+    return float(log_softmax(logits)[token])
 
 
 class LlamaScorer:
@@ -236,8 +241,7 @@ class LlamaScorer:
 
     def next_logprobs(self, keep: int) -> np.ndarray:
         self._feed(keep, [], "last")
-        z = self.llm.logits().astype(np.float64)
-        return z - z.max() - np.log(np.exp(z - z.max()).sum())
+        return log_softmax(self.llm.logits())
 
     def logprob(self, keep: int, candidate: list[int]) -> float:
         _, row = self._feed(keep, candidate, "all")

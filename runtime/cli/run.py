@@ -4,9 +4,9 @@ measurements, the grounding and the timings (or one JSON object with --json).
     gem-run ECG_FILE [--image PNG] [--bundle DIR] [--quant TYPE] [--backend auto|tensorrt|cuda|cpu]
             [--json] [--save-image OUT.png] [--max-new-tokens N] [--audit FILE] [--revise-rhythm]
 
-With --revise-rhythm a rhythm statement our measurements contradict is replaced by the model's own most likely
-rhythm that they allow, and the model goes on from there (gem_runtime.revise): the report is then no longer the
-model's own text, which is kept in the JSON (model_text) with each revision and its reason.
+With --revise-rhythm, where our measurements contradict a rhythm statement, the model rewrites its report from
+that sentence until its rhythm is one they allow (gem_runtime.revise): the report is then no longer the model's own
+text, which is kept in the JSON (model_text) with each revision and its reason.
 
 With --audit FILE (or $GEM_AUDIT_LOG) each interpretation, or its refusal, is one hash-chained line there
 (gem_runtime.audit): the input's sha256, the bundle and its signer, the LLM type, the settings, the report's sha256.
@@ -50,8 +50,8 @@ from .format import measurement_lines, revision_lines, timing_lines
 @click.option("--audit", "audit_file", type=click.Path(dir_okay=False, path_type=Path), envvar=AUDIT_LOG_ENV,
               default=None, help=f"append one hash-chained line per interpretation to this file (or ${AUDIT_LOG_ENV})")
 @click.option("--revise-rhythm", is_flag=True,
-              help="replace a rhythm statement the measurements contradict by the model's most likely one they "
-                   "allow (the model's own text is kept beside it)")
+              help="where the measurements contradict a rhythm statement, the model rewrites from there until they "
+                   "allow it (the model's own text is kept beside it)")
 def run(ecg_file, image, bundle_dir, quant, backend, encoder_precision, threads, draft_len, fs, as_json, save_image,
         max_new_tokens, max_bytes, audit_file, revise_rhythm):
     """Interpret one ECG file with GEM (the default command: `gem-run ECG_FILE`)."""
