@@ -96,6 +96,11 @@ def _contradicted(verdicts: list, evidence: bool = False) -> list:
     return [v for v in verdicts if v.verdict == CONTRADICTED and v.finding in kinds]
 
 
+def rhythm_contradicted(verdicts: list) -> bool:
+    """Whether revise_rhythm would revise a text with these diagnosis verdicts (a Result's `diagnoses`)."""
+    return bool(_contradicted(verdicts))
+
+
 def _named(verdicts: list, from_char: int) -> list:
     """Of a text's verdicts, the rhythm names stated from character `from_char` on."""
     return [v for v in verdicts if v.finding in _CANDIDATE_NAMES and v.span[0] >= from_char]

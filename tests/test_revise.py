@@ -3,6 +3,9 @@ contradict is revised to the model's own most likely report they allow; a report
 wrote it. GE MUSE example2 is a regular sinus rhythm at 65 bpm (12SL) that the demo model (step 2i) calls atrial
 fibrillation (benchmarks/results/cart_diagnoses.json)."""
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 from clirun import run_main
@@ -92,3 +95,35 @@ def test_gem_run_shows_the_revision_in_text_and_json(shared_data, capsys):
     code, out, err = run_main(main, [ecg, "--revise-rhythm", "--threads", "2", "--max-new-tokens", "160"], capsys)
     assert code == 0, err
     assert '\nrevised: "atrial fibrillation" -> ' in out and f"revised report: {body['text']}" in out
+
+
+def _batch(in_dir, out_dir, *extra: str) -> dict[str, dict]:
+    p = subprocess.run([sys.executable, "-m", "gem_runtime.cli", "batch", str(in_dir), "--out", str(out_dir),
+                        "--max-new-tokens", "160", "--threads", "2", *extra], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "2 done, 0 skipped, 0 refused" in p.stdout, p.stdout
+    return {f.name: json.loads(f.read_text()) for f in sorted(out_dir.glob("*.json"))}
+
+
+def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path):
+    """--revise-rhythm in gem-run batch: one record at a time, and with --decode-batch (the contradicted record
+    interpreted again alone): the same revised report either way; the other record as without the flag."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_data / MUSE_AF_CALLED, folder / "example2.xml")
+    shutil.copy(get_testdata_file("waveform_ecg.dcm"), folder / "waveform_ecg.dcm")
+    plain = _batch(folder, tmp_path / "plain", "--decode-batch", "2")
+    alone = _batch(folder, tmp_path / "alone", "--revise-rhythm")
+    together = _batch(folder, tmp_path / "together", "--revise-rhythm", "--decode-batch", "2")
+    af, normal = "example2.xml.json", "waveform_ecg.dcm.json"
+    assert "atrial fibrillation" in plain[af]["text"].lower() and "revisions" not in plain[af]
+    for revised in (alone, together):
+        assert revised[af]["model_text"] == plain[af]["text"] != revised[af]["text"]
+        assert revised[af]["revisions"][0]["original_finding"] == "atrial_fibrillation"
+        assert not [d for d in revised[af]["diagnoses"]
+                    if d["finding"] in RHYTHM_FINDINGS and d["verdict"] == CONTRADICTED], revised[af]["text"]
+        assert revised[af]["batch"]["revise_rhythm"] is True and "revise_rhythm" not in plain[af]["batch"]
+        assert revised[normal]["text"] == plain[normal]["text"] and "revisions" not in revised[normal]
+    assert together[af]["token_ids"] == alone[af]["token_ids"]
+    assert together[af]["timings_ms"]["decode"] > plain[af]["timings_ms"]["decode"]

@@ -43,6 +43,7 @@ class LocalOptions:
     max_bytes: int = 200 * 2**20      # read_ecg's limit per record
     decode_batch: int = 1             # records decoded together as sequences of one llama.cpp context
     audit_log: Path | None = None     # one hash-chained line per record interpreted (gem_runtime.audit)
+    revise_rhythm: bool = False       # revise a contradicted rhythm statement (gem_runtime.revise)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def open_store(out_dir: Path, options: LocalOptions) -> tuple[ResultStore, LoadP
         raise BundleError(bundle.root, f"no {plan.quant} LLM in this bundle (has {', '.join(bundle.llm_quants())})")
     store = ResultStore(out_dir, {"bundle_id": bundle.bundle_id, "quant": plan.quant,
                                   "encoders": dict(plan.encoder_precision),
-                                  "max_new_tokens": options.max_new_tokens, "flash_attn": False},
+                                  "max_new_tokens": options.max_new_tokens, "flash_attn": False,
+                                  # only when on: results written before the option existed keep their key
+                                  **({"revise_rhythm": True} if options.revise_rhythm else {})},
                         options.save_images)
     return store, plan
 
@@ -178,10 +181,12 @@ class RecordRunner:
             if len(todo) == 1:
                 _, _, _, ecg, timings, image = todo[0]
                 results = [_refusal(lambda: gem.interpret(ecg, max_new_tokens=o.max_new_tokens, save_image=image,
-                                                          timings=timings))]
+                                                          timings=timings, revise=o.revise_rhythm))]
             else:
                 results = gem.interpret_many([t[3] for t in todo], max_new_tokens=o.max_new_tokens,
                                              save_images=[t[5] for t in todo], timings=[t[4] for t in todo])
+                if o.revise_rhythm:
+                    results = [self._revised_alone(gem, t[3], t[4], r) for t, r in zip(todo, results)]
             for (i, record, key, *_), result in zip(todo, results):
                 if isinstance(result, EcgReadError):
                     outcomes[i] = self._refuse(record, one_line(result.problem))
@@ -190,6 +195,18 @@ class RecordRunner:
                     outcomes[i] = ("done", None)
                 self._audit(record, gem, result)
         return outcomes
+
+    def _revised_alone(self, gem: "Interpreter", ecg, timings, result):
+        """A record decoded with others whose rhythm statement is contradicted, interpreted again alone with
+        revision (which cuts back and re-feeds one sequence's KV, so it cannot run inside the shared context): its
+        model_text is then the text it got alone, which can differ from the batch's (see interpret_many), and its
+        timings add the second pass to the first."""
+        from ..revise import rhythm_contradicted
+
+        if isinstance(result, EcgReadError) or not rhythm_contradicted(result.diagnoses):
+            return result
+        return _refusal(lambda: gem.interpret(ecg, max_new_tokens=self.options.max_new_tokens, timings=timings,
+                                              revise=True))
 
     def _audit(self, record: Record, gem, result) -> None:
         """The record's audit line. Its input hash is the trail's own (a lone file's sha256, as gem-run, the service

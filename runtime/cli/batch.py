@@ -2,6 +2,7 @@
 
     gem-run batch IN_DIR --out OUT_DIR [--engine local|ray] [--workers N] [--address ADDR] [--bundle DIR]
                   [--quant TYPE] [--threads N] [--max-new-tokens N] [--decode-batch N] [--save-images]
+                  [--revise-rhythm]
 
 Writes OUT_DIR/<relative path>.json per record (as `gem-run --json`, plus its "batch" key) and
 OUT_DIR/errors.jsonl (one line per refused file); a rerun skips what is done. Exit codes:
@@ -54,9 +55,12 @@ REFUSED = 3            # exit code: some files were refused (errors.jsonl)
               help="write OUT_DIR/<relative path>.png, the image the model saw, and its median beats")
 @click.option("--max-bytes", type=click.IntRange(1), default=200 * 2**20, show_default=True,
               help="refuse ECG files (with their signal files) larger than this")
+@click.option("--revise-rhythm", is_flag=True,
+              help="as gem-run --revise-rhythm; with --decode-batch, a record whose rhythm statement is contradicted "
+                   "is interpreted again alone to revise it (part of the results' key: a rerun with it redoes all)")
 @audit_option()
 def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads, max_new_tokens, decode_batch,
-          save_images, max_bytes, audit_file):
+          save_images, max_bytes, audit_file, revise_rhythm):
     """Interpret every ECG file under IN_DIR into OUT_DIR/<relative path>.json (as gem-run --json)."""
     from tqdm import tqdm
 
@@ -85,7 +89,7 @@ def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads,
         click.echo(f"gem-run: using the demo bundle {default_bundle()} (pass --bundle for another)", err=True)
     options = LocalOptions(bundle=bundle_dir, quant=quant, threads=threads, max_new_tokens=max_new_tokens,
                            save_images=save_images, max_bytes=max_bytes, decode_batch=decode_batch,
-                           audit_log=audit_file)
+                           audit_log=audit_file, revise_rhythm=revise_rhythm)
     counts = {"done": 0, "skipped": 0, "refused": 0}
     with tqdm(total=walk.count, unit="rec", desc="gem-run batch", file=sys.stderr, dynamic_ncols=True) as bar:
         def on_record(rel: str, outcome: str, reason: str | None) -> None:
