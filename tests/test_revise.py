@@ -2,6 +2,7 @@
 contradict is revised to the model's own most likely report they allow; a report without one is left as the model
 wrote it. GE MUSE example2 is a regular sinus rhythm at 65 bpm (12SL) that the demo model (step 2i) calls atrial
 fibrillation (benchmarks/results/cart_diagnoses.json)."""
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -106,13 +107,18 @@ def _batch(in_dir, out_dir, *extra: str) -> dict[str, dict]:
     return {f.name: json.loads(f.read_text()) for f in sorted(out_dir.glob("*.json"))}
 
 
-def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path):
-    """--revise-rhythm in gem-run batch: one record at a time, and with --decode-batch (the contradicted record
-    interpreted again alone): the same revised report either way; the other record as without the flag."""
-    folder = tmp_path / "in"
+def _two_records(shared_data, folder):
+    """GE MUSE example2 (its rhythm statement contradicted, revised) and pydicom's normal cart ECG (not)."""
     folder.mkdir()
     shutil.copy(shared_data / MUSE_AF_CALLED, folder / "example2.xml")
     shutil.copy(get_testdata_file("waveform_ecg.dcm"), folder / "waveform_ecg.dcm")
+    return folder
+
+
+def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path):
+    """--revise-rhythm in gem-run batch: one record at a time, and with --decode-batch (the contradicted record
+    interpreted again alone): the same revised report either way; the other record as without the flag."""
+    folder = _two_records(shared_data, tmp_path / "in")
     plain = _batch(folder, tmp_path / "plain", "--decode-batch", "2")
     alone = _batch(folder, tmp_path / "alone", "--revise-rhythm")
     together = _batch(folder, tmp_path / "together", "--revise-rhythm", "--decode-batch", "2")
@@ -127,3 +133,14 @@ def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path)
         assert revised[normal]["text"] == plain[normal]["text"] and "revisions" not in revised[normal]
     assert together[af]["token_ids"] == alone[af]["token_ids"]
     assert together[af]["timings_ms"]["decode"] > plain[af]["timings_ms"]["decode"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the scale extra")
+def test_gem_run_batch_on_ray_revises_as_the_local_engine(shared_data, tmp_path):
+    folder = _two_records(shared_data, tmp_path / "in")
+    local = _batch(folder, tmp_path / "local", "--revise-rhythm")
+    ray = _batch(folder, tmp_path / "ray", "--revise-rhythm", "--engine", "ray", "--workers", "1")
+    assert ray["example2.xml.json"]["revisions"] and ray["example2.xml.json"]["batch"]["revise_rhythm"] is True
+    for name, result in local.items():
+        assert ray[name]["token_ids"] == result["token_ids"] and ray[name]["text"] == result["text"], name
+        assert ray[name].get("revisions") == result.get("revisions"), name
