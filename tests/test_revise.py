@@ -121,7 +121,10 @@ def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path)
     folder = _two_records(shared_data, tmp_path / "in")
     plain = _batch(folder, tmp_path / "plain", "--decode-batch", "2")
     alone = _batch(folder, tmp_path / "alone", "--revise-rhythm")
-    together = _batch(folder, tmp_path / "together", "--revise-rhythm", "--decode-batch", "2")
+    trail = tmp_path / "audit.jsonl"
+    together = _batch(folder, tmp_path / "together", "--revise-rhythm", "--decode-batch", "2", "--audit", str(trail))
+    entries = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert len(entries) == 2 and all(e["settings"]["revise_rhythm"] is True for e in entries), entries
     af, normal = "example2.xml.json", "waveform_ecg.dcm.json"
     assert "atrial fibrillation" in plain[af]["text"].lower() and "revisions" not in plain[af]
     for revised in (alone, together):

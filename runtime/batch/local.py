@@ -215,7 +215,8 @@ class RecordRunner:
             error = result if isinstance(result, EcgReadError) else None
             self.audit.append(interpretation_entry(
                 "batch", cli_caller(), files_sha256(list(record.files)), gem, None if error else result, error,
-                {"max_new_tokens": self.options.max_new_tokens, "decode_batch": self.options.decode_batch}))
+                {"max_new_tokens": self.options.max_new_tokens, "decode_batch": self.options.decode_batch,
+                 "revise_rhythm": self.options.revise_rhythm}))
 
     def _refuse(self, record: Record, reason: str) -> tuple[str, str]:
         self.store.refuse(record.rel, reason)
