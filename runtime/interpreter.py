@@ -35,7 +35,7 @@ from .prompt import build_prompt, prompt_ids, split_prompt
 from .readers import EcgRecord, read_ecg
 from .readers.signal_checks import checked_record
 from .result import Backends, Result
-from .revise import LlamaScorer, revise_rhythm
+from .revise import LlamaScorer, revise_rhythm, rhythm_contradicted
 from .render import render_ecg_image
 from .speculate import Drafter, generate_speculative
 from .timings import Timings
@@ -137,12 +137,15 @@ class Interpreter:
 
     def interpret_many(self, ecgs: list[str | Path | EcgRecord], *, question: str = K.DEFAULT_QUESTION,
                        max_new_tokens: int = 256, save_images: list[str | Path | None] | None = None,
-                       timings: list[Timings] | None = None) -> list[Result | EcgReadError]:
+                       timings: list[Timings] | None = None, revise: bool = False) -> list[Result | EcgReadError]:
         """Up to n_seq ECGs, each read, rendered and encoded alone, then prefilled as sequences of one context
         and decoded together (one llama_decode per step for all): per ECG its Result, or the EcgReadError that
         refused it. No follow-ups on these. The text can differ from `interpret`'s: decoding several columns at once
         sums in another order (gem-bench batch, 64 tokens: 96/100 demo records identical; random GEM-7B-shape
-        weights, whose logits are near ties, 7/8; benchmarks/README.md)."""
+        weights, whose logits are near ties, 7/8; benchmarks/README.md).
+        revise: a record whose rhythm statement is contradicted is revised from its own sequence's KV once all are
+        decoded (its sequence copied into sequence 0, where revision cuts back and re-feeds), not interpreted again;
+        each record's wall clock includes the others' revisions, as it includes the shared decoding."""
         if len(ecgs) > self.llm.n_seq:
             raise ConfigError(f"{len(ecgs)} ECGs at once, but this Interpreter was loaded with n_seq "
                               f"{self.llm.n_seq}")
@@ -169,10 +172,17 @@ class Interpreter:
                 spans.enter_context(r[4].request())
             positions, first = self.llm.prefill_many(before, [r[3] for r in ready], after, lts)
             outs = self.llm.generate_many(positions, first, max_new_tokens, lts)
-        for (i, record, prep, _, t, lt, meas), out in zip(ready, outs):
-            t.stages_ms["prefill"] += lt.prefill_ms
-            t.stages_ms["decode"] += lt.decode_ms
-            results[i] = self._result(record, prep, out, self._text(out), max_new_tokens, lt, t, meas, "")
+            for seq, ((i, record, prep, _, t, lt, meas), out, pos) in enumerate(zip(ready, outs, positions)):
+                t.stages_ms["prefill"] += lt.prefill_ms
+                t.stages_ms["decode"] += lt.decode_ms
+                text, revisions, model_text = self._text(out), [], None
+                if revise and rhythm_contradicted(check_diagnoses(text, meas, record.device, sex=record.sex)):
+                    self.llm.use_sequence(seq)
+                    out, text, revisions, model_text = self._revise(True, pos, after[-1], out, text, meas,
+                                                                    record.device, record.sex, max_new_tokens, t)
+                result = self._result(record, prep, out, text, max_new_tokens, lt, t, meas, "")
+                results[i] = dataclasses.replace(result, revisions=revisions, model_text=model_text) \
+                    if revisions else result
         return results
 
     def _text(self, out: list[int]) -> str:

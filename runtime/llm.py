@@ -183,6 +183,16 @@ class LlamaLLM:
         if pos < len(self._prefix_ids) and self.context is self._prefill_context:
             self._prefix_ids = []
 
+    def use_sequence(self, seq: int) -> None:
+        """Sequence `seq` of the last prefill_many / generate_many becomes sequence 0, the one every single-record call
+        (truncate, eval_tokens, generate) feeds: sequence 0's KV is replaced by a copy of it (whole: llama.cpp copies
+        between KV streams only whole), the others are left as they are."""
+        if not 0 <= seq < self.n_seq:
+            raise LlmError(f"{self.path}: sequence {seq} of a context of {self.n_seq}")
+        if seq:
+            L.llama_memory_seq_rm(self._mem, 0, -1, -1)
+            L.llama_memory_seq_cp(self._mem, seq, 0, -1, -1)
+
     def logits(self, i: int = -1) -> np.ndarray:
         """A copy of the logits of batch row i (-1: the last one computed)."""
         return self._logits_view(i).copy()

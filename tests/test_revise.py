@@ -117,7 +117,8 @@ def _two_records(shared_data, folder):
 
 def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path):
     """--revise-rhythm in gem-run batch: one record at a time, and with --decode-batch (the contradicted record
-    interpreted again alone): the same revised report either way; the other record as without the flag."""
+    revised from its sequence's KV, first or second in the batch): the same revised report either way; the other
+    record as without the flag."""
     folder = _two_records(shared_data, tmp_path / "in")
     plain = _batch(folder, tmp_path / "plain", "--decode-batch", "2")
     alone = _batch(folder, tmp_path / "alone", "--revise-rhythm")
@@ -136,6 +137,11 @@ def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path)
         assert revised[normal]["text"] == plain[normal]["text"] and "revisions" not in revised[normal]
     assert together[af]["token_ids"] == alone[af]["token_ids"]
     assert together[af]["timings_ms"]["decode"] > plain[af]["timings_ms"]["decode"]
+    # the contradicted record decoded as the second sequence: revised from its own KV, copied into sequence 0
+    (folder / "waveform_ecg.dcm").rename(folder / "0_waveform_ecg.dcm")
+    second = _batch(folder, tmp_path / "second", "--revise-rhythm", "--decode-batch", "2")
+    assert second[af]["token_ids"] == alone[af]["token_ids"] and second[af]["text"] == alone[af]["text"]
+    assert second["0_waveform_ecg.dcm.json"]["text"] == plain[normal]["text"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the scale extra")

@@ -184,9 +184,8 @@ class RecordRunner:
                                                           timings=timings, revise=o.revise_rhythm))]
             else:
                 results = gem.interpret_many([t[3] for t in todo], max_new_tokens=o.max_new_tokens,
-                                             save_images=[t[5] for t in todo], timings=[t[4] for t in todo])
-                if o.revise_rhythm:
-                    results = [self._revised_alone(gem, t[3], t[4], r) for t, r in zip(todo, results)]
+                                             save_images=[t[5] for t in todo], timings=[t[4] for t in todo],
+                                             revise=o.revise_rhythm)
             for (i, record, key, *_), result in zip(todo, results):
                 if isinstance(result, EcgReadError):
                     outcomes[i] = self._refuse(record, one_line(result.problem))
@@ -195,18 +194,6 @@ class RecordRunner:
                     outcomes[i] = ("done", None)
                 self._audit(record, gem, result)
         return outcomes
-
-    def _revised_alone(self, gem: "Interpreter", ecg, timings, result):
-        """A record decoded with others whose rhythm statement is contradicted, interpreted again alone with
-        revision (which cuts back and re-feeds one sequence's KV, so it cannot run inside the shared context): its
-        model_text is then the text it got alone, which can differ from the batch's (see interpret_many), and its
-        timings add the second pass to the first."""
-        from ..revise import rhythm_contradicted
-
-        if isinstance(result, EcgReadError) or not rhythm_contradicted(result.diagnoses):
-            return result
-        return _refusal(lambda: gem.interpret(ecg, max_new_tokens=self.options.max_new_tokens, timings=timings,
-                                              revise=True))
 
     def _audit(self, record: Record, gem, result) -> None:
         """The record's audit line. Its input hash is the trail's own (a lone file's sha256, as gem-run, the service

@@ -57,7 +57,8 @@ REFUSED = 3            # exit code: some files were refused (errors.jsonl)
               help="refuse ECG files (with their signal files) larger than this")
 @click.option("--revise-rhythm", is_flag=True,
               help="as gem-run --revise-rhythm; with --decode-batch, a record whose rhythm statement is contradicted "
-                   "is interpreted again alone to revise it (part of the results' key: a rerun with it redoes all)")
+                   "is revised from its own sequence once the batch is decoded (part of the results' key: a rerun "
+                   "with it redoes all)")
 @audit_option()
 def batch(in_dir, out_dir, engine, workers, address, bundle_dir, quant, threads, max_new_tokens, decode_batch,
           save_images, max_bytes, audit_file, revise_rhythm):
