@@ -155,6 +155,29 @@ def test_a_body_slower_than_the_read_timeout_is_408(tiny_bundle):
         assert httpx.get(f"{base}/v1/health").status_code == 200
 
 
+# --- slowloris: a request head trickled one header line a second held its connection for good ---
+def test_a_request_head_slower_than_the_read_timeout_is_408_and_closed(tiny_bundle):
+    context, base, port = _serving(tiny_bundle, "--read-timeout", "2")
+    with context, socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())
+        t0, answer = time.monotonic(), b""
+        while not answer and time.monotonic() - t0 < 15:
+            if select.select([s], [], [], 0.5)[0]:
+                answer = s.recv(300)
+            else:
+                s.sendall(b"X-Slow: 1\r\n")                  # never the blank line that ends the head
+        assert answer and _status(answer) == 408 and time.monotonic() - t0 < 5, answer
+        s.settimeout(5)
+        assert s.recv(100) == b""                                     # and the connection closed
+        with httpx.Client(base_url=base) as client:                  # a kept-alive connection: each head in time
+            assert client.get("/v1/health").status_code == 200
+            time.sleep(1.5)
+            assert client.get("/v1/health").status_code == 200
+            r = client.post("/v1/interpret", files={"file": ("e.dcm", DICOM.read_bytes())},
+                            data={"max_new_tokens": "4"}, timeout=60)
+            assert r.status_code == 200, r.text                      # the head's deadline ends with the head
+
+
 # --- defect 6: a too-long question destroyed the ECG's conversation ---
 def test_a_too_long_question_is_422_and_the_conversation_stays(server):
     ecg_id = _upload(server[0], "e.dcm", endpoint="interpret", max_new_tokens="4").json()["ecg_id"]

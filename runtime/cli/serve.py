@@ -51,7 +51,8 @@ def _serve_defaults(cfg) -> dict:
 @click.option("--state-mb", type=click.IntRange(0), default=512, show_default=True,
               help="memory for the follow-up states of earlier ECGs (least recently used evicted first)")
 @click.option("--read-timeout", "read_timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="seconds a client may take to send a request's body; past it 408")
+              show_default=True, help="seconds a client may take to send a request's head (from connecting or its last "
+                                      "answer) and again its body; past it 408")
 @click.option("--shutdown-timeout", "shutdown_timeout_s", type=click.FloatRange(min=0), default=30.0,
               show_default=True, help="on SIGTERM, seconds to let requests in flight finish before they are cut")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
@@ -89,7 +90,9 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
                            audit_log=audit_file, revise_rhythm=revise_rhythm)
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
     app = build_app(options)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+    from ..serve.protocol import head_deadline_protocol
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=head_deadline_protocol(read_timeout_s),
                             timeout_graceful_shutdown=shutdown_timeout_s,
                             **({"log_config": None} if log_json else {}))   # uvicorn's lines into our JSON
     _graceful_server(uvicorn)(config).run()

@@ -10,6 +10,8 @@ that a body is bounded while it streams in, not after it has landed in memory or
   `Sec-Fetch-Site: cross-site`) that would change something (any method but GET, HEAD, OPTIONS) is refused
   with 403 unless its origin is in `--allow-origin`: a page elsewhere cannot post an ECG to a local service.
   Clients that are not browsers send no Origin and are not affected;
+- (the request head's own deadline is below this layer, in protocol.py: a route never sees a request whose head
+  has not arrived)
 - a body is counted as it arrives: a declared Content-Length over the limit, or more bytes than the limit
   (chunked), is 413; a body not complete within `--read-timeout` seconds of the request is 408; once the
   service is stopping, a body still arriving is cut with 503. These answers close the connection;
