@@ -4,7 +4,8 @@ and `gem-run dicom-listen`: `load_config(path) -> DeployConfig`, typed frozen da
     [model]   bundle, threads, quant, max_new_tokens, trusted_keys, revise_rhythm
     [audit]   log
     [serve]   host, port, token_file, allow_hosts, allow_origins, queue, timeout_s, max_bytes, state_mb, read_timeout_s
-    [dicom]   out, host, port, ae_title, allow_ae, max_associations, retries, backoff_s, [dicom.forward], [dicom.hl7]
+    [dicom]   out, host, port, ae_title, allow_ae, max_associations, max_bytes, message_timeout_s, retries, backoff_s,
+              [dicom.forward], [dicom.hl7]
 
 deploy/gem-edge.toml is the commented example. Every key is checked against the dataclasses below: an unknown
 key, a wrong type or a bad value is refused in one line naming the file and the key (`DeployConfigError`:
@@ -83,6 +84,8 @@ class DicomSection:
     ae_title: str = "GEMEDGE"
     allow_ae: tuple[str, ...] = ()       # calling AE titles allowed; required to bind beyond this machine
     max_associations: int = 10
+    max_bytes: int = 200 * 2**20         # one DICOM message; a peer sending more is aborted while it sends
+    message_timeout_s: float = 60.0      # one DICOM message must arrive within this of its first PDU
     retries: int = 5
     backoff_s: float = 2.0
     forward: PeerSection | None = None   # the SR by C-STORE (ae_title required)
@@ -211,6 +214,8 @@ def _check(cfg: DeployConfig, file: Path) -> None:
         _port(file, "serve.port", s.port)
         for k in ("queue", "max_bytes", "state_mb"):
             _at_least(file, f"serve.{k}", getattr(s, k), 0 if k == "state_mb" else 1)
+        for k in ("read_timeout_s", "timeout_s"):
+            _positive(file, f"serve.{k}", getattr(s, k))
         if s.host not in LOCAL_HOSTS and s.token_file is None:
             _fail(file, "serve.host", f"{s.host} would let other machines in: set serve.token_file too")
     if (d := cfg.dicom) is not None:
@@ -221,6 +226,8 @@ def _check(cfg: DeployConfig, file: Path) -> None:
         if d.host not in LOCAL_HOSTS and not d.allow_ae:
             _fail(file, "dicom.host", f"{d.host} would accept any caller: set dicom.allow_ae too")
         _at_least(file, "dicom.max_associations", d.max_associations, 1)
+        _at_least(file, "dicom.max_bytes", d.max_bytes, 1)
+        _positive(file, "dicom.message_timeout_s", d.message_timeout_s)
         for name, peer in (("forward", d.forward), ("hl7", d.hl7)):
             if peer is not None:
                 _port(file, f"dicom.{name}.port", peer.port)
@@ -228,6 +235,11 @@ def _check(cfg: DeployConfig, file: Path) -> None:
             _ae(file, "dicom.forward.ae_title", d.forward.ae_title)
         if d.hl7 is not None and d.hl7.ae_title:
             _fail(file, "dicom.hl7.ae_title", "an HL7 (MLLP) destination has no AE title")
+
+
+def _positive(file: Path, key: str, value) -> None:
+    if value is not None and not value > 0:
+        _fail(file, key, f"{value} is not above 0")
 
 
 def _at_least(file: Path, key: str, value, low: int) -> None:

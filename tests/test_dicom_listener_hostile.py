@@ -162,6 +162,50 @@ def test_three_at_once_within_the_limit_are_all_stored(tiny_bundle, tmp_path):
             assert (out / ds.SOPInstanceUID / "ecg.dcm").exists()
 
 
+# --- a dataset past the size limit was gathered whole in memory (300 MiB: 805 MB RSS) before it was refused ---
+def test_a_message_past_max_bytes_is_aborted_while_it_arrives_and_nothing_is_stored(tiny_bundle, tmp_path):
+    out = tmp_path / "inbox"
+    big = _dataset()
+    big.add_new(0x00091010, "OB", b"\0" * (8 * 2**20))            # 8 MiB of a private element
+    with listening(tiny_bundle, out, "--max-bytes", str(2 * 2**20)) as (port, proc):
+        assoc = _associate(port)
+        reply = assoc.send_c_store(big)
+        assert "Status" not in reply, reply                          # no status: aborted, not refused once whole
+        _wait(lambda: not assoc.is_established, "the association to end", 10)
+        assert not (out / big.SOPInstanceUID).exists()
+        assoc = _associate(port)                                     # the limit is per message, not per association:
+        fours = [_dataset() for _ in range(4)]                       # four of 1.1 MiB, 4.4 MiB in all, are stored
+        for ds in fours:
+            ds.add_new(0x00091010, "OB", b"\0" * (800 * 2**10))
+        assert [int(assoc.send_c_store(ds).Status) for ds in fours] == [0, 0, 0, 0]
+        assoc.release()
+    lines = [line for line in _stderr_lines(proc) if "aborted association" in line]
+    assert lines and "CART 127.0.0.1: a DICOM message of more than 2.0 MiB (--max-bytes)" in lines[0], lines
+
+
+def test_a_message_trickled_past_the_message_timeout_is_aborted(tiny_bundle, tmp_path):
+    """A command sent as one 8-byte fragment every half second, never the last: aborted ~2 s after it began."""
+    with listening(tiny_bundle, tmp_path / "inbox", "--message-timeout", "2") as (port, proc):
+        assoc = _associate(port)
+        assert assoc.is_established
+        context = assoc.accepted_contexts[0].context_id
+        item = (2 + 8).to_bytes(4, "big") + bytes([context, 0x01]) + b"\0" * 8      # a command PDV, not the last
+        pdu = bytes([0x04, 0]) + len(item).to_bytes(4, "big") + item
+        t0 = time.monotonic()
+        while not assoc.is_aborted and time.monotonic() - t0 < 20:
+            try:
+                assoc.dul.socket.send(pdu)
+            except OSError:
+                break
+            time.sleep(0.5)
+        took = time.monotonic() - t0
+        assert assoc.is_aborted or not assoc.is_established, "still open after 20 s of a trickled message"
+        assert took < 8, took
+        assert _send(port, _dataset()) == 0
+    lines = [line for line in _stderr_lines(proc) if "aborted association" in line]
+    assert lines and "a DICOM message still arriving after 2 s (--message-timeout 2)" in lines[0], lines
+
+
 @pytest.fixture(autouse=True)
 def _quiet_pynetdicom():
     import logging

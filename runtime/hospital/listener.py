@@ -13,7 +13,8 @@ when acknowledged. A listener started on a folder picks up whatever a previous o
 
 An instance sent again with other content (a corrected patient) replaces the stored one and its reports are
 made again; the same bytes again change nothing. Associations are refused, with one log line (calling AE, address,
-reason), for a calling AE title not allowed, a called AE title that is not ours, or past `max_associations`.
+reason), for a calling AE title not allowed, a called AE title that is not ours, or past `max_associations`; one is
+aborted, with one log line, when a message passes `max_bytes` or `message_timeout_s` while it arrives (receipt.py).
 Patient data is written 0600 in 0700 folders, and every log line is one line whatever a dataset holds.
 """
 from __future__ import annotations
@@ -39,6 +40,8 @@ from ..errors import EcgReadError, GemEdgeError, one_line
 from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder
 from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
+from ..readers.dispatch import DEFAULT_MAX_BYTES
+from .receipt import ReceiptGuard
 
 log = logging.getLogger("gem_runtime.hospital")
 
@@ -73,6 +76,8 @@ class ListenerOptions:
     ae_title: str = "GEMEDGE"
     allow_ae: tuple[str, ...] = ()                # calling AE titles allowed; empty: any
     max_associations: int = 10                    # at once; more are refused (logged)
+    max_bytes: int = DEFAULT_MAX_BYTES            # one DICOM message (an ECG's dataset); past it the association is aborted
+    message_timeout_s: float = 60.0               # one DICOM message must arrive within this of its first PDU
     forward: Peer | None = None                   # the SR by C-STORE
     hl7: Peer | None = None                       # the ORU over MLLP
     max_new_tokens: int = 256
@@ -87,6 +92,7 @@ class ListenerStats:
     stored: int = 0
     refused: int = 0                                          # objects refused with a failure status
     rejected: int = 0                                         # associations refused
+    aborted: int = 0                                          # associations aborted mid-message (receipt.py)
     interpreted: int = 0
     failed: int = 0
     latency_ms: list[float] = field(default_factory=list)     # C-STORE received -> SR written
@@ -118,8 +124,9 @@ class EcgListener:
             ae.require_calling_aet = list(self.options.allow_ae)
         ae.require_called_aet = True
         ae.maximum_associations = self.options.max_associations
+        receipt = ReceiptGuard(self.options.max_bytes, self.options.message_timeout_s, self._abort)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_REJECTED, self._on_rejected)]
+                    (evt.EVT_REJECTED, self._on_rejected), (evt.EVT_DATA_RECV, receipt.on_data)]
         self._server = ae.start_server((self.options.host, self.options.port), block=False, evt_handlers=handlers)
 
     @property
@@ -159,6 +166,12 @@ class EcgListener:
         self.stats.rejected += 1
         log.warning("rejected association: %s", one_line(f"{_caller(event)}: {self._rejection(event)}"))
 
+    def _abort(self, event, reason: str) -> None:
+        """A message past a bound while it arrives (receipt.py): the association aborted, one line."""
+        self.stats.aborted += 1
+        log.warning("aborted association: %s", one_line(f"{_caller(event)}: {reason}"))
+        event.assoc.abort()
+
     def _rejection(self, event) -> str:
         request = event.assoc.requestor.primitive
         calling, called = str(request.calling_ae_title).strip(), str(request.called_ae_title).strip()
@@ -192,7 +205,7 @@ class EcgListener:
                 f.write(event.encoded_dataset(include_meta=True))
                 f.flush()
                 os.fsync(f.fileno())
-            record = read_ecg(tmp)                                # an ECG we can interpret, or refused now
+            record = read_ecg(tmp, max_bytes=self.options.max_bytes)     # an ECG we can interpret, or refused now
             problems = source_problems(dcmread(tmp, stop_before_pixels=True))    # and one we can report
             if problems:
                 tmp.unlink()
