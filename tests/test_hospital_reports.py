@@ -279,7 +279,8 @@ def test_oru_escapes_hl7_delimiters_in_free_text(readings):
 
 class Receiver:
     """An MLLP receiver on localhost that answers the n-th connection as `plan[n]` says (the last repeats):
-    "ack" (AA), "nack" (AE), "close" (hangs up before answering), "silent" (never answers)."""
+    "ack" (AA), "nack" (AE), "close" (hangs up before answering), "silent" (never answers), "flood" (a frame
+    begun and never ended, as fast as the sender reads)."""
 
     def __init__(self, plan: list[str]):
         self.plan, self.messages = plan, []
@@ -308,6 +309,13 @@ class Receiver:
                                  f"|P|2.5\rMSA|{code}|{control_id}|{action} for the test\r".encode() + b"\x1c\x0d")
                 elif action == "silent":
                     conn.recv(1)                                  # until the sender gives up and closes
+                elif action == "flood":
+                    try:
+                        conn.sendall(b"\x0bMSH|")
+                        while True:
+                            conn.sendall(b"x" * 65536)
+                    except OSError:
+                        pass                                      # the sender stopped reading and closed
 
     def close(self):
         self.sock.close()
@@ -338,6 +346,15 @@ def test_send_mllp_gives_up_after_the_retries(oru):
     finally:
         receiver.close()
     assert len(receiver.messages) == 3 and len(logs) == 3 and logs[-1].endswith("giving up")
+
+
+def test_send_mllp_stops_reading_a_reply_that_never_ends(oru):
+    receiver, logs = Receiver(["flood"]), []
+    try:
+        with pytest.raises(MllpError, match=r"last: ValueError: reply is over 1024 KiB without the end of an MLLP"):
+            send_mllp("127.0.0.1", receiver.port, oru, retries=1, timeout_s=30, log=logs.append)
+    finally:
+        receiver.close()
 
 
 def test_send_mllp_to_nobody_gives_up_with_the_reason(oru):

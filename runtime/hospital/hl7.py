@@ -47,6 +47,7 @@ RESULT_STATUS = "P"                                   # preliminary: machine rea
 MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"           # MLLP framing (HL7 v2.5 Appendix C)
 ACCEPTED = ("AA", "CA")                               # MSA-1: application / commit accept
 MAX_BACKOFF_S = 60.0
+MAX_ACK_BYTES = 2**20        # an ACK is a few hundred bytes: a receiver sending more is not read on
 _UNIT_LABELS = (("_bpm", "bpm"), ("_ms", "ms"), ("_deg", "deg"))     # key suffix -> unit, in notes
 
 
@@ -290,6 +291,8 @@ def _exchange(host: str, port: int, payload: bytes, timeout_s: float) -> str:
                 raise ConnectionError("closed by the receiver before an ACK"
                                       + (f" ({len(buf)} bytes of one)" if buf else ""))
             buf += chunk
+            if len(buf) > MAX_ACK_BYTES and MLLP_END not in buf:
+                raise ValueError(f"reply is over {MAX_ACK_BYTES // 2**10} KiB without the end of an MLLP frame")
     start, end = buf.find(MLLP_START), buf.find(MLLP_END)
     if start < 0 or start > end:
         raise ValueError(f"reply is not an MLLP frame: {buf[:40]!r}")
