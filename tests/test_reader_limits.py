@@ -142,6 +142,27 @@ def test_a_190_mib_record_is_read_only_as_far_as_it_is_kept(tmp_path):
     assert peak < 100 * 2**20 and seconds < 5, (peak, seconds)
 
 
+def test_a_deflated_dicom_is_read_and_one_that_inflates_past_the_limit_is_refused_unread(tmp_path):
+    """Deflated Explicit VR Little Endian: pydicom inflates the whole dataset at once (1.1 MiB of file holding 1 GiB
+    of zeros: 2.2 GB RSS); the reader counts the inflation first, keeping none of it."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(tmp_path / "deflated.dcm", enforce_file_format=True)
+    plain = read_ecg(get_testdata_file("waveform_ecg.dcm"))
+    assert np.array_equal(read_ecg(tmp_path / "deflated.dcm").signal, plain.signal)
+    ds.add_new(0x00091010, "OB", b"\0" * (256 * 2**20))                 # 256 MiB of zeros: ~0.3 MiB deflated
+    ds.save_as(tmp_path / "bomb.dcm", enforce_file_format=True)
+    assert (tmp_path / "bomb.dcm").stat().st_size < 2**20
+    del ds
+    tracemalloc.start()
+    _refused(tmp_path / "bomb.dcm", "its deflated dataset inflates to more than 200.0 MiB")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40 * 2**20, peak
+
+
 def test_a_dicom_channel_at_its_adc_limit_is_named(tmp_path):
     ds = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm"))
     group = ds.WaveformSequence[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,15 @@ from .checks import (
     kept_note,
     kept_samples,
     plausible_gain,
+    size_text,
     unit_scale,
 )
 from .leads import INDEPENDENT_LEADS, finish, normalize_lead_name, plan_leads
 from .record import DeviceReport, EcgRecord, patient_sex
 
 DICOM_MARKER = b"DICM"      # at byte 128, after the 128-byte preamble
+DEFLATED = "1.2.840.10008.1.2.1.99"          # Deflated Explicit VR Little Endian (PS3.5 A.5)
+MAX_INFLATED_BYTES = 200 * 2**20             # a deflated dataset once inflated: the readers' default file limit
 
 
 def is_dicom(head: bytes) -> bool:
@@ -41,6 +45,7 @@ def read_dicom(path: Path, fs_arg: float | None) -> EcgRecord:
     import pydicom
     from pydicom.waveforms.numpy_handler import multiplex_array
 
+    _check_inflated_size(path)
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:
@@ -123,6 +128,36 @@ def _dicom_channel_name(channel, k: int) -> str:
     if sources and sources[0].get("CodeMeaning"):
         return str(sources[0].CodeMeaning)
     return str(channel.get("ChannelLabel") or f"channel {k}")
+
+
+def _check_inflated_size(path: Path) -> None:
+    """A deflated dataset, inflated here with a bound before pydicom inflates it whole (it would: a 1.1 MiB file
+    held 1 GiB of zeros, 2.2 GB RSS to read; a file at the 200 MiB limit could hold ~200 GiB)."""
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+    except Exception:
+        return                                          # dcmread says what is wrong with it
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+        return
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if group_length is None:
+        raise EcgReadError(path, "deflated DICOM without a file meta group length: where its dataset starts is unknown")
+    with open(path, "rb") as f:
+        f.seek(128 + 4 + 12 + int(group_length))       # preamble, DICM, the group length element, the group
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        inflated = 0
+        while data := f.read(2**20):
+            while data:                                 # counted 16 MiB at a time, none of it kept
+                try:
+                    inflated += len(inflater.decompress(data, 16 * 2**20))
+                except zlib.error as exc:
+                    raise EcgReadError(path, f"deflated DICOM dataset does not inflate: {exc}") from None
+                if inflated > MAX_INFLATED_BYTES:
+                    raise EcgReadError(path, "its deflated dataset inflates to more than "
+                                             f"{size_text(MAX_INFLATED_BYTES)} (a compression bomb, or not an ECG)")
+                data = inflater.unconsumed_tail
 
 
 def _choose_group(path: Path, groups) -> int:
