@@ -4,8 +4,8 @@ and `gem-run dicom-listen`: `load_config(path) -> DeployConfig`, typed frozen da
     [model]   bundle, threads, quant, max_new_tokens, trusted_keys, revise_rhythm
     [audit]   log
     [serve]   host, port, token_file, allow_hosts, allow_origins, queue, timeout_s, max_bytes, state_mb, read_timeout_s
-    [dicom]   out, host, port, ae_title, allow_ae, max_associations, max_bytes, message_timeout_s, retries, backoff_s,
-              [dicom.forward], [dicom.hl7]
+    [dicom]   out, host, port, ae_title, allow_ae, max_associations, max_associations_per_host, max_bytes,
+              message_timeout_s, retries, backoff_s, [dicom.forward], [dicom.hl7]
 
 deploy/gem-edge.toml is the commented example. Every key is checked against the dataclasses below: an unknown
 key, a wrong type or a bad value is refused in one line naming the file and the key (`DeployConfigError`:
@@ -84,6 +84,7 @@ class DicomSection:
     ae_title: str = "GEMEDGE"
     allow_ae: tuple[str, ...] = ()       # calling AE titles allowed; required to bind beyond this machine
     max_associations: int = 10
+    max_associations_per_host: int = 4  # connections one peer host may hold at once
     max_bytes: int = 200 * 2**20         # one DICOM message; a peer sending more is aborted while it sends
     message_timeout_s: float = 60.0      # one DICOM message must arrive within this of its first PDU
     retries: int = 5
@@ -227,6 +228,7 @@ def _check(cfg: DeployConfig, file: Path) -> None:
             _fail(file, "dicom.host", f"{d.host} would accept any caller: set dicom.allow_ae too")
         _at_least(file, "dicom.max_associations", d.max_associations, 1)
         _at_least(file, "dicom.max_bytes", d.max_bytes, 1)
+        _at_least(file, "dicom.max_associations_per_host", d.max_associations_per_host, 1)
         _positive(file, "dicom.message_timeout_s", d.message_timeout_s)
         for name, peer in (("forward", d.forward), ("hl7", d.hl7)):
             if peer is not None:

@@ -206,6 +206,44 @@ def test_a_message_trickled_past_the_message_timeout_is_aborted(tiny_bundle, tmp
     assert lines and "a DICOM message still arriving after 2 s (--message-timeout 2)" in lines[0], lines
 
 
+# --- connections that never finish a PDU held association slots: 3 such kept a cart out of a listener of 2 ---
+def test_a_host_holding_stalled_connections_neither_locks_out_another_nor_keeps_them(tiny_bundle, tmp_path):
+    import socket
+
+    from pynetdicom import AE
+
+    args = ("--max-associations", "3", "--max-associations-per-host", "2", "--message-timeout", "2")
+    with listening(tiny_bundle, tmp_path / "inbox", *args) as (port, proc):
+        stalled = []
+        for _ in range(3):                                           # an A-ASSOCIATE-RQ header, then nothing
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(bytes([0x01, 0]) + (1000).to_bytes(4, "big"))
+            stalled.append(s)
+        stalled[2].settimeout(5)
+        assert stalled[2].recv(10) == b""                            # the third from this host: shut at once
+        ae = AE(ae_title="CART")
+        ae.add_requested_context(DICOM_SOP_CLASS, pydicom.uid.ExplicitVRLittleEndian)
+
+        def another_host_stores() -> bool:                           # 127.0.0.2: another host on loopback
+            assoc = ae.associate("127.0.0.1", port, ae_title="GEMEDGE", bind_address=("127.0.0.2", 0))
+            if not assoc.is_established:
+                return False
+            status = int(assoc.send_c_store(_dataset()).Status)
+            assoc.release()
+            return status == 0
+
+        _wait(another_host_stores, "another host's store while two connections stall", 10)
+        t0 = time.monotonic()
+        for s in stalled[:2]:                                        # shut once 2 + 2 s pass without a PDU
+            s.settimeout(15)
+            assert s.recv(10) == b""
+        assert time.monotonic() - t0 < 10
+    lines = _stderr_lines(proc)
+    assert any("refused connection: 127.0.0.1: it holds 2 already (--max-associations-per-host 2)" in line
+               for line in lines), lines
+    assert sum("shut connection: 127.0.0.1: no complete PDU for" in line for line in lines) == 2, lines
+
+
 @pytest.fixture(autouse=True)
 def _quiet_pynetdicom():
     import logging

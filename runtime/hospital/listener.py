@@ -14,7 +14,8 @@ when acknowledged. A listener started on a folder picks up whatever a previous o
 An instance sent again with other content (a corrected patient) replaces the stored one and its reports are
 made again; the same bytes again change nothing. Associations are refused, with one log line (calling AE, address,
 reason), for a calling AE title not allowed, a called AE title that is not ours, or past `max_associations`; one is
-aborted, with one log line, when a message passes `max_bytes` or `message_timeout_s` while it arrives (receipt.py).
+aborted, with one log line, when a message passes `max_bytes` or `message_timeout_s` while it arrives (receipt.py);
+a connection is shut past `max_associations_per_host` from one host, or when it stalls inside a PDU (connections.py).
 Patient data is written 0600 in 0700 folders, and every log line is one line whatever a dataset holds.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_fol
 from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
 from ..readers.dispatch import DEFAULT_MAX_BYTES
+from .connections import STALL_SLACK_S, StallWatch, host_limited_server
 from .receipt import ReceiptGuard
 
 log = logging.getLogger("gem_runtime.hospital")
@@ -52,6 +54,8 @@ ECG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storag
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]   # explicit/implicit LE, BE
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SUCCESS, CANNOT_UNDERSTAND, NOT_MY_CLASS, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA900, 0xA700
+ACSE_TIMEOUT_S = 10.0         # seconds for a connection's A-ASSOCIATE-RQ (pynetdicom's default 30); at most the
+                              # message timeout
 DOES_NOT_MATCH_CLASS = NOT_MY_CLASS           # 0xA900: "data set does not match SOP class" (a type 1 element missing)
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 ECG_FILE, RESULT_FILE, SR_FILE, HL7_FILE = "ecg.dcm", "result.json", "report.sr.dcm", "report.hl7"
@@ -76,7 +80,8 @@ class ListenerOptions:
     ae_title: str = "GEMEDGE"
     allow_ae: tuple[str, ...] = ()                # calling AE titles allowed; empty: any
     max_associations: int = 10                    # at once; more are refused (logged)
-    max_bytes: int = DEFAULT_MAX_BYTES            # one DICOM message (an ECG's dataset); past it the association is aborted
+    max_associations_per_host: int = 4           # connections one peer host may hold at once (connections.py)
+    max_bytes: int = DEFAULT_MAX_BYTES            # one DICOM message (an ECG's dataset); past it, aborted
     message_timeout_s: float = 60.0               # one DICOM message must arrive within this of its first PDU
     forward: Peer | None = None                   # the SR by C-STORE
     hl7: Peer | None = None                       # the ORU over MLLP
@@ -106,6 +111,8 @@ class EcgListener:
         self._work: queue.Queue[tuple[str, float, EcgRecord | None, tuple | None, str] | None] = queue.Queue()
         self.audit = None if options.audit_log is None else AuditLog(options.audit_log)
         self._server = None
+        # a connection that completes no PDU for this long, while we are not working on its request, is shut
+        self._stalls = StallWatch(options.message_timeout_s + STALL_SLACK_S, _warn)
         self._worker = threading.Thread(target=self._interpret_loop, name="gem-interpret", daemon=True)
         self._files = threading.Lock()            # an ECG replaced vs. its reports written (see _write)
         options.out.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
@@ -124,10 +131,19 @@ class EcgListener:
             ae.require_calling_aet = list(self.options.allow_ae)
         ae.require_called_aet = True
         ae.maximum_associations = self.options.max_associations
+        ae.network_timeout = self.options.message_timeout_s       # an idle association, closed by pynetdicom
+        # its A-ASSOCIATE-RQ, which a sender sends as it connects: a connection shut before it (connections.py)
+        # holds its association thread, and a slot, until this passes
+        ae.acse_timeout = min(ACSE_TIMEOUT_S, self.options.message_timeout_s)
         receipt = ReceiptGuard(self.options.max_bytes, self.options.message_timeout_s, self._abort)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_REJECTED, self._on_rejected), (evt.EVT_DATA_RECV, receipt.on_data)]
-        self._server = ae.start_server((self.options.host, self.options.port), block=False, evt_handlers=handlers)
+                    (evt.EVT_REJECTED, self._on_rejected), (evt.EVT_DATA_RECV, receipt.on_data),
+                    *self._stalls.handlers(evt)]
+        self._stalls.start()
+        self._server = ae.make_server((self.options.host, self.options.port), evt_handlers=handlers,
+                                      server_class=host_limited_server(self.options.max_associations_per_host, _warn))
+        ae._servers.append(self._server)       # as AE.start_server does: the server's shutdown() takes it off again
+        threading.Thread(target=self._server.serve_forever, name="gem-dicom-server", daemon=True).start()
 
     @property
     def alive(self) -> bool:
@@ -138,6 +154,7 @@ class EcgListener:
         """Stop accepting, then finish every stored ECG already queued."""
         if self._server is not None:
             self._server.shutdown()
+        self._stalls.stop()
         self._work.put(None)
         if self._worker.is_alive():
             self._worker.join()
@@ -185,6 +202,10 @@ class EcgListener:
         return "refused in negotiation"
 
     def _on_store(self, event) -> int:
+        with self._stalls.busy(event.assoc):               # our work, not the peer stalling
+            return self._store(event)
+
+    def _store(self, event) -> int:
         """Checked (readable, and reportable), written and fsync'ed before the success status goes back; a refusal
         is one log line."""
         received = time.monotonic()
@@ -360,6 +381,10 @@ def _audit_caller(event) -> str:
     """`ae:<calling AE title>@<address>` for the audit trail."""
     requestor = event.assoc.requestor
     return one_line(f"ae:{str(requestor.ae_title).strip()}@{requestor.address}")
+
+
+def _warn(line: str) -> None:
+    log.warning("%s", one_line(line))
 
 
 def _caller(event) -> str:
