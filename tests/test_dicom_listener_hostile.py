@@ -6,6 +6,7 @@ exactly what the test says."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 import threading
 import time
@@ -234,14 +235,74 @@ def test_a_host_holding_stalled_connections_neither_locks_out_another_nor_keeps_
 
         _wait(another_host_stores, "another host's store while two connections stall", 10)
         t0 = time.monotonic()
-        for s in stalled[:2]:                                        # shut once 2 + 2 s pass without a PDU
+        for s in stalled[:2]:                                        # closed within 2 + 2 s without a PDU
             s.settimeout(15)
             assert s.recv(10) == b""
         assert time.monotonic() - t0 < 10
+        assoc = _associate(port)                                     # an association, then a P-DATA-TF PDU of
+        assert assoc.is_established                                  # 1000 bytes sent a byte every half second
+        raw = assoc.dul.socket.socket
+        raw.sendall(bytes([0x04, 0]) + (1000).to_bytes(4, "big"))
+        t0 = time.monotonic()
+        while assoc.is_established and time.monotonic() - t0 < 20:
+            try:
+                raw.sendall(b"\0")
+            except OSError:
+                break
+            time.sleep(0.5)
+        assert time.monotonic() - t0 < 10, "a PDU trickled a byte at a time held its association"
     lines = _stderr_lines(proc)
     assert any("refused connection: 127.0.0.1: it holds 2 already (--max-associations-per-host 2)" in line
                for line in lines), lines
-    assert sum("shut connection: 127.0.0.1: no complete PDU for" in line for line in lines) == 2, lines
+    assert any("shut connection: 127.0.0.1: no complete PDU for" in line for line in lines), lines
+
+
+# --- deliveries on the interpreting thread: an EMR that was down held every next ECG ~30 s, and a delivery that
+# failed its tries waited for the next start ---
+def test_an_emr_that_is_down_delays_no_interpretation_and_gets_its_messages_once_up(tiny_bundle, tmp_path):
+    import socket
+
+    from clirun import free_port
+
+    out, hl7_port, received = tmp_path / "inbox", free_port(), []
+    sets = [_dataset() for _ in range(2)]
+    with listening(tiny_bundle, out, "--hl7", f"127.0.0.1:{hl7_port}", "--retries", "2", "--backoff", "0.5") \
+            as (port, proc):
+        t0 = time.monotonic()
+        assert [_send(port, ds) for ds in sets] == [0, 0]
+        for ds in sets:                                              # reported while nothing takes the HL7
+            _wait(lambda: all((out / ds.SOPInstanceUID / f).exists() for f in REPORTS), "the reports", 60)
+        assert time.monotonic() - t0 < 30
+        assert not any((out / ds.SOPInstanceUID / "hl7.sent").exists() for ds in sets)
+        time.sleep(3)                                                # both tries (0.5 s apart) spent: "again in 2 s"
+        emr = socket.create_server(("127.0.0.1", hl7_port))        # the interface engine comes back
+
+        def ack_all():
+            while True:
+                try:
+                    conn, _ = emr.accept()
+                except OSError:
+                    return
+                with conn:
+                    data = b""
+                    while not data.endswith(b"\x1c\r") and (chunk := conn.recv(65536)):
+                        data += chunk
+                    received.append(data)
+                    control = data.split(b"|")[9]
+                    conn.sendall(b"\x0bMSH|^~\\&|EMR|H|GEM|H|20261204||ACK|1|P|2.5\rMSA|AA|" + control + b"\r\x1c\r")
+
+        threading.Thread(target=ack_all, daemon=True).start()
+        try:
+            for ds in sets:                                          # tried again while the listener runs
+                _wait(lambda: (out / ds.SOPInstanceUID / "hl7.sent").exists(), "the HL7 once the EMR is up", 30)
+        finally:
+            emr.close()
+    assert len(received) == 2
+    lines = _stderr_lines(proc)
+    summary = [m for line in lines if (m := re.search(r"HL7: delivered (\d+), failed tries (\d+)$", line))]
+    assert summary and int(summary[0][1]) == 2 and int(summary[0][2]) >= 2, lines[-3:]   # each failed once at least
+    assert any(f"HL7 of {sets[0].SOPInstanceUID} failed" in line and "trying again in 2 s" in line
+               for line in lines), lines
 
 
 @pytest.fixture(autouse=True)

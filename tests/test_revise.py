@@ -136,7 +136,8 @@ def test_gem_run_batch_revises_alone_and_decoded_together(shared_data, tmp_path)
         assert revised[af]["batch"]["revise_rhythm"] is True and "revise_rhythm" not in plain[af]["batch"]
         assert revised[normal]["text"] == plain[normal]["text"] and "revisions" not in revised[normal]
     assert together[af]["token_ids"] == alone[af]["token_ids"]
-    assert together[af]["timings_ms"]["decode"] > plain[af]["timings_ms"]["decode"]
+    # each record's decode is the shared loop's; the revised one adds its revision's
+    assert together[af]["timings_ms"]["decode"] > together[normal]["timings_ms"]["decode"]
     # the contradicted record decoded as the second sequence: revised from its own KV, copied into sequence 0
     (folder / "waveform_ecg.dcm").rename(folder / "0_waveform_ecg.dcm")
     second = _batch(folder, tmp_path / "second", "--revise-rhythm", "--decode-batch", "2")

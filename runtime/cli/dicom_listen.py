@@ -26,7 +26,7 @@ _INSTALL = "gem-run dicom-listen needs the hospital extra: pip install 'gem-edge
 
 
 def _peer(text: str, parts: int, what: str):
-    from ..hospital.listener import Peer
+    from ..hospital.options import Peer
 
     fields = text.rsplit(":", parts - 1)
     if len(fields) != parts or not fields[1].isdigit() or not 0 < int(fields[1]) < 65536:
@@ -117,4 +117,6 @@ def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, 
         listener.stop()
     s = listener.stats
     log.info("%s", f"stored {s.stored}, refused {s.refused}, rejected associations {s.rejected}, aborted {s.aborted}, "
-                   f"interpreted {s.interpreted}, failed {s.failed}")
+                   f"interpreted {s.interpreted}, failed {s.failed}"
+                   + "".join(f"; {name}: delivered {n}, failed tries {f}" for name, (n, f) in
+                             listener.deliveries.items()))

@@ -25,17 +25,33 @@ STALL_SLACK_S = 2.0           # the listener's stall limit: its message timeout 
 
 def host_limited_server(per_host: int, log):
     """pynetdicom's threaded server class (for AE.make_server) that closes a host's connection past `per_host`."""
+    from socketserver import TCPServer
+
     from pynetdicom.transport import ThreadedAssociationServer
 
     class HostLimitedServer(ThreadedAssociationServer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.pending: dict = {}     # accepted sockets not yet (or never) an association's: {socket: host}
+
         def verify_request(self, request, client_address) -> bool:
+            """On the accepting thread, before pynetdicom makes an association of the connection."""
             host = str(client_address[0])
-            held = sum(1 for a in self.ae.active_associations
-                       if a.is_acceptor and str(a.requestor.address) == host)
+            live = [a for a in self.ae.active_associations if a.is_acceptor]
+            owned = {id(_raw(a)) for a in live}
+            self.pending = {s: h for s, h in self.pending.items() if s.fileno() != -1 and id(s) not in owned}
+            held = sum(str(a.requestor.address) == host for a in live) + list(self.pending.values()).count(host)
             if held < per_host:
+                self.pending[request] = host
                 return True
             log(f"refused connection: {host}: it holds {held} already (--max-associations-per-host {per_host})")
             return False
+
+        def shutdown(self) -> None:
+            """Stop serving and close the socket (pynetdicom's own also takes the server off its AE's list, which
+            only AE.start_server puts it on)."""
+            TCPServer.shutdown(self)
+            self.server_close()
 
     return HostLimitedServer
 
@@ -97,9 +113,14 @@ class StallWatch:
                 _shut(assoc)
 
 
+def _raw(assoc):
+    """The association's TCP socket (None once pynetdicom has closed it)."""
+    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+
+
 def _shut(assoc) -> None:
     """End a connection from another thread: its blocked read returns, and pynetdicom closes it as lost."""
-    raw = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    raw = _raw(assoc)
     if raw is not None:
         try:
             raw.shutdown(socket.SHUT_RDWR)

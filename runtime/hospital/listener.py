@@ -8,8 +8,9 @@ one an SR could not reference, gets a failure status and one log line), written 
 and fsync'ed before the success response: what is acknowledged can be reported. One worker thread interprets
 the stored ECGs in order on the one warm model and writes, beside each: result.json (as `gem-run --json`),
 report.sr.dcm (a Comprehensive SR) and report.hl7 (an ORU^R01), each atomically; with a forward address the SR
-is sent on by C-STORE, with an HL7 address the ORU over MLLP, both retried with back-off and marked done only
-when acknowledged. A listener started on a folder picks up whatever a previous one stored but did not finish.
+is sent on by C-STORE, with an HL7 address the ORU over MLLP, each destination on its own thread (delivery.py: one
+that is down delays neither the interpretations nor the other), retried with back-off, tried again later when
+the tries fail, and marked done only when acknowledged. A listener started on a folder picks up whatever a previous one stored but did not finish.
 
 An instance sent again with other content (a corrected patient) replaces the stored one and its reports are
 made again; the same bytes again change nothing. Associations are refused, with one log line (calling AE, address,
@@ -29,7 +30,6 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
@@ -37,12 +37,13 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
 from ..audit import AuditLog, file_sha256, interpretation_entry
-from ..errors import EcgReadError, GemEdgeError, one_line
+from ..errors import EcgReadError, one_line
 from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder
 from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
-from ..readers.dispatch import DEFAULT_MAX_BYTES
 from .connections import STALL_SLACK_S, StallWatch, host_limited_server
+from .delivery import Deliveries, Superseded, send_sr
+from .options import ListenerOptions, ListenerStats
 from .receipt import ReceiptGuard
 
 log = logging.getLogger("gem_runtime.hospital")
@@ -54,6 +55,7 @@ ECG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storag
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]   # explicit/implicit LE, BE
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SUCCESS, CANNOT_UNDERSTAND, NOT_MY_CLASS, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA900, 0xA700
+REDELIVER_MAX_S = 300.0       # a delivery that failed its tries is tried again after at most this
 ACSE_TIMEOUT_S = 10.0         # seconds for a connection's A-ASSOCIATE-RQ (pynetdicom's default 30); at most the
                               # message timeout
 DOES_NOT_MATCH_CLASS = NOT_MY_CLASS           # 0xA900: "data set does not match SOP class" (a type 1 element missing)
@@ -61,46 +63,6 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 ECG_FILE, RESULT_FILE, SR_FILE, HL7_FILE = "ecg.dcm", "result.json", "report.sr.dcm", "report.hl7"
 FORWARDED, HL7_SENT = "sr.forwarded", "hl7.sent"        # markers: written once the peer acknowledged
 REPORT_FILES = (RESULT_FILE, SR_FILE, HL7_FILE, FORWARDED, HL7_SENT)      # removed when the ECG is replaced
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Where reports go on: a DICOM AE (host, port, AE title) or an MLLP endpoint (host, port)."""
-
-    host: str
-    port: int
-    ae_title: str = ""
-
-
-@dataclass(frozen=True)
-class ListenerOptions:
-    out: Path
-    port: int = 11112
-    host: str = "127.0.0.1"
-    ae_title: str = "GEMEDGE"
-    allow_ae: tuple[str, ...] = ()                # calling AE titles allowed; empty: any
-    max_associations: int = 10                    # at once; more are refused (logged)
-    max_associations_per_host: int = 4           # connections one peer host may hold at once (connections.py)
-    max_bytes: int = DEFAULT_MAX_BYTES            # one DICOM message (an ECG's dataset); past it, aborted
-    message_timeout_s: float = 60.0               # one DICOM message must arrive within this of its first PDU
-    forward: Peer | None = None                   # the SR by C-STORE
-    hl7: Peer | None = None                       # the ORU over MLLP
-    max_new_tokens: int = 256
-    retries: int = 5
-    backoff_s: float = 2.0
-    audit_log: Path | None = None                 # one hash-chained line per interpretation (gem_runtime.audit)
-    revise_rhythm: bool = False                   # revise contradicted rhythm statements (gem_runtime.revise)
-
-
-@dataclass
-class ListenerStats:
-    stored: int = 0
-    refused: int = 0                                          # objects refused with a failure status
-    rejected: int = 0                                         # associations refused
-    aborted: int = 0                                          # associations aborted mid-message (receipt.py)
-    interpreted: int = 0
-    failed: int = 0
-    latency_ms: list[float] = field(default_factory=list)     # C-STORE received -> SR written
 
 
 class EcgListener:
@@ -114,6 +76,11 @@ class EcgListener:
         # a connection that completes no PDU for this long, while we are not working on its request, is shut
         self._stalls = StallWatch(options.message_timeout_s + STALL_SLACK_S, _warn)
         self._worker = threading.Thread(target=self._interpret_loop, name="gem-interpret", daemon=True)
+        # each destination on its own thread (delivery.py); a delivery that fails its tries is tried again after
+        # the back-off the tries would take next
+        again_s = min(options.backoff_s * 2 ** options.retries, REDELIVER_MAX_S)
+        self._forwards = None if options.forward is None else Deliveries("forwarding", self._forward_one, again_s)
+        self._hl7s = None if options.hl7 is None else Deliveries("HL7", self._hl7_one, again_s)
         self._files = threading.Lock()            # an ECG replaced vs. its reports written (see _write)
         options.out.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
 
@@ -123,6 +90,8 @@ class EcgListener:
         for uid in self.unfinished():
             self._work.put((uid, time.monotonic(), None, None, "ae:unknown (stored before a restart)"))
         self._worker.start()
+        for deliveries in self._deliveries:
+            deliveries.start()
         ae = AE(ae_title=self.options.ae_title)
         ae.add_supported_context(Verification)
         for uid in ECG_SOP_CLASSES:
@@ -142,13 +111,21 @@ class EcgListener:
         self._stalls.start()
         self._server = ae.make_server((self.options.host, self.options.port), evt_handlers=handlers,
                                       server_class=host_limited_server(self.options.max_associations_per_host, _warn))
-        ae._servers.append(self._server)       # as AE.start_server does: the server's shutdown() takes it off again
         threading.Thread(target=self._server.serve_forever, name="gem-dicom-server", daemon=True).start()
 
     @property
+    def _deliveries(self) -> list[Deliveries]:
+        return [d for d in (self._forwards, self._hl7s) if d is not None]
+
+    @property
     def alive(self) -> bool:
-        """Whether the interpreting thread still runs (what the systemd watchdog is fed on)."""
-        return self._worker.is_alive()
+        """Whether the interpreting and delivering threads still run (what the systemd watchdog is fed on)."""
+        return self._worker.is_alive() and all(d.alive for d in self._deliveries)
+
+    @property
+    def deliveries(self) -> dict[str, tuple[int, int]]:
+        """{destination: (delivered, failed tries)} so far."""
+        return {d.name: (d.delivered, d.failed) for d in self._deliveries}
 
     def stop(self) -> None:
         """Stop accepting, then finish every stored ECG already queued."""
@@ -158,6 +135,8 @@ class EcgListener:
         self._work.put(None)
         if self._worker.is_alive():
             self._worker.join()
+        for deliveries in self._deliveries:          # what is queued now; what failed stays for the next start
+            deliveries.stop()
         if self.audit is not None:
             self.audit.close()
 
@@ -285,10 +264,10 @@ class EcgListener:
 
     def process(self, uid: str, record: EcgRecord | None = None, stored: tuple | None = None,
                 caller: str = "ae:unknown") -> None:
-        """Reports for one stored ECG (each step skipped when already done), then the deliveries. `record`: the
-        ECG as read when it was stored (None: read it again, as after a restart); `stored`: which file that was
+        """Reports for one stored ECG (each step skipped when already done), then its deliveries queued. `record`:
+        the ECG as read when it was stored (None: read it again, as after a restart); `stored`: which file that was
         (Superseded when another has replaced it since)."""
-        from .hl7 import build_oru, send_mllp
+        from .hl7 import build_oru
         from .sr import write_sr
 
         folder = self.options.out / uid
@@ -306,11 +285,27 @@ class EcgListener:
         if not (folder / HL7_FILE).exists():
             oru = build_oru(result, source).encode()
             self._write(folder, ecg, lambda: atomic_write(folder / HL7_FILE, oru, mode=PRIVATE_FILE_MODE))
-        if self.options.forward is not None and not (folder / FORWARDED).exists():
-            self._forward(folder / SR_FILE)
+        for deliveries, marker in ((self._forwards, FORWARDED), (self._hl7s, HL7_SENT)):
+            if deliveries is not None and not (folder / marker).exists():
+                deliveries.put(uid)
+
+    def _forward_one(self, uid: str) -> None:
+        """The SR by C-STORE (forwarding's thread), marked sent once the archive acknowledged it."""
+        folder = self.options.out / uid
+        ecg = _identity(folder / ECG_FILE)
+        if not (folder / FORWARDED).exists():
+            o = self.options
+            send_sr(folder / SR_FILE, o.forward.host, o.forward.port, o.forward.ae_title, o.ae_title, o.retries,
+                    o.backoff_s)
             self._write(folder, ecg, lambda: atomic_write(folder / FORWARDED, b"", mode=PRIVATE_FILE_MODE))
-        if self.options.hl7 is not None and not (folder / HL7_SENT).exists():
-            peer = self.options.hl7
+
+    def _hl7_one(self, uid: str) -> None:
+        """The ORU over MLLP (HL7's thread), marked sent once the receiver acknowledged it."""
+        from .hl7 import send_mllp
+
+        folder, peer = self.options.out / uid, self.options.hl7
+        ecg = _identity(folder / ECG_FILE)
+        if not (folder / HL7_SENT).exists():
             send_mllp(peer.host, peer.port, (folder / HL7_FILE).read_text(), retries=self.options.retries,
                       backoff_s=self.options.backoff_s, log=log.warning)
             self._write(folder, ecg, lambda: atomic_write(folder / HL7_SENT, b"", mode=PRIVATE_FILE_MODE))
@@ -341,31 +336,6 @@ class EcgListener:
             if _identity(folder / ECG_FILE) != ecg:
                 raise Superseded(folder.name)
             write()
-
-    def _forward(self, sr_path: Path) -> None:
-        """The SR by C-STORE to the forward AE, retried with back-off; raises after the last try."""
-        peer, ds = self.options.forward, dcmread(sr_path)
-        ae = AE(ae_title=self.options.ae_title)
-        ae.add_requested_context(ds.SOPClassUID, [str(ds.file_meta.TransferSyntaxUID)])
-        for attempt in range(1, self.options.retries + 1):
-            assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-            status = None
-            if assoc.is_established:
-                reply = assoc.send_c_store(ds)
-                status = getattr(reply, "Status", None)
-                assoc.release()
-            if status == SUCCESS:
-                return
-            why = "association refused or peer unreachable" if status is None else f"status 0x{status:04X}"
-            log.warning("forwarding %s to %s@%s:%d: %s (try %d of %d)", sr_path.parent.name, peer.ae_title,
-                        peer.host, peer.port, why, attempt, self.options.retries)
-            if attempt < self.options.retries:
-                time.sleep(self.options.backoff_s * 2 ** (attempt - 1))
-        raise GemEdgeError(f"forwarding {sr_path} failed after {self.options.retries} tries; it stays for the next start")
-
-
-class Superseded(Exception):
-    """The stored ECG was replaced (sent again) while its reports were being made; the new one is queued."""
 
 
 def _identity(path: Path) -> tuple | None:
