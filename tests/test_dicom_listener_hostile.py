@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import stat
 import threading
 import time
@@ -209,8 +210,6 @@ def test_a_message_trickled_past_the_message_timeout_is_aborted(tiny_bundle, tmp
 
 # --- connections that never finish a PDU held association slots: 3 such kept a cart out of a listener of 2 ---
 def test_a_host_holding_stalled_connections_neither_locks_out_another_nor_keeps_them(tiny_bundle, tmp_path):
-    import socket
-
     from pynetdicom import AE
 
     args = ("--max-associations", "3", "--max-associations-per-host", "2", "--message-timeout", "2")
@@ -260,8 +259,6 @@ def test_a_host_holding_stalled_connections_neither_locks_out_another_nor_keeps_
 # --- deliveries on the interpreting thread: an EMR that was down held every next ECG ~30 s, and a delivery that
 # failed its tries waited for the next start ---
 def test_an_emr_that_is_down_delays_no_interpretation_and_gets_its_messages_once_up(tiny_bundle, tmp_path):
-    import socket
-
     from clirun import free_port
 
     out, hl7_port, received = tmp_path / "inbox", free_port(), []
@@ -276,22 +273,7 @@ def test_an_emr_that_is_down_delays_no_interpretation_and_gets_its_messages_once
         assert not any((out / ds.SOPInstanceUID / "hl7.sent").exists() for ds in sets)
         time.sleep(3)                                                # both tries (0.5 s apart) spent: "again in 2 s"
         emr = socket.create_server(("127.0.0.1", hl7_port))        # the interface engine comes back
-
-        def ack_all():
-            while True:
-                try:
-                    conn, _ = emr.accept()
-                except OSError:
-                    return
-                with conn:
-                    data = b""
-                    while not data.endswith(b"\x1c\r") and (chunk := conn.recv(65536)):
-                        data += chunk
-                    received.append(data)
-                    control = data.split(b"|")[9]
-                    conn.sendall(b"\x0bMSH|^~\\&|EMR|H|GEM|H|20261204||ACK|1|P|2.5\rMSA|AA|" + control + b"\r\x1c\r")
-
-        threading.Thread(target=ack_all, daemon=True).start()
+        threading.Thread(target=_ack_all, args=(emr, received), daemon=True).start()
         try:
             for ds in sets:                                          # tried again while the listener runs
                 _wait(lambda: (out / ds.SOPInstanceUID / "hl7.sent").exists(), "the HL7 once the EMR is up", 30)
@@ -303,6 +285,52 @@ def test_an_emr_that_is_down_delays_no_interpretation_and_gets_its_messages_once
     assert summary and int(summary[0][1]) == 2 and int(summary[0][2]) >= 2, lines[-3:]   # each failed once at least
     assert any(f"HL7 of {sets[0].SOPInstanceUID} failed" in line and "trying again in 2 s" in line
                for line in lines), lines
+
+
+def test_a_stop_with_the_emr_down_is_quick_and_a_restart_delivers_what_was_left(tiny_bundle, tmp_path):
+    """Deliveries queued when SIGTERM comes are sent while the EMR answers; once one fails the rest are left on
+    disk: the stop takes one round of tries (here 1 + 2 s), not one per ECG, and the next start sends them."""
+    import signal
+
+    from clirun import free_port
+
+    out, hl7_port = tmp_path / "inbox", free_port()
+    sets = [_dataset() for _ in range(3)]
+    args = ("--hl7", f"127.0.0.1:{hl7_port}", "--retries", "3", "--backoff", "1")
+    with listening(tiny_bundle, out, *args) as (port, proc):
+        assert [_send(port, ds) for ds in sets] == [0, 0, 0]
+        for ds in sets:
+            _wait(lambda: all((out / ds.SOPInstanceUID / f).exists() for f in REPORTS), "the reports", 60)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert time.monotonic() - t0 < 8, f"stopping took {time.monotonic() - t0:.0f} s"
+    assert not any((out / ds.SOPInstanceUID / "hl7.sent").exists() for ds in sets)
+    emr, received = socket.create_server(("127.0.0.1", hl7_port)), []
+    threading.Thread(target=_ack_all, args=(emr, received), daemon=True).start()
+    try:
+        with listening(tiny_bundle, out, *args):
+            for ds in sets:
+                _wait(lambda: (out / ds.SOPInstanceUID / "hl7.sent").exists(), "the HL7 after the restart", 30)
+    finally:
+        emr.close()
+    assert len(received) == 3
+
+
+def _ack_all(server, received: list) -> None:
+    """An EMR interface engine: an AA for every MLLP message."""
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while not data.endswith(b"\x1c\r") and (chunk := conn.recv(65536)):
+                data += chunk
+            received.append(data)
+            control = data.split(b"|")[9]
+            conn.sendall(b"\x0bMSH|^~\\&|EMR|H|GEM|H|20261204||ACK|1|P|2.5\rMSA|AA|" + control + b"\r\x1c\r")
 
 
 @pytest.fixture(autouse=True)

@@ -37,6 +37,8 @@ class Deliveries:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._later: list[tuple[float, int, str]] = []           # (when, order, uid): tries to make again
         self._order = itertools.count()
+        self._stopping = threading.Event()
+        self._down = False                                        # the last try failed
         self._thread = threading.Thread(target=self._run, name=f"gem-deliver-{name}", daemon=True)
 
     def start(self) -> None:
@@ -50,8 +52,10 @@ class Deliveries:
         return self._thread.is_alive()
 
     def stop(self) -> None:
-        """After the delivery under way (and what was queued before this call); what waits to be tried again stays
-        for the next start."""
+        """What was queued before this call is delivered while the destination answers; once a try fails, the rest
+        (and what waits to be tried again) stays on disk for the next start, so a destination that is down does
+        not hold the stop."""
+        self._stopping.set()
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join()
@@ -65,18 +69,21 @@ class Deliveries:
                 uid = heapq.heappop(self._later)[2]
             if uid is None:
                 return
+            if self._stopping.is_set() and self._down:
+                continue
             try:
                 self._deliver(uid)
-                self.delivered += 1
+                self.delivered, self._down = self.delivered + 1, False
             except Superseded:
                 pass                                              # the ECG sent again is queued on its own
             except Exception as exc:                              # noqa: BLE001 - logged, tried again later
-                self.failed += 1
+                self.failed, self._down = self.failed + 1, True
+                then = ("left for the next start" if self._stopping.is_set() else
+                        f"trying again in {self.retry_after_s:g} s")
                 if isinstance(exc, (GemEdgeError, OSError)):
-                    log.warning("%s", one_line(f"{self.name} of {uid} failed: {exc}; trying again in "
-                                               f"{self.retry_after_s:g} s"))
+                    log.warning("%s", one_line(f"{self.name} of {uid} failed: {exc}; {then}"))
                 else:
-                    log.exception("%s of %s failed; trying again in %g s", self.name, uid, self.retry_after_s)
+                    log.exception("%s of %s failed; %s", self.name, uid, then)
                 heapq.heappush(self._later, (time.monotonic() + self.retry_after_s, next(self._order), uid))
 
 
