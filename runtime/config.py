@@ -3,7 +3,8 @@ and `gem-run dicom-listen`: `load_config(path) -> DeployConfig`, typed frozen da
 
     [model]   bundle, threads, quant, max_new_tokens, trusted_keys, revise_rhythm
     [audit]   log
-    [serve]   host, port, token_file, allow_hosts, allow_origins, queue, timeout_s, max_bytes, state_mb, read_timeout_s
+    [serve]   host, port, token_file, allow_hosts, allow_origins, queue, timeout_s, max_bytes, state_mb, read_timeout_s,
+              max_connections_per_host
     [dicom]   out, host, port, ae_title, allow_ae, max_associations, max_associations_per_host, max_bytes,
               message_timeout_s, retries, backoff_s, [dicom.forward], [dicom.hl7]
 
@@ -59,6 +60,7 @@ class ServeSection:
     max_bytes: int = 200 * 2**20
     state_mb: int = 512
     read_timeout_s: float = 60.0
+    max_connections_per_host: int = 64   # connections one client address may hold at once (0: no cap)
     token: str | None = field(default=None, repr=False, metadata={"derived": True})    # read from token_file
 
     @property
@@ -213,8 +215,8 @@ def _check(cfg: DeployConfig, file: Path) -> None:
         _fail(file, "serve", "neither [serve] nor [dicom] is configured: nothing to run")
     if (s := cfg.serve) is not None:
         _port(file, "serve.port", s.port)
-        for k in ("queue", "max_bytes", "state_mb"):
-            _at_least(file, f"serve.{k}", getattr(s, k), 0 if k == "state_mb" else 1)
+        for k in ("queue", "max_bytes", "state_mb", "max_connections_per_host"):
+            _at_least(file, f"serve.{k}", getattr(s, k), 0 if k in ("state_mb", "max_connections_per_host") else 1)
         for k in ("read_timeout_s", "timeout_s"):
             _positive(file, f"serve.{k}", getattr(s, k))
         if s.host not in LOCAL_HOSTS and s.token_file is None:

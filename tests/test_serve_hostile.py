@@ -178,6 +178,35 @@ def test_a_request_head_slower_than_the_read_timeout_is_408_and_closed(tiny_bund
             assert r.status_code == 200, r.text                      # the head's deadline ends with the head
 
 
+def test_one_address_holds_at_most_its_connections_and_another_is_served(tiny_bundle):
+    context, base, port = _serving(tiny_bundle, "--max-connections-per-host", "2")
+    with context as proc:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        for s in held:
+            s.sendall(b"GET /v1/health HTTP/1.1\r\n")                 # a head begun, not ended
+        with socket.create_connection(("127.0.0.1", port)) as third:
+            third.settimeout(5)
+            assert third.recv(100) == b""                            # closed as it opened
+        other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+        assert other.get(f"{base}/v1/health").status_code == 200    # 127.0.0.2: another address on loopback
+        for s in held:
+            s.close()
+        _wait_for(lambda: httpx.get(f"{base}/v1/health").status_code == 200)
+    assert "closed a connection from 127.0.0.1: it holds 2 already" in proc.stderr.read()
+
+
+def _wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "waited for the service"
+        time.sleep(0.2)
+
+
 # --- defect 6: a too-long question destroyed the ECG's conversation ---
 def test_a_too_long_question_is_422_and_the_conversation_stays(server):
     ecg_id = _upload(server[0], "e.dcm", endpoint="interpret", max_new_tokens="4").json()["ecg_id"]

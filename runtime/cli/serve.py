@@ -1,7 +1,8 @@
 """gem-run serve: the warm local service (gem_runtime.serve, docs/serve-api.md).
 
     gem-run serve [--bundle B] [--host 127.0.0.1] [--port 8717] [--queue N] [--token T] [--timeout S]
-                  [--max-bytes N] [--read-timeout S] [--shutdown-timeout S] [--allow-host NAME] [--allow-origin O]
+                  [--max-bytes N] [--read-timeout S] [--max-connections-per-host N] [--shutdown-timeout S]
+                  [--allow-host NAME] [--allow-origin O]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def _serve_defaults(cfg) -> dict:
             "host": s.host, "port": s.port,
             "queue_limit": s.queue, "token": s.token, "timeout_s": s.timeout_s, "max_bytes": s.max_bytes,
             "state_mb": s.state_mb, "read_timeout_s": s.read_timeout_s, "allow_hosts": s.allow_hosts or None,
+            "max_connections_per_host": s.max_connections_per_host,
             "allow_origins": s.allow_origins or None}
 
 
@@ -53,6 +55,9 @@ def _serve_defaults(cfg) -> dict:
 @click.option("--read-timeout", "read_timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True, help="seconds a client may take to send a request's head (from connecting or its last "
                                       "answer) and again its body; past it 408")
+@click.option("--max-connections-per-host", type=click.IntRange(0), default=64, show_default=True,
+              help="connections one client address may hold at once; more are closed as they open (0: no cap; "
+                   "raise it behind a reverse proxy, which makes every client one address)")
 @click.option("--shutdown-timeout", "shutdown_timeout_s", type=click.FloatRange(min=0), default=30.0,
               show_default=True, help="on SIGTERM, seconds to let requests in flight finish before they are cut")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
@@ -64,7 +69,8 @@ def _serve_defaults(cfg) -> dict:
 @click.option("--revise-rhythm", is_flag=True,
               help="revise contradicted rhythm statements unless a request says revise_rhythm=false")
 def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token, timeout_s, max_bytes, state_mb,
-          read_timeout_s, shutdown_timeout_s, allow_hosts, log_json, allow_origins, revise_rhythm):
+          read_timeout_s, max_connections_per_host, shutdown_timeout_s, allow_hosts, log_json, allow_origins,
+          revise_rhythm):
     """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
     if host not in LOCAL_HOSTS and not token:
         raise GemEdgeError(f"--host {host} would let other machines in: give --token too (or keep 127.0.0.1)")
@@ -92,7 +98,8 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
     app = build_app(options)
     from ..serve.protocol import head_deadline_protocol
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=head_deadline_protocol(read_timeout_s),
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            http=head_deadline_protocol(read_timeout_s, max_connections_per_host),
                             timeout_graceful_shutdown=shutdown_timeout_s,
                             **({"log_config": None} if log_json else {}))   # uvicorn's lines into our JSON
     _graceful_server(uvicorn)(config).run()

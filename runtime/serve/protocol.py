@@ -8,10 +8,16 @@ service runs out of file descriptors. So each connection must complete a request
 opening, or of its previous response on a kept-alive connection; past it the service answers 408 where part of a
 head arrived (else closes) and closes the connection. The body's deadline is the guard's (guard.py), the head's size
 is bounded by h11 (uvicorn's h11_max_incomplete_event_size, 16 KiB: 400 past it).
+
+A deadline bounds how long a connection is held, not how many one client holds: with the service's 1024 file
+descriptors (systemd's default soft limit) one machine opening a thousand connections would still shut everyone
+out for as long as it kept reopening them. So one peer address holds at most `per_host` connections at once; one
+more is closed as it opens, with one log line (0: no cap; a reverse proxy in front makes every client one address).
 """
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -21,14 +27,25 @@ _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; char
                 b"content-length: %d\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE))
 
 
-def head_deadline_protocol(read_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with the head's deadline (uvicorn.Config(http=...))."""
+def head_deadline_protocol(read_timeout_s: float, per_host: int = 0) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with the head's deadline and the per-address cap (uvicorn.Config(http=...))."""
+    open_by_host: Counter = Counter()           # the event loop's thread only: no lock
 
     class HeadDeadlineProtocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _host: str | None = None                 # counted in open_by_host
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            host = self.client[0] if self.client else None
+            if per_host and host is not None and open_by_host[host] >= per_host:
+                self.logger.warning("closed a connection from %s: it holds %d already (--max-connections-per-host)",
+                                    host, open_by_host[host])
+                transport.close()
+                return
+            if host is not None:
+                self._host = host
+                open_by_host[host] += 1
             self._arm()
 
         def data_received(self, data: bytes) -> None:
@@ -43,6 +60,11 @@ def head_deadline_protocol(read_timeout_s: float) -> type[H11Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._host is not None:
+                open_by_host[self._host] -= 1
+                if not open_by_host[self._host]:
+                    del open_by_host[self._host]
+                self._host = None
             super().connection_lost(exc)
 
         def _arm(self) -> None:
