@@ -52,6 +52,23 @@ def _wait_reports(folder: Path, extra: tuple[str, ...] = (), timeout: float = 12
         time.sleep(0.1)
 
 
+def ack_all(server: socket.socket, received: list) -> None:
+    """An EMR interface engine on `server`: an AA for every MLLP message, each kept in `received`."""
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while not data.endswith(b"\x1c\r") and (chunk := conn.recv(65536)):
+                data += chunk
+            if data:
+                received.append(data)
+                control = data.split(b"|")[9]
+                conn.sendall(b"\x0bMSH|^~\\&|EMR|H|GEM|H|20261202||ACK|1|P|2.5\rMSA|AA|" + control + b"\r\x1c\r")
+
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, ptb):
     """The PTB record and the Philips ECG written as 12-lead ECG DICOM by our own writer (new UIDs each)."""
@@ -112,25 +129,7 @@ def test_three_senders_at_once_forward_and_hl7(tiny_bundle, tmp_path, converted)
     messages: list[bytes] = []
     server = socket.create_server(("127.0.0.1", hl7_port))
 
-    def mllp():                                                # an EMR interface engine: ACK every message
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while not data.endswith(b"\x1c\r"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data:
-                    messages.append(data)
-                    control = data.split(b"|")[9]
-                    conn.sendall(b"\x0bMSH|^~\\&|EMR|H|GEM|H|20261202||ACK|1|P|2.5\rMSA|AA|" + control + b"\r\x1c\r")
-
-    threading.Thread(target=mllp, daemon=True).start()
+    threading.Thread(target=ack_all, args=(server, messages), daemon=True).start()
     try:
         with listening(tiny_bundle, out, "--forward", f"127.0.0.1:{archive_port}:ARCHIVE",
                        "--hl7", f"127.0.0.1:{hl7_port}") as (port, proc):

@@ -18,7 +18,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from test_dicom_listener import listening
+from test_dicom_listener import ack_all, listening
 
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))
 REPORTS = ("result.json", "report.sr.dcm", "report.hl7")
@@ -273,7 +273,7 @@ def test_an_emr_that_is_down_delays_no_interpretation_and_gets_its_messages_once
         assert not any((out / ds.SOPInstanceUID / "hl7.sent").exists() for ds in sets)
         time.sleep(3)                                                # both tries (0.5 s apart) spent: "again in 2 s"
         emr = socket.create_server(("127.0.0.1", hl7_port))        # the interface engine comes back
-        threading.Thread(target=_ack_all, args=(emr, received), daemon=True).start()
+        threading.Thread(target=ack_all, args=(emr, received), daemon=True).start()
         try:
             for ds in sets:                                          # tried again while the listener runs
                 _wait(lambda: (out / ds.SOPInstanceUID / "hl7.sent").exists(), "the HL7 once the EMR is up", 30)
@@ -307,7 +307,7 @@ def test_a_stop_with_the_emr_down_is_quick_and_a_restart_delivers_what_was_left(
         assert time.monotonic() - t0 < 8, f"stopping took {time.monotonic() - t0:.0f} s"
     assert not any((out / ds.SOPInstanceUID / "hl7.sent").exists() for ds in sets)
     emr, received = socket.create_server(("127.0.0.1", hl7_port)), []
-    threading.Thread(target=_ack_all, args=(emr, received), daemon=True).start()
+    threading.Thread(target=ack_all, args=(emr, received), daemon=True).start()
     try:
         with listening(tiny_bundle, out, *args):
             for ds in sets:
@@ -315,22 +315,6 @@ def test_a_stop_with_the_emr_down_is_quick_and_a_restart_delivers_what_was_left(
     finally:
         emr.close()
     assert len(received) == 3
-
-
-def _ack_all(server, received: list) -> None:
-    """An EMR interface engine: an AA for every MLLP message."""
-    while True:
-        try:
-            conn, _ = server.accept()
-        except OSError:
-            return
-        with conn:
-            data = b""
-            while not data.endswith(b"\x1c\r") and (chunk := conn.recv(65536)):
-                data += chunk
-            received.append(data)
-            control = data.split(b"|")[9]
-            conn.sendall(b"\x0bMSH|^~\\&|EMR|H|GEM|H|20261204||ACK|1|P|2.5\rMSA|AA|" + control + b"\r\x1c\r")
 
 
 @pytest.fixture(autouse=True)
