@@ -154,12 +154,14 @@ def test_rejected_associations_are_logged_with_the_caller_and_the_reason(tiny_bu
 def test_three_at_once_within_the_limit_are_all_stored(tiny_bundle, tmp_path):
     out = tmp_path / "inbox"
     sets = [_dataset() for _ in range(3)]
-    with listening(tiny_bundle, out, "--max-associations", "3") as (port, _):
+    with listening(tiny_bundle, out, "--max-associations", "3") as (port, proc):
         codes: list = []
         threads = [threading.Thread(target=lambda d=d: codes.append(_send(port, d))) for d in sets]
         [t.start() for t in threads]
         [t.join() for t in threads]
-        assert codes == [0, 0, 0]
+        if codes != [0, 0, 0]:                                       # say why (once seen under CI load: 2 of 3)
+            why = [line for line in _stderr_lines(proc) if "rejected association" in line or "connection" in line]
+            raise AssertionError(f"{codes}: {why}")
         for ds in sets:
             assert (out / ds.SOPInstanceUID / "ecg.dcm").exists()
 
