@@ -81,6 +81,9 @@ def unit_scale(path: Path, channel: str, unit) -> float:
     return scale
 
 
+DEFAULT_MAX_BYTES = 200 * 2**20     # a file's (with its signal files') limit, and a deflated DICOM dataset's inflated
+
+
 def size_text(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes} bytes"
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import EcgReadError, one_line
 from .checks import (
+    DEFAULT_MAX_BYTES,
     check_channels,
     check_duration,
     check_fs,
@@ -24,7 +25,6 @@ from .record import DeviceReport, EcgRecord, patient_sex
 
 DICOM_MARKER = b"DICM"      # at byte 128, after the 128-byte preamble
 DEFLATED = "1.2.840.10008.1.2.1.99"          # Deflated Explicit VR Little Endian (PS3.5 A.5)
-MAX_INFLATED_BYTES = 200 * 2**20             # a deflated dataset once inflated: the readers' default file limit
 
 
 def is_dicom(head: bytes) -> bool:
@@ -131,8 +131,8 @@ def _dicom_channel_name(channel, k: int) -> str:
 
 
 def _check_inflated_size(path: Path) -> None:
-    """A deflated dataset, inflated here with a bound before pydicom inflates it whole (it would: a 1.1 MiB file
-    held 1 GiB of zeros, 2.2 GB RSS to read; a file at the 200 MiB limit could hold ~200 GiB)."""
+    """A deflated dataset, inflated here with a bound (the readers' file limit) before pydicom inflates it whole (it
+    would: a 1.1 MiB file held 1 GiB of zeros, 2.2 GB RSS to read; a file at the 200 MiB limit could hold ~200 GiB)."""
     from pydicom.filereader import read_file_meta_info
 
     try:
@@ -154,9 +154,9 @@ def _check_inflated_size(path: Path) -> None:
                     inflated += len(inflater.decompress(data, 16 * 2**20))
                 except zlib.error as exc:
                     raise EcgReadError(path, f"deflated DICOM dataset does not inflate: {exc}") from None
-                if inflated > MAX_INFLATED_BYTES:
+                if inflated > DEFAULT_MAX_BYTES:
                     raise EcgReadError(path, "its deflated dataset inflates to more than "
-                                             f"{size_text(MAX_INFLATED_BYTES)} (a compression bomb, or not an ECG)")
+                                             f"{size_text(DEFAULT_MAX_BYTES)} (a compression bomb, or not an ECG)")
                 data = inflater.unconsumed_tail
 
 

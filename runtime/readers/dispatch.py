@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import EcgReadError, one_line
 from .aecg import is_aecg, read_aecg
 from .cardiosoft import is_cardiosoft, read_cardiosoft
-from .checks import size_text
+from .checks import DEFAULT_MAX_BYTES, size_text
 from .dicom import is_dicom, read_dicom
 from .edf import is_edf, read_edf
 from .muse import is_muse, read_muse
@@ -35,7 +35,6 @@ from .scp import is_scp, read_scp
 from .wfdb import read_wfdb
 from .xmlread import head_text
 
-DEFAULT_MAX_BYTES = 200 * 2**20
 # Library warnings go into the record's warnings, never to stderr; these are about the libraries, not the file.
 _NOT_ABOUT_FILE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
 # warnings.catch_warnings swaps process-wide state: two threads reading at once (the service) could restore it
