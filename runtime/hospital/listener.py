@@ -30,6 +30,7 @@ import queue
 import re
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from pydicom import dcmread
@@ -79,8 +80,10 @@ class EcgListener:
         # each destination on its own thread (delivery.py); a delivery that fails its tries is tried again after
         # the back-off the tries would take next
         again_s = min(options.backoff_s * 2 ** options.retries, REDELIVER_MAX_S)
-        self._forwards = None if options.forward is None else Deliveries("forwarding", self._forward_one, again_s)
-        self._hl7s = None if options.hl7 is None else Deliveries("HL7", self._hl7_one, again_s)
+        self._forwards = None if options.forward is None else \
+            Deliveries("forwarding", partial(self._deliver, FORWARDED, self._send_sr), again_s)
+        self._hl7s = None if options.hl7 is None else \
+            Deliveries("HL7", partial(self._deliver, HL7_SENT, self._send_hl7), again_s)
         self._files = threading.Lock()            # an ECG replaced vs. its reports written (see _write)
         options.out.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
 
@@ -289,26 +292,26 @@ class EcgListener:
             if deliveries is not None and not (folder / marker).exists():
                 deliveries.put(uid)
 
-    def _forward_one(self, uid: str) -> None:
-        """The SR by C-STORE (forwarding's thread), marked sent once the archive acknowledged it."""
+    def _deliver(self, marker: str, send, uid: str) -> None:
+        """One delivery (its destination's thread): `send(folder)`, then `marker` written once it was acknowledged,
+        only while the stored ECG is the one whose reports were sent."""
         folder = self.options.out / uid
         ecg = _identity(folder / ECG_FILE)
-        if not (folder / FORWARDED).exists():
-            o = self.options
-            send_sr(folder / SR_FILE, o.forward.host, o.forward.port, o.forward.ae_title, o.ae_title, o.retries,
-                    o.backoff_s)
-            self._write(folder, ecg, lambda: atomic_write(folder / FORWARDED, b"", mode=PRIVATE_FILE_MODE))
+        if not (folder / marker).exists():
+            send(folder)
+            self._write(folder, ecg, lambda: atomic_write(folder / marker, b"", mode=PRIVATE_FILE_MODE))
 
-    def _hl7_one(self, uid: str) -> None:
-        """The ORU over MLLP (HL7's thread), marked sent once the receiver acknowledged it."""
+    def _send_sr(self, folder: Path) -> None:
+        o = self.options
+        send_sr(folder / SR_FILE, o.forward.host, o.forward.port, o.forward.ae_title, o.ae_title, o.retries,
+                o.backoff_s)
+
+    def _send_hl7(self, folder: Path) -> None:
         from .hl7 import send_mllp
 
-        folder, peer = self.options.out / uid, self.options.hl7
-        ecg = _identity(folder / ECG_FILE)
-        if not (folder / HL7_SENT).exists():
-            send_mllp(peer.host, peer.port, (folder / HL7_FILE).read_text(), retries=self.options.retries,
-                      backoff_s=self.options.backoff_s, log=log.warning)
-            self._write(folder, ecg, lambda: atomic_write(folder / HL7_SENT, b"", mode=PRIVATE_FILE_MODE))
+        o = self.options
+        send_mllp(o.hl7.host, o.hl7.port, (folder / HL7_FILE).read_text(), retries=o.retries, backoff_s=o.backoff_s,
+                  log=log.warning)
 
     def _interpret(self, ecg, source, caller: str):
         """The interpretation, with its audit line (outcome, the stored file's hash, the study UID) when kept."""
