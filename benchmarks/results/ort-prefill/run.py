@@ -18,7 +18,8 @@ Against llama.cpp's own prefill of the same prompt (`LlamaLLM.prefill`, repackin
 prefill times, the hand-over, each layer's K and V against llama.cpp's (cosine), the first token's logits
 (cosine, top-1) and how many of the greedy tokens agree, and both engines' K against the same layers with the
 GGUF's weights in fp32. Random weights: the text means nothing, the agreement of logits and KV does. Results and
-verdict: peer.md, "Prefill on ONNX Runtime's int8 kernels".
+verdict: peer.md, "Prefill on ONNX Runtime's int8 kernels". (The logs were made at commit fa91448, which handed ORT's
+logits to `LlamaLLM.generate` through its private fields; the same greedy loop now goes through public calls.)
 
     D=benchmarks/results/ort-prefill B=work/footprint/gem7b-L32/llm-q4_k_m.gguf
     python $D/run.py $B --rounds 2 > $D/log.txt
@@ -234,6 +235,15 @@ def parse_state(state: bytes, n_layer: int) -> tuple[list[np.ndarray], list[np.n
     return kv[0], kv[1]
 
 
+def greedy(llm: LlamaLLM, logits: np.ndarray, pos: int, n: int) -> list[int]:
+    """n greedy tokens from the prompt's last logits (ORT's), each fed to llama.cpp at its position."""
+    out = [int(np.argmax(logits))]
+    while len(out) < n:
+        pos = llm.eval_tokens(out[-1:], pos)
+        out.append(int(np.argmax(llm.logits())))
+    return out
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
@@ -276,13 +286,12 @@ def main() -> None:
         t0 = time.perf_counter()
         ks, vs, logits = eng.run(x)
         t1 = time.perf_counter()
-        llm._set_state(seq_state(ks, vs))
-        llm._pending_logits = logits.astype(np.float32)
+        llm.restore_state(seq_state(ks, vs), [])
         t2 = time.perf_counter()
         times["ORT prefill"].append(t1 - t0)
         times["hand-over"].append(t2 - t1)
-        tokens = llm.generate(pos, a.new_tokens, tm, ignore_eos=True)
-        times["decode (after ORT)"].append(tm.decode_ms / 1000)
+        tokens = greedy(llm, logits, pos, a.new_tokens)
+        times["decode (after ORT)"].append(time.perf_counter() - t2)
         print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
         if r == 0:
             ref_k, ref_v = parse_state(ref_state, eng.n_layer)
