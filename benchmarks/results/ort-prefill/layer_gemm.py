@@ -4,8 +4,8 @@ rate that made `run.py` worth trying (peer.md, "Prefill on ONNX Runtime's int8 k
 
     python benchmarks/results/ort-prefill/layer_gemm.py > benchmarks/results/ort-prefill/layer_gemm.log
 """
-import sys, time, statistics
-import numpy as np, onnx, onnxruntime as ort
+import time, statistics
+import numpy as np, onnxruntime as ort
 from onnx import helper, TensorProto, numpy_helper
 M, D, F = 657, 4096, 11008
 rng = np.random.default_rng(0)

@@ -12,14 +12,15 @@ worth end to end, and whether the hand-over is exact:
 - GEM's prompt (41 text ids, 576 image rows, 40 text ids; the rows random at the scale of token embeddings, the
   ids' rows from token_embd) runs through them; K (after RoPE) and V go into llama.cpp's sequence-state format
   (llama_kv_cache::state_write of the vendored llama.cpp) and llama_state_seq_set_data;
-- llama.cpp decodes from there (`LlamaLLM.generate`, repacking off as tune keeps it on this CPU).
+- llama.cpp decodes greedily from there (`LlamaLLM`, repacking off as tune keeps it on this CPU).
 
 Against llama.cpp's own prefill of the same prompt (`LlamaLLM.prefill`, repacking off), interleaved rounds: the
 prefill times, the hand-over, each layer's K and V against llama.cpp's (cosine), the first token's logits
 (cosine, top-1) and how many of the greedy tokens agree, and both engines' K against the same layers with the
 GGUF's weights in fp32. Random weights: the text means nothing, the agreement of logits and KV does. Results and
-verdict: peer.md, "Prefill on ONNX Runtime's int8 kernels". (The logs were made at commit fa91448, which handed ORT's
-logits to `LlamaLLM.generate` through its private fields; the same greedy loop now goes through public calls.)
+verdict: peer.md, "Prefill on ONNX Runtime's int8 kernels". (log.txt was made at commit fa91448, and
+log-per-tensor.txt by the version before it, which had only the per-prompt scale; both handed ORT's logits to
+`LlamaLLM.generate` through its private fields, where the same greedy loop now goes through public calls.)
 
     D=benchmarks/results/ort-prefill B=work/footprint/gem7b-L32/llm-q4_k_m.gguf
     python $D/run.py $B --rounds 2 > $D/log.txt
@@ -28,13 +29,11 @@ logits to `LlamaLLM.generate` through its private fields; the same greedy loop n
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import struct
 import time
 
 import gguf
-import llama_cpp as L
 import numpy as np
 import onnxruntime as ort
 from gguf.quants import dequantize
