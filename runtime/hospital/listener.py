@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 
 from pydicom import dcmread
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.sop_class import Verification
 
 from ..audit import AuditLog, file_sha256, interpretation_entry
@@ -42,7 +42,7 @@ from ..errors import EcgReadError, one_line
 from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder
 from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
-from .connections import STALL_SLACK_S, StallWatch, host_limited_server
+from .connections import STALL_SLACK_S, StallWatch, counting_ae, holds_peer, host_limited_server
 from .delivery import Deliveries, Superseded, send_sr
 from .options import ListenerOptions, ListenerStats
 from .receipt import ReceiptGuard
@@ -95,7 +95,7 @@ class EcgListener:
         self._worker.start()
         for deliveries in self._deliveries:
             deliveries.start()
-        ae = AE(ae_title=self.options.ae_title)
+        ae = counting_ae(self.options.ae_title)
         ae.add_supported_context(Verification)
         for uid in ECG_SOP_CLASSES:
             ae.add_supported_context(uid, TRANSFER_SYNTAXES)
@@ -178,9 +178,9 @@ class EcgListener:
             return f"calling AE title {calling!r} is not allowed (--allow-ae)"
         if called != self.options.ae_title:
             return f"called AE title {called!r} is not ours ({self.options.ae_title})"
-        busy = sum(a.is_acceptor for a in event.assoc.ae.active_associations)
-        if busy > self.options.max_associations:
-            return f"{busy - 1} associations are open, the limit (--max-associations {self.options.max_associations})"
+        busy = sum(holds_peer(a) for a in event.assoc.ae.active_associations if a is not event.assoc)
+        if busy >= self.options.max_associations:
+            return f"{busy} associations are open, the limit (--max-associations {self.options.max_associations})"
         return "refused in negotiation"
 
     def _on_store(self, event) -> int:
