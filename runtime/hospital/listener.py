@@ -10,7 +10,8 @@ the stored ECGs in order on the one warm model and writes, beside each: result.j
 report.sr.dcm (a Comprehensive SR) and report.hl7 (an ORU^R01), each atomically; with a forward address the SR
 is sent on by C-STORE, with an HL7 address the ORU over MLLP, each destination on its own thread (delivery.py: one
 that is down delays neither the interpretations nor the other), retried with back-off, tried again later when
-the tries fail, and marked done only when acknowledged. A listener started on a folder picks up whatever a previous one stored but did not finish.
+the tries fail, and marked done only when acknowledged. A listener started on a folder picks up whatever a
+previous one stored but did not finish.
 
 An instance sent again with other content (a corrected patient) replaces the stored one and its reports are
 made again; the same bytes again change nothing. Associations are refused, with one log line (calling AE, address,

@@ -4,54 +4,69 @@ rate that made `run.py` worth trying (peer.md, "Prefill on ONNX Runtime's int8 k
 
     python benchmarks/results/ort-prefill/layer_gemm.py > benchmarks/results/ort-prefill/layer_gemm.log
 """
-import time, statistics
-import numpy as np, onnxruntime as ort
-from onnx import helper, TensorProto, numpy_helper
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from run import s8_columns
+
 M, D, F = 657, 4096, 11008
+SHAPES = {"q": (D, D), "k": (D, D), "v": (D, D), "o": (D, D), "gate": (D, F), "up": (D, F), "down": (F, D)}
 rng = np.random.default_rng(0)
-shapes = {"q": (D, D), "k": (D, D), "v": (D, D), "o": (D, D), "gate": (D, F), "up": (D, F), "down": (F, D)}
 
-def int8_graph():
+
+def matmul(name: str, k: int, n: int, four_bit: bool) -> tuple[list, object]:
+    """The initializers and the node of one weight matmul: x (or h, the gated product, for down) times (k, n)."""
+    src = "h" if name == "down" else "x"
+    if not four_bit:
+        w = rng.standard_normal((n, k), dtype=np.float32) * 0.02
+        return s8_columns(w, name), helper.make_node(
+            "DynamicQuantizeMatMul", [src, name + "_w", name + "_s", name + "_z"], [name + "_y"],
+            domain="com.microsoft")
+    blocks = k // 32
+    q = rng.integers(0, 256, (n, blocks, 16), dtype=np.uint8)
+    s = rng.random((n, blocks), dtype=np.float32) * 0.002
+    inits = [numpy_helper.from_array(q, name + "_w"), numpy_helper.from_array(s.ravel(), name + "_s")]
+    return inits, helper.make_node("MatMulNBits", [src, name + "_w", name + "_s"], [name + "_y"],
+                                   domain="com.microsoft", K=k, N=n, bits=4, block_size=32, accuracy_level=4)
+
+
+def layer(four_bit: bool) -> bytes:
     inits, nodes = [], []
-    for name, (k, n) in shapes.items():
-        w = rng.standard_normal((k, n), dtype=np.float32) * 0.02
-        s = np.abs(w).max(0) / 127
-        inits += [numpy_helper.from_array(np.round(w / s).astype(np.int8), name + "_w"),
-                  numpy_helper.from_array(s.astype(np.float32), name + "_s"),
-                  numpy_helper.from_array(np.zeros(n, np.int8), name + "_z")]
-        src = "h" if name == "down" else "x"
-        nodes.append(helper.make_node("DynamicQuantizeMatMul", [src, name + "_w", name + "_s", name + "_z"], [name + "_y"], domain="com.microsoft"))
+    for name, (k, n) in SHAPES.items():
+        i, node = matmul(name, k, n, four_bit)
+        inits += i
+        nodes.append(node)
     nodes.append(helper.make_node("Mul", ["gate_y", "up_y"], ["h"]))
-    return graph(nodes, inits, "int8")
+    outs = [helper.make_tensor_value_info(n + "_y", TensorProto.FLOAT, None) for n in SHAPES]
+    g = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, D])], outs,
+                          inits)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(g, opset_imports=opsets).SerializeToString()
 
-def nbits_graph():
-    inits, nodes = [], []
-    for name, (k, n) in shapes.items():
-        blocks = k // 32
-        q = rng.integers(0, 256, (n, blocks, 16), dtype=np.uint8)
-        s = (rng.random((n, blocks), dtype=np.float32) * 0.002).astype(np.float32)
-        inits += [numpy_helper.from_array(q, name + "_w"), numpy_helper.from_array(s.ravel(), name + "_s")]
-        src = "h" if name == "down" else "x"
-        nodes.append(helper.make_node("MatMulNBits", [src, name + "_w", name + "_s"], [name + "_y"], domain="com.microsoft",
-                                      K=k, N=n, bits=4, block_size=32, accuracy_level=4))
-    nodes.append(helper.make_node("Mul", ["gate_y", "up_y"], ["h"]))
-    return graph(nodes, inits, "nbits")
 
-def graph(nodes, inits, name):
-    outs = [helper.make_tensor_value_info(n + "_y", TensorProto.FLOAT, None) for n in shapes]
-    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [M, D])], outs, inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    return m.SerializeToString()
+def main() -> None:
+    x = rng.standard_normal((M, D), dtype=np.float32)
+    gop = 2 * M * sum(k * n for k, n in SHAPES.values()) / 1e9
+    for threads in (1, 2):
+        for name, four_bit in (("int8", False), ("q4 MatMulNBits acc4", True)):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            s = ort.InferenceSession(layer(four_bit), so, providers=["CPUExecutionProvider"])
+            s.run(None, {"x": x})
+            t = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                s.run(None, {"x": x})
+                t.append(time.perf_counter() - t0)
+            med = statistics.median(t)
+            print(f"{threads}t {name:22s} {1000 * med:7.1f} ms/layer  {gop / med:6.0f} GOP/s  "
+                  f"x32 layers {32 * med:5.1f} s", flush=True)
 
-x = rng.standard_normal((M, D), dtype=np.float32)
-gop = 2 * M * sum(k * n for k, n in shapes.values()) / 1e9
-for threads in (1, 2):
-    for name, make in (("int8", int8_graph), ("q4 MatMulNBits acc4", nbits_graph)):
-        so = ort.SessionOptions(); so.intra_op_num_threads = threads
-        s = ort.InferenceSession(make(), so, providers=["CPUExecutionProvider"])
-        s.run(None, {"x": x})
-        t = []
-        for _ in range(5):
-            t0 = time.perf_counter(); s.run(None, {"x": x}); t.append(time.perf_counter() - t0)
-        med = statistics.median(t)
-        print(f"{threads}t {name:22s} {1000*med:7.1f} ms/layer  {gop/med:6.0f} GOP/s  x32 layers {32*med:5.1f} s", flush=True)
+
+if __name__ == "__main__":
+    main()
