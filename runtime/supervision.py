@@ -89,3 +89,4 @@ def configure_logging(prefix: str, json_lines: bool) -> None:
     handler.setFormatter(JsonLines() if json_lines else OneLineFormatter(f"{prefix}: %(message)s"))
     logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
     logging.getLogger("pynetdicom").setLevel(logging.ERROR)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)      # 7 INFO lines per SR ("copy attributes of ...")

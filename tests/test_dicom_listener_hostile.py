@@ -302,6 +302,77 @@ def test_a_host_holding_stalled_connections_neither_locks_out_another_nor_keeps_
     assert any("shut connection: 127.0.0.1: no complete PDU for" in line for line in lines), lines
 
 
+# --- pynetdicom read a PDU of whatever length its header declared into memory whole: one connection that claimed
+# 4 GiB and sent zeros grew the listener by 3.5 GB in 6 s, before it was an association ---
+def _rss_mb(pid: int) -> float:
+    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS")) / 1024
+
+
+def _stream_after_header(sock: socket.socket, header: bytes, limit: int = 64 * 2**20) -> int:
+    """Send the header, then zeros until the listener closes the connection or `limit` bytes are out: bytes sent."""
+    sock.sendall(header)
+    sent, chunk = 0, b"\0" * 2**20
+    sock.settimeout(10)
+    try:
+        while sent < limit:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass
+    return sent
+
+
+def test_a_pdu_declaring_more_than_the_listener_reads_is_refused_before_its_body(tiny_bundle, tmp_path):
+    huge = (2**32 - 16).to_bytes(4, "big")
+    with listening(tiny_bundle, tmp_path / "inbox") as (port, proc):
+        before = _rss_mb(proc.pid)
+        with socket.create_connection(("127.0.0.1", port)) as s:             # an A-ASSOCIATE-RQ of 4 GiB
+            sent_before_association = _stream_after_header(s, bytes([0x01, 0]) + huge)
+        assoc = _associate(port)                                             # a P-DATA-TF PDU past the 16382
+        assert assoc.is_established                                          # bytes the listener states
+        assert assoc.acceptor.maximum_length == 16382
+        past = bytes([0x04, 0]) + (16383).to_bytes(4, "big")
+        sent_in_association = _stream_after_header(assoc.dul.socket.socket, past)
+        _wait(lambda: not assoc.is_established, "the association to end", 10)
+        grew = _rss_mb(proc.pid) - before
+        assert _send(port, _dataset()) == 0                                  # and a cart is served as before
+    assert sent_before_association < 32 * 2**20 and sent_in_association < 32 * 2**20, \
+        (sent_before_association, sent_in_association)                       # closed, not read to the 64 MiB
+    assert grew < 40, f"the listener grew {grew:.0f} MB"
+    lines = _stderr_lines(proc)
+    assert any("shut connection: 127.0.0.1: A-ASSOCIATE-RQ PDU of 4294967280 bytes declared, over the 1048576 this "
+               "listener reads" in line for line in lines), lines
+    assert any("P-DATA-TF PDU of 16383 bytes declared, over the 16382 this listener reads (the maximum length it "
+               "states in the association)" in line for line in lines), lines
+    assert not any("shorter than expected" in line for line in lines), lines     # one line each, ours
+    assert any("stored 1, refused 0" in line for line in lines), lines            # the SR was made, and highdicom's
+    assert not any("copy attributes" in line for line in lines), lines            # 7 INFO lines for it are not logged
+
+
+def test_pdus_are_followed_across_any_split_of_the_stream():
+    """PduBoundedSocket reads headers split over recv calls and bodies that end mid-chunk, as TCP delivers them."""
+    from gem_runtime.hospital.connections import PduBoundedSocket
+
+    ok = bytes([0x04, 0]) + (10).to_bytes(4, "big") + b"x" * 10
+    over = bytes([0x04, 0]) + (11).to_bytes(4, "big")
+    a, b = socket.socketpair()
+    with a, b:
+        logged: list[str] = []
+        bounded = PduBoundedSocket(b, 10, "peer", logged.append)
+        a.sendall(ok + ok[:3])
+        assert bounded.recv(len(ok) + 3) == ok + ok[:3] and not bounded.refused
+        a.sendall(ok[3:] + over[:4])
+        for n in (1, 2, 100):                                                # header and body in odd pieces
+            assert bounded.recv(n)
+        assert not bounded.refused
+        a.sendall(over[4:] + b"y" * 11)
+        assert bounded.recv(2) == over[4:] and bounded.refused
+        assert bounded.recv(100) == b""                                      # nothing of the body is read
+    assert logged == ["shut connection: peer: P-DATA-TF PDU of 11 bytes declared, over the 10 this listener reads "
+                      "(the maximum length it states in the association)"]
+
+
 # --- deliveries on the interpreting thread: an EMR that was down held every next ECG ~30 s, and a delivery that
 # failed its tries waited for the next start ---
 def test_an_emr_that_is_down_delays_no_interpretation_and_gets_its_messages_once_up(tiny_bundle, tmp_path):

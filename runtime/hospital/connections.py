@@ -1,4 +1,5 @@
-"""Connections bounded before they are associations: per peer host, and in time while a PDU is half sent.
+"""Connections bounded before they are associations: per peer host, in time while a PDU is half sent, and in the
+length a PDU may declare.
 
 pynetdicom counts a connection against `max_associations` from the moment it is accepted, and reads a PDU for as
 long as its bytes trickle in (the socket's timeout restarts with every recv, and the DUL checks none of its timers
@@ -9,7 +10,12 @@ kept a listener with --max-associations 2 refusing a cart; one that sent a byte 
   makes an association of it (`host_limited_server`, socketserver's verify_request), with one log line;
 - a connection that completes no PDU for `stall_s` seconds while we are not busy with its request is shut down
   (`StallWatch`: its blocked read ends and pynetdicom closes it as lost). An idle association, between requests, is
-  closed by pynetdicom itself after its network timeout, which the listener sets below `stall_s`.
+  closed by pynetdicom itself after its network timeout, which the listener sets below `stall_s`;
+- a PDU whose header declares more than this listener reads is refused before its body is read (`PduBoundedSocket`):
+  pynetdicom reads a PDU of the length its header states into memory whole, before any handler or limit of ours sees
+  it. Measured: one connection, before it was an association, sent a header claiming 4 GiB and then zeros; the
+  listener grew by 3.5 GB in 6 s. A P-DATA-TF PDU may be as long as the maximum length we state in the association
+  (DICOM PS3.8 D.1, pynetdicom's `maximum_pdu_size`), any other PDU `MAX_CONTROL_PDU`.
 
 Both limits count only associations that still hold their peer (`holds_peer`). pynetdicom counts an association
 against `maximum_associations` until its thread has ended, which comes after the release: in CI a cart's third
@@ -18,7 +24,9 @@ finishing. `counting_ae` is pynetdicom's AE with that limit counted the same way
 """
 from __future__ import annotations
 
+import logging
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -26,6 +34,11 @@ from contextlib import contextmanager
 
 CHECK_EVERY_S = 0.5
 STALL_SLACK_S = 2.0           # the listener's stall limit: its message timeout plus this
+MAX_CONTROL_PDU = 2**20       # bytes after the header of any PDU but P-DATA-TF: an A-ASSOCIATE-RQ with 128
+                              # presentation contexts and a user identity of two 64 KiB fields stays well under it
+P_DATA_TF = 0x04
+PDU_NAMES = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", P_DATA_TF: "P-DATA-TF",
+             0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP", 0x07: "A-ABORT"}
 
 
 def holds_peer(assoc) -> bool:
@@ -51,14 +64,26 @@ def counting_ae(ae_title: str):
     return CountingAE(ae_title=ae_title)
 
 
-def host_limited_server(per_host: int, log):
-    """pynetdicom's threaded server class (for AE.make_server) that closes a host's connection past `per_host`."""
+def host_limited_server(per_host: int, log, max_data_pdu: int = 0):
+    """pynetdicom's threaded server class (for AE.make_server) that closes a host's connection past `per_host` and
+    reads each connection through a `PduBoundedSocket`. `max_data_pdu` bounds a P-DATA-TF PDU where the AE states no
+    maximum length (pynetdicom's `maximum_pdu_size` 0)."""
     from socketserver import TCPServer
 
-    from pynetdicom.transport import ThreadedAssociationServer
+    from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+    class BoundedRequestHandler(RequestHandler):
+        def setup(self) -> None:
+            """Before pynetdicom wraps the socket in an association (BaseRequestHandler calls this before handle)."""
+            data_limit = self.server.ae.maximum_pdu_size or max_data_pdu
+            self.request = PduBoundedSocket(self.request, data_limit, str(self.client_address[0]), log)
 
     class HostLimitedServer(ThreadedAssociationServer):
         def __init__(self, *args, **kwargs):
+            kwargs.setdefault("request_handler", BoundedRequestHandler)
+            dul_log = logging.getLogger("pynetdicom.dul")
+            if not any(isinstance(f, _RefusedPduEcho) for f in dul_log.filters):
+                dul_log.addFilter(_RefusedPduEcho())
             super().__init__(*args, **kwargs)
             self.pending: dict = {}     # accepted sockets not yet (or never) an association's: {socket: host}
 
@@ -83,6 +108,62 @@ def host_limited_server(per_host: int, log):
             self.server_close()
 
     return HostLimitedServer
+
+
+class PduBoundedSocket:
+    """A connection's socket that reads the header of each PDU as it passes and, when one declares a length past
+    the limit, logs one line and reads nothing more: pynetdicom then finds the PDU short and closes the connection
+    before it has held any of the body. Everything else is the socket's own (`raw`)."""
+
+    def __init__(self, raw: socket.socket, max_data_pdu: int, host: str, log):
+        self.raw, self.max_data_pdu, self._host, self._log = raw, max_data_pdu, host, log
+        self._header = b""         # the next PDU's header, as far as it has arrived
+        self._body_left = 0        # bytes of the current PDU's body still to come
+        self.refused = False
+
+    def recv(self, bufsize: int, *flags) -> bytes:
+        if self.refused:
+            _refused_here.pdu = True
+            return b""
+        data = self.raw.recv(bufsize, *flags)
+        self._follow(data)
+        return data
+
+    def _follow(self, data: bytes) -> None:
+        i = 0
+        while i < len(data) and not self.refused:
+            if self._body_left:
+                step = min(self._body_left, len(data) - i)
+                self._body_left -= step
+                i += step
+                continue
+            need = 6 - len(self._header)
+            self._header += data[i:i + need]
+            i += need
+            if len(self._header) == 6:
+                pdu_type, _, length = struct.unpack(">BBL", self._header)
+                self._header, self._body_left = b"", length
+                limit = self.max_data_pdu if pdu_type == P_DATA_TF else MAX_CONTROL_PDU
+                if pdu_type in PDU_NAMES and limit and length > limit:
+                    self.refused = True
+                    self._log(f"shut connection: {self._host}: {PDU_NAMES[pdu_type]} PDU of {length} bytes declared, "
+                              f"over the {limit} this listener reads"
+                              + (" (the maximum length it states in the association)" if pdu_type == P_DATA_TF
+                                 else ""))
+
+    def __getattr__(self, name: str):
+        return getattr(self.raw, name)
+
+
+_refused_here = threading.local()      # set on the DUL thread whose connection a PduBoundedSocket refused
+
+
+class _RefusedPduEcho(logging.Filter):
+    """Drops pynetdicom's own error line for the PDU a PduBoundedSocket refused ("The received PDU is shorter than
+    expected"): ours has said why, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(_refused_here, "pdu", False) and "PDU is shorter than expected" in record.getMessage())
 
 
 class StallWatch:
@@ -144,7 +225,8 @@ class StallWatch:
 
 def _raw(assoc):
     """The association's TCP socket (None once pynetdicom has closed it)."""
-    return getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    return getattr(sock, "raw", sock)
 
 
 def _shut(assoc) -> None:

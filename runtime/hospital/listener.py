@@ -17,7 +17,8 @@ An instance sent again with other content (a corrected patient) replaces the sto
 made again; the same bytes again change nothing. Associations are refused, with one log line (calling AE, address,
 reason), for a calling AE title not allowed, a called AE title that is not ours, or past `max_associations`; one is
 aborted, with one log line, when a message passes `max_bytes` or `message_timeout_s` while it arrives (receipt.py);
-a connection is shut past `max_associations_per_host` from one host, or when it stalls inside a PDU (connections.py).
+a connection is shut past `max_associations_per_host` from one host, when it stalls inside a PDU, or when a PDU's
+header declares more than the listener reads (connections.py).
 Patient data is written 0600 in 0700 folders, and every log line is one line whatever a dataset holds.
 """
 from __future__ import annotations
@@ -114,7 +115,8 @@ class EcgListener:
                     *self._stalls.handlers(evt)]
         self._stalls.start()
         self._server = ae.make_server((self.options.host, self.options.port), evt_handlers=handlers,
-                                      server_class=host_limited_server(self.options.max_associations_per_host, _warn))
+                                      server_class=host_limited_server(self.options.max_associations_per_host, _warn,
+                                                                       self.options.max_bytes))
         threading.Thread(target=self._server.serve_forever, name="gem-dicom-server", daemon=True).start()
 
     @property
