@@ -341,13 +341,39 @@ def test_a_pdu_declaring_more_than_the_listener_reads_is_refused_before_its_body
         (sent_before_association, sent_in_association)                       # closed, not read to the 64 MiB
     assert grew < 40, f"the listener grew {grew:.0f} MB"
     lines = _stderr_lines(proc)
-    assert any("shut connection: 127.0.0.1: A-ASSOCIATE-RQ PDU of 4294967280 bytes declared, over the 1048576 this "
-               "listener reads" in line for line in lines), lines
-    assert any("P-DATA-TF PDU of 16383 bytes declared, over the 16382 this listener reads (the maximum length it "
-               "states in the association)" in line for line in lines), lines
+    assert any("shut connection: 127.0.0.1: A-ASSOCIATE-RQ PDU of 4294967280 bytes declared, over the 1048576 we "
+               "read" in line for line in lines), lines
+    assert any("P-DATA-TF PDU of 16383 bytes declared, over the 16382 we read (the maximum length we state in the "
+               "association)" in line for line in lines), lines
     assert not any("shorter than expected" in line for line in lines), lines     # one line each, ours
     assert any("stored 1, refused 0" in line for line in lines), lines            # the SR was made, and highdicom's
     assert not any("copy attributes" in line for line in lines), lines            # 7 INFO lines for it are not logged
+
+
+def test_an_archive_answering_with_a_pdu_past_what_we_read_fails_the_forward_without_reading_it(caplog):
+    """The SR's own association: an archive whose A-ASSOCIATE-AC declares 4 GiB is shut after its header."""
+    from gem_runtime.errors import GemEdgeError
+    from gem_runtime.hospital.delivery import send_sr
+
+    caplog.set_level("WARNING", logger="gem_runtime.hospital")    # whatever an earlier test left on the root logger
+    server = socket.create_server(("127.0.0.1", 0))
+    sent: list[int] = []
+
+    def hostile_archive():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)                                                 # the A-ASSOCIATE-RQ
+            sent.append(_stream_after_header(conn, bytes([0x02, 0]) + (2**32 - 16).to_bytes(4, "big")))
+
+    thread = threading.Thread(target=hostile_archive, daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    with server, pytest.raises(GemEdgeError, match="failed after 1 tries"):
+        send_sr(DICOM, "127.0.0.1", server.getsockname()[1], "ARCHIVE", "GEMEDGE", retries=1, backoff_s=0)
+    thread.join(30)
+    assert time.monotonic() - t0 < 30 and sent and sent[0] < 32 * 2**20, sent
+    assert any("shut connection: 127.0.0.1: A-ASSOCIATE-AC PDU of 4294967280 bytes declared, over the 1048576 we read"
+               in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 def test_pdus_are_followed_across_any_split_of_the_stream():
@@ -359,7 +385,7 @@ def test_pdus_are_followed_across_any_split_of_the_stream():
     a, b = socket.socketpair()
     with a, b:
         logged: list[str] = []
-        bounded = PduBoundedSocket(b, 10, "peer", logged.append)
+        bounded = PduBoundedSocket(b, lambda: 10, lambda: "peer", logged.append)
         a.sendall(ok + ok[:3])
         assert bounded.recv(len(ok) + 3) == ok + ok[:3] and not bounded.refused
         a.sendall(ok[3:] + over[:4])
@@ -369,8 +395,8 @@ def test_pdus_are_followed_across_any_split_of_the_stream():
         a.sendall(over[4:] + b"y" * 11)
         assert bounded.recv(2) == over[4:] and bounded.refused
         assert bounded.recv(100) == b""                                      # nothing of the body is read
-    assert logged == ["shut connection: peer: P-DATA-TF PDU of 11 bytes declared, over the 10 this listener reads "
-                      "(the maximum length it states in the association)"]
+    assert logged == ["shut connection: peer: P-DATA-TF PDU of 11 bytes declared, over the 10 we read "
+                      "(the maximum length we state in the association)"]
 
 
 # --- deliveries on the interpreting thread: an EMR that was down held every next ECG ~30 s, and a delivery that

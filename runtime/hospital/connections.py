@@ -11,13 +11,14 @@ kept a listener with --max-associations 2 refusing a cart; one that sent a byte 
 - a connection that completes no PDU for `stall_s` seconds while we are not busy with its request is shut down
   (`StallWatch`: its blocked read ends and pynetdicom closes it as lost). An idle association, between requests, is
   closed by pynetdicom itself after its network timeout, which the listener sets below `stall_s`;
-- a PDU whose header declares more than this listener reads is refused before its body is read (`PduBoundedSocket`):
-  pynetdicom reads a PDU of the length its header states into memory whole, before any handler or limit of ours sees
-  it. Measured: one connection, before it was an association, sent a header claiming 4 GiB and then zeros; the
-  listener grew by 3.5 GB in 6 s. A P-DATA-TF PDU may be as long as the maximum length we state in the association
-  (DICOM PS3.8 D.1, pynetdicom's `maximum_pdu_size`), any other PDU `MAX_CONTROL_PDU`.
+- a PDU whose header declares more than we read is refused before its body is read (`PduBoundedSocket`), on the
+  listener's connections and on those we open to an archive (`bounded_ae`): pynetdicom reads a PDU of the length its
+  header states into memory whole, before any handler or limit of ours sees it. Measured: one connection, before it
+  was an association, sent a header claiming 4 GiB and then zeros; the listener grew by 3.5 GB in 6 s. A P-DATA-TF PDU
+  may be as long as the maximum length we state in the association (DICOM PS3.8 D.1, pynetdicom's
+  `maximum_pdu_size`), any other PDU `MAX_CONTROL_PDU`.
 
-Both limits count only associations that still hold their peer (`holds_peer`). pynetdicom counts an association
+The per-host limit and pynetdicom's own count only associations that still hold their peer (`holds_peer`). pynetdicom counts an association
 against `maximum_associations` until its thread has ended, which comes after the release: in CI a cart's third
 association within --max-associations 3 was rejected because the readiness probe's released echo was still
 finishing. `counting_ae` is pynetdicom's AE with that limit counted the same way.
@@ -31,6 +32,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
+from typing import Callable
 
 CHECK_EVERY_S = 0.5
 STALL_SLACK_S = 2.0           # the listener's stall limit: its message timeout plus this
@@ -64,6 +66,24 @@ def counting_ae(ae_title: str):
     return CountingAE(ae_title=ae_title)
 
 
+def bounded_ae(ae_title: str, log):
+    """pynetdicom's AE for the associations we open (an SR to an archive), each read through a `PduBoundedSocket`
+    (by pynetdicom 3.0's `AE._create_socket`, which makes the socket of every association this AE requests)."""
+    from pynetdicom import AE
+
+    class BoundedAE(AE):
+        def _create_socket(self, assoc, address, tls_args):
+            sock = super()._create_socket(assoc, address, tls_args)
+            if tls_args is None:                 # ssl wraps a socket.socket, not ours: no TLS is configured here
+                # the association's peer and the maximum length we state are set once this returns
+                sock.socket = PduBoundedSocket(sock.socket, lambda: assoc.requestor.maximum_length or MAX_CONTROL_PDU,
+                                               lambda: str(assoc.acceptor.address), log)
+            return sock
+
+    _quiet_refused_echo()
+    return BoundedAE(ae_title=ae_title)
+
+
 def host_limited_server(per_host: int, log, max_data_pdu: int = 0):
     """pynetdicom's threaded server class (for AE.make_server) that closes a host's connection past `per_host` and
     reads each connection through a `PduBoundedSocket`. `max_data_pdu` bounds a P-DATA-TF PDU where the AE states no
@@ -75,15 +95,13 @@ def host_limited_server(per_host: int, log, max_data_pdu: int = 0):
     class BoundedRequestHandler(RequestHandler):
         def setup(self) -> None:
             """Before pynetdicom wraps the socket in an association (BaseRequestHandler calls this before handle)."""
-            data_limit = self.server.ae.maximum_pdu_size or max_data_pdu
-            self.request = PduBoundedSocket(self.request, data_limit, str(self.client_address[0]), log)
+            data_limit, host = self.server.ae.maximum_pdu_size or max_data_pdu, str(self.client_address[0])
+            self.request = PduBoundedSocket(self.request, lambda: data_limit, lambda: host, log)
 
     class HostLimitedServer(ThreadedAssociationServer):
         def __init__(self, *args, **kwargs):
             kwargs.setdefault("request_handler", BoundedRequestHandler)
-            dul_log = logging.getLogger("pynetdicom.dul")
-            if not any(isinstance(f, _RefusedPduEcho) for f in dul_log.filters):
-                dul_log.addFilter(_RefusedPduEcho())
+            _quiet_refused_echo()
             super().__init__(*args, **kwargs)
             self.pending: dict = {}     # accepted sockets not yet (or never) an association's: {socket: host}
 
@@ -115,8 +133,8 @@ class PduBoundedSocket:
     the limit, logs one line and reads nothing more: pynetdicom then finds the PDU short and closes the connection
     before it has held any of the body. Everything else is the socket's own (`raw`)."""
 
-    def __init__(self, raw: socket.socket, max_data_pdu: int, host: str, log):
-        self.raw, self.max_data_pdu, self._host, self._log = raw, max_data_pdu, host, log
+    def __init__(self, raw: socket.socket, max_data_pdu: Callable[[], int], peer: Callable[[], str], log):
+        self.raw, self._max_data_pdu, self._peer, self._log = raw, max_data_pdu, peer, log
         self._header = b""         # the next PDU's header, as far as it has arrived
         self._body_left = 0        # bytes of the current PDU's body still to come
         self.refused = False
@@ -143,12 +161,12 @@ class PduBoundedSocket:
             if len(self._header) == 6:
                 pdu_type, _, length = struct.unpack(">BBL", self._header)
                 self._header, self._body_left = b"", length
-                limit = self.max_data_pdu if pdu_type == P_DATA_TF else MAX_CONTROL_PDU
+                limit = self._max_data_pdu() if pdu_type == P_DATA_TF else MAX_CONTROL_PDU
                 if pdu_type in PDU_NAMES and limit and length > limit:
                     self.refused = True
-                    self._log(f"shut connection: {self._host}: {PDU_NAMES[pdu_type]} PDU of {length} bytes declared, "
-                              f"over the {limit} this listener reads"
-                              + (" (the maximum length it states in the association)" if pdu_type == P_DATA_TF
+                    self._log(f"shut connection: {self._peer()}: {PDU_NAMES[pdu_type]} PDU of {length} bytes declared, "
+                              f"over the {limit} we read"
+                              + (" (the maximum length we state in the association)" if pdu_type == P_DATA_TF
                                  else ""))
 
     def __getattr__(self, name: str):
@@ -164,6 +182,12 @@ class _RefusedPduEcho(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (getattr(_refused_here, "pdu", False) and "PDU is shorter than expected" in record.getMessage())
+
+
+def _quiet_refused_echo() -> None:
+    dul_log = logging.getLogger("pynetdicom.dul")
+    if not any(isinstance(f, _RefusedPduEcho) for f in dul_log.filters):
+        dul_log.addFilter(_RefusedPduEcho())
 
 
 class StallWatch:

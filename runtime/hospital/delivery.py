@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import GemEdgeError, one_line
+from .connections import bounded_ae
 
 log = logging.getLogger("gem_runtime.hospital")
 
@@ -90,10 +91,9 @@ class Deliveries:
 def send_sr(sr_path: Path, host: str, port: int, called: str, calling: str, retries: int, backoff_s: float) -> None:
     """The SR by C-STORE to an archive AE, retried with back-off; GemEdgeError after the last try."""
     from pydicom import dcmread
-    from pynetdicom import AE
 
     ds = dcmread(sr_path)
-    ae = AE(ae_title=calling)
+    ae = bounded_ae(calling, log.warning)
     ae.add_requested_context(ds.SOPClassUID, [str(ds.file_meta.TransferSyntaxUID)])
     for attempt in range(1, retries + 1):
         assoc = ae.associate(host, port, ae_title=called)
