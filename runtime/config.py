@@ -6,7 +6,7 @@ and `gem-run dicom-listen`: `load_config(path) -> DeployConfig`, typed frozen da
     [serve]   host, port, token_file, allow_hosts, allow_origins, queue, timeout_s, max_bytes, state_mb, read_timeout_s,
               max_connections_per_host
     [dicom]   out, host, port, ae_title, allow_ae, max_associations, max_associations_per_host, max_bytes,
-              message_timeout_s, retries, backoff_s, [dicom.forward], [dicom.hl7]
+              message_timeout_s, min_free_mb, retries, backoff_s, [dicom.forward], [dicom.hl7]
 
 deploy/gem-edge.toml is the commented example. Every key is checked against the dataclasses below: an unknown
 key, a wrong type or a bad value is refused in one line naming the file and the key (`DeployConfigError`:
@@ -89,6 +89,7 @@ class DicomSection:
     max_associations_per_host: int = 4  # connections one peer host may hold at once
     max_bytes: int = 200 * 2**20         # one DICOM message; a peer sending more is aborted while it sends
     message_timeout_s: float = 60.0      # one DICOM message must arrive within this of its first PDU
+    min_free_mb: int = 512               # disk kept free under `out` for the reports of what is stored
     retries: int = 5
     backoff_s: float = 2.0
     forward: PeerSection | None = None   # the SR by C-STORE (ae_title required)
@@ -231,6 +232,7 @@ def _check(cfg: DeployConfig, file: Path) -> None:
         _at_least(file, "dicom.max_associations", d.max_associations, 1)
         _at_least(file, "dicom.max_bytes", d.max_bytes, 1)
         _at_least(file, "dicom.max_associations_per_host", d.max_associations_per_host, 1)
+        _at_least(file, "dicom.min_free_mb", d.min_free_mb, 0)
         _positive(file, "dicom.message_timeout_s", d.message_timeout_s)
         for name, peer in (("forward", d.forward), ("hl7", d.hl7)):
             if peer is not None:

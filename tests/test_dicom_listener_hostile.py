@@ -5,10 +5,12 @@ process on a loopback port with the tiny bundle; pynetdicom as the sender, so th
 exactly what the test says."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import stat
+import subprocess
 import threading
 import time
 import warnings
@@ -397,6 +399,55 @@ def test_pdus_are_followed_across_any_split_of_the_stream():
         assert bounded.recv(100) == b""                                      # nothing of the body is read
     assert logged == ["shut connection: peer: P-DATA-TF PDU of 11 bytes declared, over the 10 we read "
                       "(the maximum length we state in the association)"]
+
+
+# --- a disk that filled up: ECGs were taken with a success status whose reports could not be written, each failure
+# logged with a traceback, and a refused ECG left an empty folder ---
+def test_an_ecg_that_would_go_below_the_free_disk_kept_is_refused_and_nothing_of_it_is_kept(tiny_bundle, tmp_path):
+    out = tmp_path / "inbox"
+    ds = _dataset()
+    with listening(tiny_bundle, out, "--min-free-mb", str(10**9)) as (port, proc):     # 1 PB kept free
+        assert _send(port, ds) == 0xA700                                   # refused: out of resources
+        assert list(out.iterdir()) == []
+    lines = [line for line in _stderr_lines(proc) if "refused (0xA700)" in line]
+    assert len(lines) == 1 and f"CART 127.0.0.1: {ds.SOPInstanceUID}: not stored: " in lines[0] \
+        and "MiB free under" in lines[0] and "1000000000 MiB are kept free for reports (--min-free-mb)" in lines[0], lines
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: str):
+    """A tmpfs of `size` at `path` (root's; CI runs as root), unmounted after."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small disk here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.parametrize("min_free_mb", [0, 1])
+def test_a_full_disk_refuses_what_it_cannot_report_and_says_so_in_one_line(tiny_bundle, tmp_path, min_free_mb):
+    """12 ECGs of 291 kB into 3 MiB: with 1 MiB kept free every one taken is reported; with none kept the disk
+    fills, and a report that cannot be written is one log line, the ECG kept for the next start."""
+    with _small_disk(tmp_path / "disk", "3m") as disk:
+        out = disk / "inbox"
+        with listening(tiny_bundle, out, "--min-free-mb", str(min_free_mb)) as (port, proc):
+            statuses = [_send(port, _dataset()) for _ in range(12)]
+            stored = [p for p in out.iterdir() if (p / "ecg.dcm").exists()]
+            _wait(lambda: min_free_mb == 0 or all((p / "report.hl7").exists() for p in stored), "the reports", 60)
+        lines = _stderr_lines(proc)
+        folders = list(out.iterdir())
+        assert statuses.count(0) == len(stored) and statuses.count(0xA700) == 12 - len(stored) > 0, statuses
+        assert all((p / "ecg.dcm").exists() for p in folders), "a refused ECG left a folder"
+        assert not any("Traceback" in line for line in lines), lines
+        if min_free_mb:
+            assert all(all((p / f).exists() for f in REPORTS) for p in stored)
+            assert any("MiB are kept free for reports (--min-free-mb)" in line for line in lines), lines
+        else:
+            assert any("failed: No space left on device under" in line and "it stays there for the next start"
+                       in line for line in lines), lines
 
 
 # --- deliveries on the interpreting thread: an EMR that was down held every next ECG ~30 s, and a delivery that

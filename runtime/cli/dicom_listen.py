@@ -2,7 +2,7 @@
 
     gem-run dicom-listen --port P --out DIR [--ae-title GEMEDGE] [--allow-ae AE ...] [--forward HOST:PORT:AE]
                          [--hl7 HOST:PORT] [--bundle B] [--host 127.0.0.1] [--max-associations N]
-                         [--max-associations-per-host N] [--max-bytes N] [--message-timeout S]
+                         [--max-associations-per-host N] [--max-bytes N] [--message-timeout S] [--min-free-mb MB]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _listen_defaults(cfg) -> dict:
             "revise_rhythm": m.revise_rhythm,
             "port": d.port, "out": d.out, "host": d.host, "ae_title": d.ae_title, "allow_ae": d.allow_ae or None,
             "max_associations": d.max_associations, "retries": d.retries, "backoff_s": d.backoff_s,
-            "max_bytes": d.max_bytes, "message_timeout_s": d.message_timeout_s,
+            "max_bytes": d.max_bytes, "message_timeout_s": d.message_timeout_s, "min_free_mb": d.min_free_mb,
             "max_associations_per_host": d.max_associations_per_host,
             "forward": None if d.forward is None else f"{d.forward.host}:{d.forward.port}:{d.forward.ae_title}",
             "hl7": None if d.hl7 is None else f"{d.hl7.host}:{d.hl7.port}"}
@@ -75,11 +75,14 @@ def _listen_defaults(cfg) -> dict:
 @click.option("--message-timeout", "message_timeout_s", type=click.FloatRange(min=0, min_open=True), default=60.0,
               show_default=True, help="seconds a DICOM message may take to arrive from its first PDU (and an "
                                       "association may stay idle); past it the association is aborted")
+@click.option("--min-free-mb", type=click.IntRange(0), default=512, show_default=True,
+              help="disk space kept free under --out for the reports of what is stored: an ECG that would leave "
+                   "less is refused (status 0xA700, out of resources)")
 @click.option("--revise-rhythm", is_flag=True,
               help="revise contradicted rhythm statements; the SR and the HL7 carry the model's own text beside")
 def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, bundle_dir, threads, quant, retries,
                  backoff_s, max_new_tokens, log_json, max_associations, max_associations_per_host, max_bytes,
-                 message_timeout_s, revise_rhythm):
+                 message_timeout_s, min_free_mb, revise_rhythm):
     """Receive ECG waveforms by DICOM C-STORE; interpret each and write result.json, an SR and an HL7 ORU."""
     if host not in LOCAL_HOSTS and not allow_ae:
         raise GemEdgeError(f"--host {host} would accept any caller: give --allow-ae too (or keep 127.0.0.1)")
@@ -95,7 +98,7 @@ def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, 
                               forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,
                               hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens,
                               max_associations=max_associations, retries=retries, backoff_s=backoff_s,
-                              max_bytes=max_bytes, message_timeout_s=message_timeout_s,
+                              max_bytes=max_bytes, message_timeout_s=message_timeout_s, min_free_mb=min_free_mb,
                               max_associations_per_host=max_associations_per_host,
                               audit_log=audit_file, revise_rhythm=revise_rhythm)
     os.umask(0o077)                                       # patient data: 0600 files in 0700 folders

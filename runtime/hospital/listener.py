@@ -19,17 +19,20 @@ reason), for a calling AE title not allowed, a called AE title that is not ours,
 aborted, with one log line, when a message passes `max_bytes` or `message_timeout_s` while it arrives (receipt.py);
 a connection is shut past `max_associations_per_host` from one host, when it stalls inside a PDU, or when a PDU's
 header declares more than the listener reads (connections.py).
-Patient data is written 0600 in 0700 folders, and every log line is one line whatever a dataset holds.
+An ECG that would leave less than `min_free_mb` free under `out` is refused (0xA700) before anything of it is
+written. Patient data is written 0600 in 0700 folders, and every log line is one line whatever a dataset holds.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import filecmp
 import json
 import logging
 import os
 import queue
 import re
+import shutil
 import threading
 import time
 from functools import partial
@@ -58,6 +61,7 @@ ECG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storag
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]   # explicit/implicit LE, BE
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SUCCESS, CANNOT_UNDERSTAND, NOT_MY_CLASS, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA900, 0xA700
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 REDELIVER_MAX_S = 300.0       # a delivery that failed its tries is tried again after at most this
 ACSE_TIMEOUT_S = 10.0         # seconds for a connection's A-ASSOCIATE-RQ (pynetdicom's default 30); at most the
                               # message timeout
@@ -203,12 +207,15 @@ class EcgListener:
             return self._refuse(CANNOT_UNDERSTAND, f"{who}: SOP Instance UID {uid[:80]!r} is not a UID")
         from .sr import source_problems
 
+        encoded = event.encoded_dataset(include_meta=True)
+        if short := self._disk_short(len(encoded)):
+            return self._refuse(OUT_OF_RESOURCES, f"{who}: {uid}: not stored: {short}")
         folder = self.options.out / uid
-        folder.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
         tmp = folder / f".{ECG_FILE}.{threading.get_ident()}.tmp"
         try:
+            folder.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "wb") as f:
-                f.write(event.encoded_dataset(include_meta=True))
+                f.write(encoded)
                 f.flush()
                 os.fsync(f.fileno())
             record = read_ecg(tmp, max_bytes=self.options.max_bytes)     # an ECG we can interpret, or refused now
@@ -225,12 +232,24 @@ class EcgListener:
             return self._refuse(CANNOT_UNDERSTAND, f"{who}: {uid}: {exc.problem}")
         except OSError as exc:
             tmp.unlink(missing_ok=True)
+            _remove_if_empty(folder)
             return self._refuse(OUT_OF_RESOURCES, f"{who}: {uid}: not stored: {exc}")
         self.stats.stored += 1
         log.info("%s", one_line(f"stored {uid} from {who}" + ("" if changed else " (the same bytes again)")))
         if changed or not self._finished(folder):
             self._work.put((uid, received, record, kept, _audit_caller(event)))
         return SUCCESS
+
+    def _disk_short(self, incoming: int) -> str | None:
+        """Why an ECG of `incoming` bytes may not be stored now: the disk under `out` would keep less than
+        --min-free-mb free, the room the reports of what is already stored (and the next start) need. A disk that
+        filled up took ECGs with a success status whose reports then could not be written."""
+        free = shutil.disk_usage(self.options.out).free
+        keep = self.options.min_free_mb * 2**20
+        if free - incoming >= keep:
+            return None
+        return (f"{free / 2**20:.0f} MiB free under {self.options.out}, and {self.options.min_free_mb} MiB are kept "
+                "free for reports (--min-free-mb)")
 
     def _keep(self, tmp: Path, folder: Path) -> tuple[bool, tuple | None]:
         """Put the received file in place as ECG_FILE, durably. An instance sent again with other content loses
@@ -264,9 +283,13 @@ class EcgListener:
                 self.stats.latency_ms.append((time.monotonic() - received) * 1000)
             except Superseded:
                 log.info("%s was sent again while it was being reported: reporting the new one", uid)
-            except Exception:                                     # noqa: BLE001 - logged, the next ECG goes on
+            except Exception as exc:                              # noqa: BLE001 - logged, the next ECG goes on
                 self.stats.failed += 1
-                log.exception("interpreting %s failed; it stays in %s for the next start", uid, self.options.out)
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL:     # the machine's state, not a bug
+                    log.error("%s", one_line(f"reporting {uid} failed: {exc.strerror} under {self.options.out}; "
+                                             "it stays there for the next start"))
+                else:
+                    log.exception("interpreting %s failed; it stays in %s for the next start", uid, self.options.out)
 
     def process(self, uid: str, record: EcgRecord | None = None, stored: tuple | None = None,
                 caller: str = "ae:unknown") -> None:

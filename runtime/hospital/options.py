@@ -27,6 +27,7 @@ class ListenerOptions:
     max_associations_per_host: int = 4           # connections one peer host may hold at once (connections.py)
     max_bytes: int = DEFAULT_MAX_BYTES            # one DICOM message (an ECG's dataset); past it, aborted
     message_timeout_s: float = 60.0               # one DICOM message must arrive within this of its first PDU
+    min_free_mb: int = 512                        # disk kept free under `out`: an ECG that would go below is refused
     forward: Peer | None = None                   # the SR by C-STORE
     hl7: Peer | None = None                       # the ORU over MLLP
     max_new_tokens: int = 256
