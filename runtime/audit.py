@@ -172,9 +172,14 @@ class AuditLog:
                 line = json.dumps({"seq": seq + 1, "prev": prev, **entry.to_dict()}, sort_keys=True,
                                   separators=(",", ":"), ensure_ascii=True).encode()
                 data = line + b"\n"
-                while data:
-                    data = data[os.write(self._fd, data):]
-                os.fsync(self._fd)
+                end = os.lseek(self._fd, 0, os.SEEK_END)
+                try:
+                    while data:
+                        data = data[os.write(self._fd, data):]
+                    os.fsync(self._fd)
+                except OSError:                    # a full disk takes part of a line: none of it stays, so the
+                    os.ftruncate(self._fd, end)    # log still verifies and the next append (or start) goes on
+                    raise
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return line_hash(line)

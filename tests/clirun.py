@@ -76,3 +76,20 @@ def running(args: list[str], ready, what: str, wait_s: float = 60.0):
         yield proc
     finally:
         terminate(proc, 60)
+
+
+@contextmanager
+def small_disk(path, size: str):
+    """A tmpfs of `size` ("3m") mounted at `path`, unmounted after: a disk that fills up (root's; CI runs as root)."""
+    import subprocess
+
+    import pytest
+
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small disk here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from clirun import run_main
+from clirun import run_main, small_disk
 from gem_runtime.audit import GENESIS, AuditEntry, AuditError, AuditLog, verify_log
 from gem_runtime.bundle import default_bundle
 from gem_runtime.cli import main
@@ -94,6 +94,32 @@ def test_a_torn_last_line_or_an_open_mode_is_refused_before_appending(log5, tmp_
     os.chmod(other, 0o644)
     with pytest.raises(AuditError, match=r"open to group or others \(mode 0644\)"):
         AuditLog(other)
+
+
+def test_a_line_the_disk_cannot_take_leaves_no_torn_line(tmp_path, capsys):
+    """On a full disk an append fails whole: before, part of the line stayed, and the log refused every later
+    append and the next start ("the last line is incomplete")."""
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        path = disk / "audit.jsonl"
+        with AuditLog(path) as log:
+            heads = [log.append(_entry(i)) for i in range(3)]
+            filler = disk / "filler"
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)        # the disk filled to its last byte
+            try:
+                while os.write(fd, b"x" * 512):
+                    pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            with pytest.raises(OSError):
+                for i in range(3, 20):
+                    heads.append(log.append(_entry(i)))
+            assert path.read_bytes().endswith(b"\n")
+            filler.unlink()
+            heads.append(log.append(_entry(99)))            # room again: the chain goes on
+        code, out, err = _verify(path, capsys)
+    assert code == 0 and heads[-1] in out, (out, err)
 
 
 def test_processes_appending_together_keep_one_chain(tmp_path):

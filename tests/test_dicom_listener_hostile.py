@@ -5,12 +5,10 @@ process on a loopback port with the tiny bundle; pynetdicom as the sender, so th
 exactly what the test says."""
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import socket
 import stat
-import subprocess
 import threading
 import time
 import warnings
@@ -20,7 +18,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from clirun import free_port
+from clirun import free_port, small_disk
 from test_dicom_listener import ack_all, listening
 
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))
@@ -414,24 +412,11 @@ def test_an_ecg_that_would_go_below_the_free_disk_kept_is_refused_and_nothing_of
         and "MiB free under" in lines[0] and "1000000000 MiB are kept free for reports (--min-free-mb)" in lines[0], lines
 
 
-@contextlib.contextmanager
-def _small_disk(path: Path, size: str):
-    """A tmpfs of `size` at `path` (root's; CI runs as root), unmounted after."""
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small disk here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 @pytest.mark.parametrize("min_free_mb", [0, 1])
 def test_a_full_disk_refuses_what_it_cannot_report_and_says_so_in_one_line(tiny_bundle, tmp_path, min_free_mb):
     """12 ECGs of 291 kB into 3 MiB: with 1 MiB kept free every one taken is reported; with none kept the disk
     fills, and a report that cannot be written is one log line, the ECG kept for the next start."""
-    with _small_disk(tmp_path / "disk", "3m") as disk:
+    with small_disk(tmp_path / "disk", "3m") as disk:
         out = disk / "inbox"
         with listening(tiny_bundle, out, "--min-free-mb", str(min_free_mb)) as (port, proc):
             statuses = [_send(port, _dataset()) for _ in range(12)]
