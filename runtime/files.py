@@ -5,10 +5,18 @@
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
 from typing import Callable
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError for a full disk or quota: the machine's state, neither our bug nor the caller's mistake."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
 
 # Patient data (ECGs, reports) is written 0600 in 0700 folders: readable by the service's user only.
 PRIVATE_FILE_MODE = 0o600

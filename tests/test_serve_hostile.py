@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clirun import free_port, running
+from clirun import free_port, running, small_disk, terminate
 from pydicom.data import get_testdata_file
 
 DICOM = Path(get_testdata_file("waveform_ecg.dcm"))          # 291 kB
@@ -69,6 +69,22 @@ def _chunked(port: int, path: str, first: bytes, content_type: str, total: int) 
 
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
+
+
+# --- a full disk under TMPDIR: an upload was answered 500 "internal error (OSError)", logged as a bug ---
+def test_an_upload_the_temporary_disk_has_no_room_for_is_507_with_retry_after(tiny_bundle, tmp_path, monkeypatch):
+    with small_disk(tmp_path / "disk", "64k") as disk:               # the 291 kB upload cannot be written
+        monkeypatch.setenv("TMPDIR", str(disk))
+        context, base, _ = _serving(tiny_bundle)
+        with context as proc:
+            r = _upload(base, "ecg.dcm")
+            health = httpx.get(f"{base}/v1/health", timeout=10).status_code
+        terminate(proc)
+        log = proc.stderr.read()
+    assert r.status_code == 507 and r.headers["retry-after"] == "60", (r.status_code, r.text)
+    assert r.json() == {"error": "no room on the service's disk for this request now; try again later"}
+    assert health == 200
+    assert "answered 507: No space left on device" in log and "bug" not in log and "Traceback" not in log, log
 
 
 # --- defect 1: a 500 for an upload named "..", "x/.." or a name of 256 to ~7,000 characters ---

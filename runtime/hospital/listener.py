@@ -25,7 +25,6 @@ written. Patient data is written 0600 in 0700 folders, and every log line is one
 from __future__ import annotations
 
 import dataclasses
-import errno
 import filecmp
 import json
 import logging
@@ -44,7 +43,7 @@ from pynetdicom.sop_class import Verification
 
 from ..audit import AuditLog, file_sha256, interpretation_entry
 from ..errors import EcgReadError, one_line
-from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder
+from ..files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, atomic_write, fsync_folder, is_disk_full
 from ..interpreter import Interpreter
 from ..readers import EcgRecord, read_ecg
 from .connections import STALL_SLACK_S, StallWatch, counting_ae, holds_peer, host_limited_server
@@ -61,7 +60,6 @@ ECG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG Waveform Storag
 TRANSFER_SYNTAXES = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]   # explicit/implicit LE, BE
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 SUCCESS, CANNOT_UNDERSTAND, NOT_MY_CLASS, OUT_OF_RESOURCES = 0x0000, 0xC000, 0xA900, 0xA700
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 REDELIVER_MAX_S = 300.0       # a delivery that failed its tries is tried again after at most this
 ACSE_TIMEOUT_S = 10.0         # seconds for a connection's A-ASSOCIATE-RQ (pynetdicom's default 30); at most the
                               # message timeout
@@ -285,7 +283,7 @@ class EcgListener:
                 log.info("%s was sent again while it was being reported: reporting the new one", uid)
             except Exception as exc:                              # noqa: BLE001 - logged, the next ECG goes on
                 self.stats.failed += 1
-                if isinstance(exc, OSError) and exc.errno in DISK_FULL:     # the machine's state, not a bug
+                if is_disk_full(exc):                             # the machine's state, not a bug
                     log.error("%s", one_line(f"reporting {uid} failed: {exc.strerror} under {self.options.out}; "
                                              "it stays there for the next start"))
                 else:

@@ -2,7 +2,12 @@
 kind for the metrics) in one place, `http_error`; anything else is a bug, answered 500 and logged."""
 from __future__ import annotations
 
+import logging
+
 from ..errors import ConfigError, ContextOverflowError, ConversationNotFound, EcgReadError, GenerationStopped, one_line
+from ..files import is_disk_full
+
+log = logging.getLogger("gem_runtime.serve")
 
 
 class HttpError(Exception):
@@ -27,7 +32,17 @@ def http_error(exc: BaseException) -> HttpError | None:
         return HttpError(422, str(exc), "unreadable_ecg")
     if isinstance(exc, ConfigError):
         return HttpError(400, str(exc), "bad_request")
+    if is_disk_full(exc):
+        return disk_full(exc)
     return None
+
+
+def disk_full(exc: OSError) -> HttpError:
+    """507 for a request the disk has no room for (an upload's temporary files, most often), and one log line:
+    the operator's to free, neither the client's mistake nor our bug."""
+    log.error("%s", one_line(f"answered 507: {exc.strerror}: {exc.filename or 'a temporary file'}"))
+    return HttpError(507, "no room on the service's disk for this request now; try again later",
+                     "insufficient_storage", {"Retry-After": "60"})
 
 
 BUG_MESSAGE = "internal error ({}); see the service log"

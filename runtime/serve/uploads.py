@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from ..errors import EcgReadError
-from ..files import PRIVATE_FILE_MODE
+from ..files import PRIVATE_FILE_MODE, is_disk_full
 from ..readers import EcgRecord, read_ecg
 from ..timings import Timings
-from .errors import HttpError
+from .errors import HttpError, disk_full
 
 MAX_FILES = 16                   # a WFDB record: .hea and its signal files
 MAX_NAME = 128                   # characters of a kept file name (a file system allows 255 bytes)
@@ -62,6 +62,8 @@ async def read_form(request: Request, max_bytes: int) -> Upload:
     except HttpError:                                          # the body's bound, from guard.BoundedBody
         raise
     except Exception as exc:                                   # noqa: BLE001 - a malformed multipart body
+        if is_disk_full(exc):                                  # its parts spooled to a full disk: not the client's
+            raise disk_full(exc) from None
         raise HttpError(400, f"not a multipart form upload: {exc}", "bad_request") from None
     files = [f for f in form.getlist("file") if hasattr(f, "filename")]
     if not files:
@@ -77,8 +79,10 @@ async def read_form(request: Request, max_bytes: int) -> Upload:
     try:
         for f, path in zip(files, paths):
             await run_in_threadpool(_write_private, f.file, path)
-    except BaseException:
+    except BaseException as exc:
         folder.cleanup()
+        if is_disk_full(exc):
+            raise disk_full(exc) from None
         raise
     return Upload(form, folder, paths)
 
