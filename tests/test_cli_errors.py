@@ -108,3 +108,31 @@ def test_a_prompt_longer_than_the_context_is_a_typed_error():
     with Interpreter.load(n_ctx=256, threads=1) as gem:
         with pytest.raises(ContextOverflowError, match=r"prompt \d+ tok \+ 165 embeddings >= n_ctx 256"):
             gem.interpret(_dicom(), max_new_tokens=4)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["dicom-listen", "--out", "OUT"]])
+def test_a_service_on_a_port_in_use_is_one_line_before_its_model_loads(tmp_path, capsys, command):
+    """dicom-listen printed a traceback; serve printed its address, then uvicorn's error, and exited 3."""
+    import socket
+
+    from gem_runtime.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        args = [str(tmp_path / "out") if a == "OUT" else a for a in command] + ["--port", str(port)]
+        code, _, err = run_main(main, args, capsys)
+    line = [x for x in err.strip().splitlines() if "notice:" not in x]
+    assert code == 2 and line == [f"gem-run: error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                                  f"(another service holds port {port}?)"], err
+
+
+def test_a_listener_whose_out_cannot_be_written_is_one_line(tmp_path, capsys):
+    from clirun import free_port
+    from gem_runtime.cli import main
+
+    (tmp_path / "file").write_text("not a folder")
+    code, _, err = run_main(main, ["dicom-listen", "--out", str(tmp_path / "file" / "inbox"), "--port",
+                                   str(free_port())], capsys)
+    line = [x for x in err.strip().splitlines() if "notice:" not in x]
+    assert code == 2 and line == [f"gem-run: error: --out {tmp_path / 'file' / 'inbox'}: cannot be written "
+                                  "(Not a directory)"], err

@@ -17,6 +17,7 @@ import click
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
 from ..supervision import Watchdog, configure_logging, notify
+from .bind import check_port, writable_folder
 from .config_option import audit_option, config_option
 from .serve import LOCAL_HOSTS
 
@@ -94,6 +95,8 @@ def dicom_listen(audit_file, port, out, host, ae_title, allow_ae, forward, hl7, 
         raise GemEdgeError(_INSTALL) from None
     from ..interpreter import Interpreter
 
+    check_port(host, port)                                # a port in use or an --out that cannot be written:
+    writable_folder(out, "--out")                         # one line each, before the model loads
     options = ListenerOptions(out=out, port=port, host=host, ae_title=ae_title, allow_ae=tuple(allow_ae),
                               forward=_peer(forward, 3, "HOST:PORT:AE") if forward else None,
                               hl7=_peer(hl7, 2, "HOST:PORT") if hl7 else None, max_new_tokens=max_new_tokens,

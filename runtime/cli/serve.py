@@ -15,6 +15,7 @@ import click
 from ..errors import GemEdgeError
 from ..manifest import QUANTS
 from ..supervision import Watchdog, configure_logging, notify
+from .bind import check_port
 from .config_option import audit_option, config_option, token_file_option
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -94,6 +95,7 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
                            state_mb=state_mb, host=host, allow_hosts=tuple(allow_hosts),
                            allow_origins=tuple(allow_origins), read_timeout_s=read_timeout_s,
                            audit_log=audit_file, revise_rhythm=revise_rhythm)
+    check_port(host, port)                                # a port in use is one line before the model loads
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
     app = build_app(options)
     from ..serve.protocol import head_deadline_protocol
