@@ -12,6 +12,7 @@ Each case breaks one thing in an otherwise valid file, so the message must be ab
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def make_malformed_corpus(tmp_path) -> list[tuple[Path, dict, str]]:
     add(d / "empty.dcm", "empty file")
     (d / "empty.npy").write_bytes(b"")
     add(d / "empty.npy", "empty file")
+    os.mkfifo(d / "pipe.dcm")                            # was "empty file": a read of it would wait for a writer
+    add(d / "pipe.dcm", "not a regular file (a pipe, socket or device)")
     (d / "notes.txt").write_text("I, II, V1\n0.1, 0.2, 0.3\n")
     add(d / "notes.txt", "unknown ECG format (text)")
     (d / "scan.dcm").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Callable
@@ -105,7 +106,10 @@ def _read(path: Path, fs: float | None, max_bytes: int) -> EcgRecord:
         if header.exists():        # WFDB record name given without extension
             return read_wfdb(path, header, fs, max_bytes)
         raise EcgReadError(path, "file not found")
-    size = path.stat().st_size
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):           # a pipe or a device: its size says nothing and a read may never end
+        raise EcgReadError(path, "not a regular file (a pipe, socket or device), not an ECG file")
+    size = st.st_size
     if size == 0:
         raise EcgReadError(path, "empty file (0 bytes)")
     if size > max_bytes:
