@@ -246,6 +246,19 @@ def test_gem_run_chat_answers_follow_ups_in_a_terminal(tiny_bundle):
     assert p.stdout.count("gem> ") == 2 and p.stdout.count("you> ") == 3
 
 
+def test_gem_run_chat_refuses_a_question_past_the_context_and_goes_on(tiny_bundle):
+    """It said "the conversation is kept, ask a shorter question" and exited 2, the conversation gone."""
+    p = subprocess.run([sys.executable, "-m", "gem_runtime.cli", "chat", str(DICOM), "--bundle", str(tiny_bundle),
+                        "--max-new-tokens", "12", "--threads", "1"],
+                       input="why " * 5000 + "\nWhat is the rate?\n\n", capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert p.returncode == 0, p.stderr
+    refusals = [line for line in p.stderr.splitlines() if "over the context" in line]
+    assert len(refusals) == 1 and refusals[0].startswith("gem-run chat: the question's turn is ") \
+        and refusals[0].endswith("ask a shorter question"), p.stderr
+    assert p.stdout.count("gem> ") == 2 and p.stdout.count("you> ") == 3 and "Traceback" not in p.stderr
+
+
 def test_a_short_soak_answers_every_request_and_holds_its_memory(tiny_bundle):
     from benchmarks.serve_bench import soak
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import ContextOverflowError, one_line
 from ..manifest import QUANTS
 from .format import grounding_brackets
 
@@ -41,7 +42,12 @@ def chat(ecg_file, bundle_dir, quant, threads, fs, max_new_tokens):
             if not question:
                 break
             sys.stdout.write("gem> ")
-            answer = gem.ask(result, question, max_new_tokens=max_new_tokens, stream=write)
+            try:
+                answer = gem.ask(result, question, max_new_tokens=max_new_tokens, stream=write)
+            except ContextOverflowError as e:       # said "ask a shorter question", then ended the chat: it goes on
+                click.echo("")
+                click.echo(f"gem-run chat: {one_line(str(e))}", err=True)
+                continue
             click.echo("")
             for line in grounding_brackets(answer.grounding, answer.diagnoses):
                 click.echo(line)
