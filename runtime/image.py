@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image
 from gem_runtime.constants import CLIP_MEAN, CLIP_STD
 from gem_runtime.errors import EcgReadError
 from gem_runtime.files import atomic_write
+from gem_runtime.thread_warnings import caught_warnings, raise_first
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024   # larger files are refused before decoding
 MAX_IMAGE_SIDE = 20000               # px; larger sides are refused before decoding
@@ -39,15 +39,15 @@ def load_image(path) -> Image.Image:
         raise EcgReadError(path, f"image file is {n_bytes / 2**20:.0f} MB, limit is "
                                  f"{MAX_IMAGE_BYTES // 2**20} MB")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if max(width, height) > MAX_IMAGE_SIDE:
-                    raise EcgReadError(path, f"image is {width}x{height} px, limit is "
-                                             f"{MAX_IMAGE_SIDE} px a side")
-                img.load()   # decode now so truncated files fail here, not in preprocessing
-                return img.copy()
+        with caught_warnings() as caught:
+            img = Image.open(path)
+        with img:
+            raise_first(caught, Image.DecompressionBombWarning)
+            width, height = img.size
+            if max(width, height) > MAX_IMAGE_SIDE:
+                raise EcgReadError(path, f"image is {width}x{height} px, limit is {MAX_IMAGE_SIDE} px a side")
+            img.load()   # decode now so truncated files fail here, not in preprocessing
+            return img.copy()
     except EcgReadError:
         raise
     except Image.UnidentifiedImageError:

@@ -27,10 +27,10 @@ Scheme Identification Sequence. highdicom is the `hospital` extra; it is importe
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+from ..thread_warnings import caught_warnings
 from .ecg_dicom import MANUFACTURER, save_dataset
 
 
@@ -118,9 +118,8 @@ def write_sr(result: dict, source, path: str | Path, mode: int | None = None) ->
         if name not in evidence:
             setattr(evidence, name, "")
     now = dt.datetime.now()
-    with warnings.catch_warnings():     # the hospital's patient name is copied as it is, one component or not
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name")
-        sr = ComprehensiveSR(
+    with caught_warnings():             # the hospital's patient name is copied as it is, one component or not:
+        sr = ComprehensiveSR(           # highdicom's warning that it is "unlikely to represent ..." is dropped
             evidence=[evidence], content=_content(result, source), series_instance_uid=generate_uid(),
             series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
             manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False,

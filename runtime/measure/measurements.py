@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
 from ..constants import LEADS
+from ..thread_warnings import caught_warnings
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
 from .detection import detect_r_peaks
 from .fiducials import measure_median
@@ -68,8 +68,7 @@ def measure_ecg(x: np.ndarray, fs: float) -> Measurements:
     q.rr_cv = round(rr_cv, 3)
     meas.rhythm_regular = rr_cv < RR_CV_REGULAR
 
-    with warnings.catch_warnings():   # beats cut at the record's ends are NaN there: nan-aware stats
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with caught_warnings():           # beats cut at the record's ends are NaN there: nan-aware stats warn, dropped
         _measure_beats(meas, x, r_peaks, good, fs)
     return meas
 

@@ -12,7 +12,6 @@ import math
 import numbers
 import re
 import stat
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import EcgReadError, one_line
+from ..thread_warnings import caught_warnings
 from .aecg import is_aecg, read_aecg
 from .cardiosoft import is_cardiosoft, read_cardiosoft
 from .checks import DEFAULT_MAX_BYTES, size_text
@@ -38,9 +38,6 @@ from .xmlread import head_text
 
 # Library warnings go into the record's warnings, never to stderr; these are about the libraries, not the file.
 _NOT_ABOUT_FILE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
-# warnings.catch_warnings swaps process-wide state: two threads reading at once (the service) could restore it
-# out of order and let a warning through to stderr, so reads that capture take turns
-_CAPTURE = threading.RLock()
 # Contec ECG90A's own files: 7 ASCII digits and a NUL, then the recording's date "YYYY-MM-DD hh:mm:ss"
 _CONTEC = re.compile(rb"^\d{7}\x00.{0,4}\d{4}-\d{1,2}-\d{1,2} \d{1,2}:\d{2}:\d{2}", re.DOTALL)
 _XML_ROOT = re.compile(r"<([A-Za-z_][\w.:-]*)(?![^>]*\?>)[\s>/]")
@@ -78,8 +75,7 @@ def read_ecg(path, *, fs: float | None = None, max_bytes: int = DEFAULT_MAX_BYTE
     EcgReadError for every bad input.
     """
     try:
-        with _CAPTURE, warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
-            warnings.simplefilter("always")
+        with caught_warnings() as caught, np.errstate(all="ignore"):      # this thread's only (thread_warnings)
             record = _read(Path(path), fs, max_bytes)
     except EcgReadError:
         raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import EcgReadError, one_line
+from ..thread_warnings import caught_warnings
 from .checks import kept_note, kept_samples, one_rate_and_length, plausible_gain, size_text, unit_scale
 from .leads import finish, plan_leads
 from .record import DeviceReport, EcgRecord, patient_sex
@@ -74,8 +74,7 @@ def read_with_ecgdatakit(path: Path, fs_arg: float | None, fmt: EcgdatakitFormat
                 copy.write_bytes(utf8_bytes(path, data))
                 return read_with_ecgdatakit(path, fs_arg, fmt, copy, notes)
     try:
-        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
-            warnings.simplefilter("always")
+        with caught_warnings() as caught, np.errstate(all="ignore"):
             record = parser_cls().parse(Path(parse_path or path)).to_physical()
     except (ECGDataKitError, ValueError) as exc:
         said = one_line(exc).replace(str(parse_path), str(path)) if parse_path else one_line(exc)

@@ -8,12 +8,12 @@ quietly) and have a voltage unit. edfio is pure Python on numpy (276 kB installe
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import EcgReadError, one_line
+from ..thread_warnings import caught_warnings, raise_first
 from .checks import kept_note, kept_samples, one_rate_and_length, unit_scale
 from .leads import INDEPENDENT_LEADS, finish, normalize_lead_name, plan_leads
 from .record import EcgRecord, patient_sex
@@ -36,11 +36,11 @@ def read_edf(path: Path, fs_arg: float | None) -> EcgRecord:
     with open(path, "rb") as f:
         bdf = f.read(8) == _BDF_MAGIC
     try:
-        with warnings.catch_warnings():
-            # edfio reads a truncated file with a warning and fewer samples: here that is a damaged file
-            warnings.simplefilter("error", UserWarning)
+        with caught_warnings() as caught:
             edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path, lazy_load_data=True)   # samples read later
             signals = [s for s in edf.signals]      # edfio leaves "EDF Annotations" out of .signals
+        # edfio reads a truncated file with a warning and fewer samples: here that is a damaged file
+        raise_first(caught, UserWarning)
     except Exception as exc:                        # edfio's own header / size checks
         raise EcgReadError(path, f"not a readable EDF/BDF file: {one_line(exc)}") from None
     if not signals:
@@ -58,9 +58,9 @@ def read_edf(path: Path, fs_arg: float | None) -> EcgRecord:
     scales = [unit_scale(path, names[c], signals[c].physical_dimension) for c in plan.channels]
     kept = kept_samples(n, fs)                      # only the samples kept are read from the file
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", UserWarning)
+        with caught_warnings() as caught:
             data = [np.asarray(s.get_data_slice(0, kept / fs), np.float64)[:kept] for s in used]
+        raise_first(caught, UserWarning)
     except Exception as exc:
         raise EcgReadError(path, f"not a readable EDF/BDF file: {one_line(exc)}") from None
     if {len(d) for d in data} != {kept}:
