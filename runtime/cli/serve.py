@@ -75,6 +75,7 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
     """Serve GEM over HTTP: one warm model, a bounded queue, a viewer page at / (docs/serve-api.md)."""
     if host not in LOCAL_HOSTS and not token:
         raise GemEdgeError(f"--host {host} would let other machines in: give --token too (or keep 127.0.0.1)")
+    check_port(host, port)                                # a port in use is one line before the model loads
     configure_logging("gem-run serve", log_json)
     os.umask(0o077)                                         # anything written for a request is this user's only
     try:
@@ -95,7 +96,6 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
                            state_mb=state_mb, host=host, allow_hosts=tuple(allow_hosts),
                            allow_origins=tuple(allow_origins), read_timeout_s=read_timeout_s,
                            audit_log=audit_file, revise_rhythm=revise_rhythm)
-    check_port(host, port)                                # a port in use is one line before the model loads
     click.echo(f"gem-run serve: http://{host}:{port}/ (bundle {bundle_dir or default_bundle()})", err=True)
     app = build_app(options)
     from ..serve.protocol import head_deadline_protocol
