@@ -109,15 +109,19 @@ def test_an_instance_sent_again_with_a_corrected_patient_is_reported_again(tiny_
 def test_an_ecg_an_sr_could_not_reference_is_refused_before_the_success_status(tiny_bundle, tmp_path):
     out = tmp_path / "inbox"
     no_study, bad_series = _dataset(StudyInstanceUID=None), _dataset(SeriesInstanceUID="1.2.x")
+    two_names = _dataset(PatientName="A^B\\C^D")                  # its SR and ORU failed on every start
     with listening(tiny_bundle, out) as (port, proc):
         assert _send(port, no_study) == 0xA900
         assert _send(port, bad_series) == 0xA900
-        assert not (out / no_study.SOPInstanceUID).exists() and not (out / bad_series.SOPInstanceUID).exists()
+        assert _send(port, two_names) == 0xA900
+        assert not any((out / ds.SOPInstanceUID).exists() for ds in (no_study, bad_series, two_names))
         ok = _dataset()
         assert _send(port, ok) == 0                                  # still listening, and a good one reported
         _wait(lambda: all((out / ok.SOPInstanceUID / f).exists() for f in REPORTS), "the good one's reports")
     lines = _stderr_lines(proc)
     assert any("refused (0xA900)" in line and "no StudyInstanceUID" in line for line in lines), lines
+    assert any("refused (0xA900)" in line and "PatientName holds 2 values (DICOM allows one)" in line
+               for line in lines), lines
     assert not any("failed" in line and "interpreting" in line for line in lines), lines
 
 

@@ -275,6 +275,39 @@ def test_oru_escapes_hl7_delimiters_in_free_text(readings):
     assert [rep.to_er7() for rep in text] == ["QT\\F\\QTc 380/415 ms \\S\\ T\\T\\U \\R\\ \\E\\ wave", "second line"]
 
 
+def test_oru_keeps_control_characters_of_the_dataset_out_of_its_segments_and_frame(readings):
+    """A CR in a patient's name ended the PID segment there (what followed became segments of their own), and
+    0x0B / 0x1C, MLLP's frame bytes, went into the frame."""
+    from hl7apy.parser import parse_message
+
+    result, source = readings[0]
+    source = copy.deepcopy(source)
+    source.PatientName = "Evil^Name\rOBX|99|ST|FAKE^fake||INJECTED\x1c\r\x0bX"
+    source.PatientID = "ID\rPID|1"
+    source.AccessionNumber = "A1\nOBR|2"
+    message = build_oru(result, source)
+    assert not set(message) & {"\x0b", "\x1c", "\n"}
+    segments = [line[:3] for line in message.strip("\r").split("\r")]
+    assert segments[:3] == ["MSH", "PID", "OBR"] and segments.count("PID") == 1 and segments.count("OBR") == 1
+    assert segments.count("OBX") == len(FIELD) + 1, segments
+    pid = parse_message(message, find_groups=True).oru_r01_patient_result.oru_r01_patient.pid
+    assert pid.pid_3.cx_1.to_er7() == "ID PID\\F\\1"
+    assert pid.pid_5.to_er7() == "Evil^Name OBX\\F\\99\\F\\ST\\F\\FAKE^fake\\F\\\\F\\INJECTED   X"
+
+
+@pytest.mark.parametrize("name, value", [("PatientName", "A^B\\C^D"), ("PatientSex", "M\\F"),
+                                         ("PatientBirthDate", "19700101\\19800101")])
+def test_an_element_of_one_value_holding_two_is_a_source_problem(readings, name, value):
+    """The SR (highdicom: TypeError, ValueError) and the ORU (AttributeError) failed on these after the listener
+    had acknowledged the ECG, on every start."""
+    from gem_runtime.hospital.sr import source_problems
+
+    source = copy.deepcopy(readings[0][1])
+    setattr(source, name, value)
+    assert source_problems(source) == [f"{name} holds 2 values (DICOM allows one)"]
+    assert source_problems(readings[0][1]) == []
+
+
 # --- MLLP ---------------------------------------------------------------------------------------------
 
 class Receiver:

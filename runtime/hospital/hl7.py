@@ -153,10 +153,10 @@ def _pid(pid, source):
         # DICOM PN family^given^middle^prefix^suffix -> XPN family^given^middle^suffix^prefix
         for component, value in (("xpn_2", name.given_name), ("xpn_3", name.middle_name),
                                  ("xpn_4", name.name_suffix), ("xpn_5", name.name_prefix)):
-            if value:
-                setattr(pid.pid_5, component, ST(value))
-        if name.family_name:
-            pid.pid_5.xpn_1.fn_1 = ST(name.family_name)
+            if _line(value):
+                setattr(pid.pid_5, component, ST(_line(value)))
+        if _line(name.family_name):
+            pid.pid_5.xpn_1.fn_1 = ST(_line(name.family_name))
     birth = _str(source, "PatientBirthDate")
     if re.fullmatch(r"\d{8}", birth):
         pid.pid_7 = birth
@@ -222,8 +222,18 @@ def _nte(nte, set_id: int, comment: str):
 
 
 def _str(source, name: str) -> str:
-    """A DICOM element's value as text, '' when absent or empty."""
-    return str(source.get(name, "") or "")
+    """A DICOM element's value as one line of field text, '' when absent or empty."""
+    return _line(source.get(name, "") or "")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _line(value) -> str:
+    """A value from the dataset as HL7 field text: its control characters as spaces. hl7apy escapes the
+    delimiters but not these: a CR in a patient's name ended the PID segment there, and 0x0B / 0x1C (MLLP's frame
+    bytes) passed into the frame, which a receiver would end early."""
+    return _CONTROL.sub(" ", str(value)).strip()
 
 
 def _observation_time(source) -> str:

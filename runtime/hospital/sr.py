@@ -87,9 +87,16 @@ def measurement_concept(key: str):
     return CodedConcept(value, "MDC" if m.mdc else "LN", meaning)
 
 
+# the patient and study elements the SR and the ORU copy, each of value multiplicity 1 in DICOM
+SINGLE_VALUED = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyID",
+                 "AccessionNumber", "ReferringPhysicianName")
+
+
 def source_problems(source) -> list[str]:
     """Why `write_sr` would refuse `source` (a waveform's pydicom Dataset): the elements an SR must reference,
     missing or not UIDs; [] when it can be reported. A listener asks before it acknowledges the waveform."""
+    from pydicom.multival import MultiValue
+
     problems = []
     for name in REQUIRED_SOURCE:
         value = str(source.get(name, "") or "")
@@ -97,6 +104,10 @@ def source_problems(source) -> list[str]:
             problems.append(f"no {name}")
         elif len(value) > 64 or not all(part.isdigit() for part in value.split(".")):
             problems.append(f"{name} {value[:80]!r} is not a UID")
+    for name in SINGLE_VALUED:                        # a backslash made two values: the SR's and HL7's copies failed
+        value = source.get(name)
+        if isinstance(value, MultiValue) and len(value) > 1:
+            problems.append(f"{name} holds {len(value)} values (DICOM allows one)")
     return problems
 
 
