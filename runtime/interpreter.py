@@ -214,6 +214,11 @@ class Interpreter:
         conv = self.conversations.get(ecg_id)
         if not question.strip():
             raise ConfigError("the question is empty")
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as e:                  # JSON's "\ud800" decodes to one; the tokenizer cannot
+            raise ConfigError(f"the question holds {question[e.start]!r} at {e.start}, an unpaired surrogate, "
+                              "not text") from None
         t, lt = Timings(), LlmTimings()
         ids = conv.next_turn_ids(question, self.llm.tokenize)
         conv.check_room(ids, self.llm.n_ctx)            # too long: refused before the KV is touched, conv kept

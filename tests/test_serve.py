@@ -246,17 +246,20 @@ def test_gem_run_chat_answers_follow_ups_in_a_terminal(tiny_bundle):
     assert p.stdout.count("gem> ") == 2 and p.stdout.count("you> ") == 3
 
 
-def test_gem_run_chat_refuses_a_question_past_the_context_and_goes_on(tiny_bundle):
-    """It said "the conversation is kept, ask a shorter question" and exited 2, the conversation gone."""
+def test_gem_run_chat_refuses_a_question_past_the_context_or_not_text_and_goes_on(tiny_bundle):
+    """It said "the conversation is kept, ask a shorter question" and exited 2, the conversation gone; a question
+    that is not UTF-8 (a surrogate-escaped byte) was a UnicodeEncodeError from the tokenizer."""
     p = subprocess.run([sys.executable, "-m", "gem_runtime.cli", "chat", str(DICOM), "--bundle", str(tiny_bundle),
                         "--max-new-tokens", "12", "--threads", "1"],
-                       input="why " * 5000 + "\nWhat is the rate?\n\n", capture_output=True, text=True, timeout=180,
-                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert p.returncode == 0, p.stderr
-    refusals = [line for line in p.stderr.splitlines() if "over the context" in line]
-    assert len(refusals) == 1 and refusals[0].startswith("gem-run chat: the question's turn is ") \
-        and refusals[0].endswith("ask a shorter question"), p.stderr
-    assert p.stdout.count("gem> ") == 2 and p.stdout.count("you> ") == 3 and "Traceback" not in p.stderr
+                       input=b"why " * 5000 + b"\nrate \xff?\nWhat is the rate?\n\n", capture_output=True, timeout=180,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8:surrogateescape"})
+    err, out = p.stderr.decode(errors="replace"), p.stdout.decode(errors="replace")
+    assert p.returncode == 0, err
+    refusals = [line for line in err.splitlines() if line.startswith("gem-run chat: ")]
+    assert len(refusals) == 2 and refusals[0].startswith("gem-run chat: the question's turn is ") \
+        and refusals[0].endswith("ask a shorter question"), err
+    assert refusals[1].endswith("an unpaired surrogate, not text"), err           # a byte that is not UTF-8
+    assert out.count("gem> ") == 3 and out.count("you> ") == 4 and "Traceback" not in err
 
 
 def test_a_short_soak_answers_every_request_and_holds_its_memory(tiny_bundle):

@@ -124,6 +124,18 @@ def test_a_follow_up_body_is_bounded_and_the_conversation_survives_it(server):
     assert r.status_code == 200, r.text
 
 
+# --- a question JSON decodes to an unpaired surrogate ("\\ud800"): 500, logged as our bug, from the tokenizer ---
+def test_a_question_that_is_not_text_is_400_and_the_conversation_goes_on(server):
+    ecg_id = _upload(server[0], "e.dcm", endpoint="interpret", max_new_tokens="4").json()["ecg_id"]
+    ask = f"{server[0]}/v1/ecgs/{ecg_id}/ask"
+    r = httpx.post(ask, content=b'{"question": "rate \\ud800?"}', headers={"content-type": "application/json"},
+                   timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "the question holds '\\ud800' at 5, an unpaired surrogate, not text"
+    r = httpx.post(ask, json={"question": "Is the rate normal?", "max_new_tokens": 4}, timeout=60)
+    assert r.status_code == 200, r.text
+
+
 # --- defect 4: the token compared with !=, /v1/health open, lowercase "bearer" refused ---
 def test_the_token_scheme_any_case_health_included_and_odd_bytes_are_401(tiny_bundle):
     context, base, _ = _serving(tiny_bundle, token="s3cret")

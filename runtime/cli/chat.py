@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ContextOverflowError, one_line
+from ..errors import ConfigError, ContextOverflowError, one_line
 from ..manifest import QUANTS
 from .format import grounding_brackets
 
@@ -44,7 +44,7 @@ def chat(ecg_file, bundle_dir, quant, threads, fs, max_new_tokens):
             sys.stdout.write("gem> ")
             try:
                 answer = gem.ask(result, question, max_new_tokens=max_new_tokens, stream=write)
-            except ContextOverflowError as e:       # said "ask a shorter question", then ended the chat: it goes on
+            except (ContextOverflowError, ConfigError) as e:   # one line, and the chat goes on (it ended there)
                 click.echo("")
                 click.echo(f"gem-run chat: {one_line(str(e))}", err=True)
                 continue
