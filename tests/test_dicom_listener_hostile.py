@@ -308,11 +308,6 @@ def test_a_host_holding_stalled_connections_neither_locks_out_another_nor_keeps_
 
 # --- pynetdicom read a PDU of whatever length its header declared into memory whole: one connection that claimed
 # 4 GiB and sent zeros grew the listener by 3.5 GB in 6 s, before it was an association ---
-def _rss_mb(pid: int) -> float:
-    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith("VmRSS")) / 1024
-
-
 def _stream_after_header(sock: socket.socket, header: bytes, limit: int = 64 * 2**20) -> int:
     """Send the header, then zeros until the listener closes the connection or `limit` bytes are out: bytes sent."""
     sock.sendall(header)
@@ -328,9 +323,11 @@ def _stream_after_header(sock: socket.socket, header: bytes, limit: int = 64 * 2
 
 
 def test_a_pdu_declaring_more_than_the_listener_reads_is_refused_before_its_body(tiny_bundle, tmp_path):
+    from benchmarks.serve_bench import rss_mb
+
     huge = (2**32 - 16).to_bytes(4, "big")
     with listening(tiny_bundle, tmp_path / "inbox") as (port, proc):
-        before = _rss_mb(proc.pid)
+        before = rss_mb(proc.pid)
         with socket.create_connection(("127.0.0.1", port)) as s:             # an A-ASSOCIATE-RQ of 4 GiB
             sent_before_association = _stream_after_header(s, bytes([0x01, 0]) + huge)
         assoc = _associate(port)                                             # a P-DATA-TF PDU past the 16382
@@ -339,7 +336,7 @@ def test_a_pdu_declaring_more_than_the_listener_reads_is_refused_before_its_body
         past = bytes([0x04, 0]) + (16383).to_bytes(4, "big")
         sent_in_association = _stream_after_header(assoc.dul.socket.socket, past)
         _wait(lambda: not assoc.is_established, "the association to end", 10)
-        grew = _rss_mb(proc.pid) - before
+        grew = rss_mb(proc.pid) - before
         assert _send(port, _dataset()) == 0                                  # and a cart is served as before
     assert sent_before_association < 32 * 2**20 and sent_in_association < 32 * 2**20, \
         (sent_before_association, sent_in_association)                       # closed, not read to the 64 MiB
@@ -412,8 +409,8 @@ def test_an_ecg_that_would_go_below_the_free_disk_kept_is_refused_and_nothing_of
         assert _send(port, ds) == 0xA700                                   # refused: out of resources
         assert list(out.iterdir()) == []
     lines = [line for line in _stderr_lines(proc) if "refused (0xA700)" in line]
-    assert len(lines) == 1 and f"CART 127.0.0.1: {ds.SOPInstanceUID}: not stored: " in lines[0] \
-        and "MiB free under" in lines[0] and "1000000000 MiB are kept free for reports (--min-free-mb)" in lines[0], lines
+    assert len(lines) == 1 and f"CART 127.0.0.1: {ds.SOPInstanceUID}: not stored: " in lines[0], lines
+    assert "MiB free under" in lines[0] and "1000000000 MiB are kept free for reports (--min-free-mb)" in lines[0]
 
 
 @pytest.mark.parametrize("min_free_mb", [0, 1])

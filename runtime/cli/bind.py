@@ -12,22 +12,18 @@ from pathlib import Path
 from ..errors import GemEdgeError
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound and listening on host:port (IPv4 or IPv6 by the address), for the server to take over."""
+def check_port(host: str, port: int) -> None:
+    """That host:port (IPv4 or IPv6 by the address) can be listened on now, for a server that binds its own socket
+    (uvicorn, pynetdicom). Handing uvicorn a socket bound here was tried: a 300 kB body refused with 413 on a
+    kept-alive connection then reached the client as a reset on its first try (uvicorn's own socket: 413 every
+    time), so the port is only checked."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=2048)
+        socket.create_server((host, port), family=family).close()
     except OSError as e:
         why = os.strerror(e.errno) if e.errno and not isinstance(e, socket.gaierror) else (e.strerror or str(e))
-        raise GemEdgeError(f"cannot listen on {host}:{port}: {why}"
-                           + (f" (another service holds port {port}?)" if e.errno == errno.EADDRINUSE else "")) from None
-
-
-def check_port(host: str, port: int) -> None:
-    """That host:port can be listened on now, for a server that binds its own socket (uvicorn, pynetdicom).
-    Handing uvicorn this socket instead was tried: a 300 kB body refused with 413 on a kept-alive connection then
-    reached the client as a reset on its first try (uvicorn's own socket: 413 every time), so it is only checked."""
-    listening_socket(host, port).close()
+        busy = f" (another service holds port {port}?)" if e.errno == errno.EADDRINUSE else ""
+        raise GemEdgeError(f"cannot listen on {host}:{port}: {why}{busy}") from None
 
 
 def writable_folder(path: Path, flag: str, mode: int = 0o700) -> Path:

@@ -18,10 +18,10 @@ kept a listener with --max-associations 2 refusing a cart; one that sent a byte 
   may be as long as the maximum length we state in the association (DICOM PS3.8 D.1, pynetdicom's
   `maximum_pdu_size`), any other PDU `MAX_CONTROL_PDU`.
 
-The per-host limit and pynetdicom's own count only associations that still hold their peer (`holds_peer`). pynetdicom counts an association
-against `maximum_associations` until its thread has ended, which comes after the release: in CI a cart's third
-association within --max-associations 3 was rejected because the readiness probe's released echo was still
-finishing. `counting_ae` is pynetdicom's AE with that limit counted the same way.
+The per-host limit and pynetdicom's own count only associations that still hold their peer (`holds_peer`).
+pynetdicom counts an association against `maximum_associations` until its thread has ended, which comes after the
+release: in CI a cart's third association within --max-associations 3 was rejected because the readiness probe's
+released echo was still finishing. `counting_ae` is pynetdicom's AE with that limit counted the same way.
 """
 from __future__ import annotations
 

@@ -153,10 +153,10 @@ def _pid(pid, source):
         # DICOM PN family^given^middle^prefix^suffix -> XPN family^given^middle^suffix^prefix
         for component, value in (("xpn_2", name.given_name), ("xpn_3", name.middle_name),
                                  ("xpn_4", name.name_suffix), ("xpn_5", name.name_prefix)):
-            if _line(value):
-                setattr(pid.pid_5, component, ST(_line(value)))
-        if _line(name.family_name):
-            pid.pid_5.xpn_1.fn_1 = ST(_line(name.family_name))
+            if text := _line(value):
+                setattr(pid.pid_5, component, ST(text))
+        if family := _line(name.family_name):
+            pid.pid_5.xpn_1.fn_1 = ST(family)
     birth = _str(source, "PatientBirthDate")
     if re.fullmatch(r"\d{8}", birth):
         pid.pid_7 = birth

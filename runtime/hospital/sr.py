@@ -94,7 +94,8 @@ SINGLE_VALUED = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthD
 
 def source_problems(source) -> list[str]:
     """Why `write_sr` would refuse `source` (a waveform's pydicom Dataset): the elements an SR must reference,
-    missing or not UIDs; [] when it can be reported. A listener asks before it acknowledges the waveform."""
+    missing or not UIDs, and the patient and study elements it copies holding more than one value; [] when it can
+    be reported. A listener asks before it acknowledges the waveform."""
     from pydicom.multival import MultiValue
 
     problems = []
