@@ -118,6 +118,7 @@ class Interpreter:
         `stream` may raise GenerationStopped to stop generating (a client gone, a deadline passed).
         keep_image: keep the image the model saw (PNG) with the conversation, for a viewer.
         revise: revise a contradicted rhythm statement (gem_runtime.revise; `stream` had the model's own words)."""
+        _check_text(question)
         t = timings or Timings()
         lt = LlmTimings()
         with t.request():
@@ -149,6 +150,7 @@ class Interpreter:
         if len(ecgs) > self.llm.n_seq:
             raise ConfigError(f"{len(ecgs)} ECGs at once, but this Interpreter was loaded with n_seq "
                               f"{self.llm.n_seq}")
+        _check_text(question)
         images = save_images or [None] * len(ecgs)
         results: list = [None] * len(ecgs)
         ready = []                                  # (index, record, prep, rows, Timings, LlmTimings, Measurements)
@@ -214,11 +216,7 @@ class Interpreter:
         conv = self.conversations.get(ecg_id)
         if not question.strip():
             raise ConfigError("the question is empty")
-        try:
-            question.encode("utf-8")
-        except UnicodeEncodeError as e:                  # JSON's "\ud800" decodes to one; the tokenizer cannot
-            raise ConfigError(f"the question holds {question[e.start]!r} at {e.start}, an unpaired surrogate, "
-                              "not text") from None
+        _check_text(question)
         t, lt = Timings(), LlmTimings()
         ids = conv.next_turn_ids(question, self.llm.tokenize)
         conv.check_room(ids, self.llm.n_ctx)            # too long: refused before the KV is touched, conv kept
@@ -366,3 +364,13 @@ class Interpreter:
 
 def median_beats_path(image_path: Path) -> Path:
     return image_path.with_name(image_path.stem + "-median-beats.png")
+
+
+def _check_text(question: str) -> None:
+    """A question the tokenizer can take: JSON's "\\ud800" (or a byte that is not UTF-8, read with surrogateescape)
+    decodes to an unpaired surrogate, which it cannot encode."""
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ConfigError(f"the question holds {question[e.start]!r} at {e.start}, an unpaired surrogate, "
+                          "not text") from None
