@@ -43,8 +43,25 @@ def _p_text(ev: Evidence) -> str:
     return f"P wave uncertain{locked}" if ev.source == "ours" else "P wave not reported"
 
 
+def _flutter_waves(ev: Evidence) -> bool:
+    """Regular atrial waves between the beats at a flutter rate (measure.atrial), by the criteria's limits."""
+    return ev.f_wave_periodicity is not None and ev.f_wave_periodicity >= C.FLUTTER_WAVE_PERIODICITY \
+        and ev.f_wave_half_cycle is not None and ev.f_wave_half_cycle <= C.FLUTTER_WAVE_HALF_CYCLE
+
+
+def _f_text(ev: Evidence) -> str:
+    return (f"atrial waves at {ev.f_wave_rate_per_min:.0f}/min between the beats in {ev.f_wave_lead}, no isoelectric "
+            f"baseline (each interval correlates {ev.f_wave_periodicity:.2f} with itself one cycle later)")
+
+
+_F_KEYS = ("f_wave_rate_per_min", "f_wave_periodicity", "f_wave_half_cycle", "f_wave_lead")
+
+
 def check_af(ev: Evidence) -> Outcome:
-    keys = ("rr_irregularity", "rr_cv", "rr_jump_share", "p_wave", "p_consistency", "p_lag_ms", "pr_ms", "hr_bpm")
+    keys = ("rr_irregularity", "rr_cv", "rr_jump_share", "p_wave", "p_consistency", "p_lag_ms", "pr_ms", "hr_bpm",
+            *_F_KEYS)
+    if _flutter_waves(ev):
+        return Outcome(CONTRADICTED, f"{_f_text(ev)}: regular flutter waves, not fibrillation", keys, {})
     state = _rr_state(ev)
     if state is None:
         return Outcome(NOT_CHECKABLE, "too few beats to judge the RR rhythm" if ev.source == "ours" else
@@ -59,7 +76,10 @@ def check_af(ev: Evidence) -> Outcome:
 
 
 def check_flutter(ev: Evidence) -> Outcome:
-    keys = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "tp_ptp_mv", "tp_ms", "rr_irregularity", "hr_bpm")
+    keys = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "tp_ptp_mv", "tp_ms", "rr_irregularity", "hr_bpm",
+            *_F_KEYS)
+    if _flutter_waves(ev):
+        return Outcome(SUPPORTED, _f_text(ev), keys, {})
     if ev.p_wave and _rr_state(ev) == "regular" and ev.tp_ms is not None and ev.tp_ms >= C.FLUTTER_TP_MIN_MS \
             and ev.tp_ptp_mv is not None and ev.tp_ptp_mv < C.FLUTTER_TP_FLAT_MV:
         return Outcome(CONTRADICTED, f"{_p_text(ev)} and a flat baseline between T and P ({ev.tp_ptp_mv:.2f} mV "
@@ -70,10 +90,14 @@ def check_flutter(ev: Evidence) -> Outcome:
     if ev.p_wave is False and ev.p_consistency is not None:
         return Outcome(CONTRADICTED, f"{_p_text(ev)}: the atrial activity before the QRS is unlike from beat to "
                        "beat, not regular flutter waves conducted at a fixed FR interval", keys, {})
-    return Outcome(NOT_CHECKABLE, f"{_p_text(ev)}; flutter waves are not measured here", keys, {})
+    why = ev.f_wave_reason or ("atrial waves between the beats do not repeat at one cycle"
+                               if ev.f_wave_periodicity is not None else "the intervals between the beats not measured")
+    return Outcome(NOT_CHECKABLE, f"{_p_text(ev)}; flutter waves not measured: {why}", keys, {})
 
 
 def _sinus(ev: Evidence) -> Part:
+    if _flutter_waves(ev):
+        return Part(CONTRADICTED, f"{_f_text(ev)}: flutter waves, not a sinus P wave")
     if ev.p_wave:
         if ev.p_axis_deg is None:
             return Part(SUPPORTED, _p_text(ev))
@@ -110,7 +134,8 @@ def _rate_normal(ev: Evidence) -> Part:
                 f"and {C.TACHY_BPM:.0f} bpm, within {C.HR_MARGIN_BPM:.0f} bpm)")
 
 
-_SINUS_KEYS = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "p_axis_deg", "rr_irregularity", "rr_cv", "hr_bpm")
+_SINUS_KEYS = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "p_axis_deg", "rr_irregularity", "rr_cv", "hr_bpm",
+               *_F_KEYS)
 
 
 def check_sinus(ev: Evidence) -> Outcome:

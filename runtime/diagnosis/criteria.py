@@ -59,6 +59,12 @@ P_UNLIKE_CONSISTENCY, P_UNLOCKED_LAG_MS = 0.5, 8.0
 MIN_RR = 4                             # fewer RR intervals: rhythm not checkable
 FLUTTER_TP_FLAT_MV = 0.08              # a TP baseline quieter than this (peak-to-peak) holds no flutter waves
 FLUTTER_TP_MIN_MS = 120.0              # ... judged only over at least this long a TP segment
+# Flutter waves (measure.atrial): between the T end and the next P onset, an atrial wave that repeats at one cycle
+# of 170-260 ms (230-350/min) with no isoelectric baseline: correlated with itself one cycle later at least this
+# well, and anti-correlated half a cycle later. Set on the training half of the shared records and flutter made
+# from their beats (gem_train.real_flutter): no real record there reaches 0.79, made flutter mostly 0.98 and above.
+FLUTTER_WAVE_PERIODICITY = 0.85
+FLUTTER_WAVE_HALF_CYCLE = -0.2
 
 SUPPORTED, CONTRADICTED, NOT_CHECKABLE = "supported", "contradicted", "not checkable"
 VERDICTS = (SUPPORTED, CONTRADICTED, NOT_CHECKABLE)
@@ -82,17 +88,21 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("atrial_fibrillation", "atrial fibrillation",
               (r"\batrial\s+fibrillation\b", r"\ba\.?\s?-?fib\b", r"(?-i:\bAF\b(?!\s*[:=]))"),
               f"RR intervals irregularly irregular (median successive RR difference >= {RR_IRREGULAR:.0%} of the "
-              "mean RR) and no distinct P wave before the QRS complexes", AF_GUIDE, rhythm=True),
+              "mean RR) and no distinct P wave before the QRS complexes (regular flutter waves between the beats "
+              "contradict it)", AF_GUIDE, rhythm=True),
     Criterion("atrial_flutter", "atrial flutter", (r"\batrial\s+flutter\b", r"(?-i:\bAFL\b)"),
               "regular atrial flutter (F) waves at 240-340/min, sawtooth in II, III, aVF; no isoelectric baseline "
-              "between the atrial waves; each QRS conducted from an F wave at a fixed FR interval (a P wave rising "
+              "between the atrial waves (measured: the TP interval repeating at one cycle of 170-260 ms, correlation "
+              f"{FLUTTER_WAVE_PERIODICITY} or more); each QRS conducted from an F wave at a fixed FR interval (a P "
+              "wave rising "
               "from an isoelectric baseline, a flat TP baseline, or atrial activity before the QRS unlike from beat "
               "to beat contradicts it)",
               AHA_II, rhythm=True),
     Criterion("sinus_rhythm", "sinus rhythm",
               (r"\bsinus\s+rhythm\b", r"\brhythm\s+is\s+sinus\b", r"\bsinus\s+arrhythmia\b"),
               f"a P wave before every QRS complex at a fixed PR interval, P axis sinus ({P_AXIS_SINUS_DEG[0]:+.0f} "
-              f"to {P_AXIS_SINUS_DEG[1]:+.0f} degrees: upright in I and II)", AHA_II, rhythm=True),
+              f"to {P_AXIS_SINUS_DEG[1]:+.0f} degrees: upright in I and II); flutter waves between the beats "
+              "contradict it", AHA_II, rhythm=True),
     Criterion("normal_sinus_rhythm", "normal sinus rhythm", (r"\bnormal\s+sinus\s+rhythm\b", r"(?-i:\bNSR\b)"),
               f"sinus rhythm at {BRADY_BPM:.0f}-{TACHY_BPM:.0f} bpm ({BRADY_LOW_BPM:.0f}-{BRADY_BPM:.0f} bpm: "
               "borderline, programs differ)", RATE_SOURCE, rhythm=True),

@@ -57,6 +57,11 @@ class Evidence:
     qtc_fridericia_ms: float | None = None
     tp_ptp_mv: float | None = None         # peak-to-peak of the TP baseline in II, III, aVF, V1 (flutter waves)
     tp_ms: float | None = None
+    f_wave_rate_per_min: float | None = None   # measure.atrial: an atrial wave repeating between the beats ...
+    f_wave_periodicity: float | None = None    # ... its correlation one cycle later
+    f_wave_half_cycle: float | None = None     # ... and half a cycle later
+    f_wave_lead: str | None = None
+    f_wave_reason: str | None = None           # why none was measured
     leads: dict[str, LeadQrs] = field(default_factory=dict)
     leads_off: tuple[str, ...] = ()
 
@@ -80,6 +85,7 @@ def from_measurements(meas) -> Evidence:
     _rr(ev, getattr(meas, "r_peaks", None), getattr(meas, "fs", 0.0), getattr(q, "rr_cv", None))
     fid = getattr(meas, "fiducials", None) or {}
     _p_wave(ev, meas, fid, flags, reasons, q)
+    _f_waves(ev, getattr(meas, "atrial_waves", None))
     median = getattr(meas, "median_beats", None)
     fs = float(getattr(meas, "fs", 0.0) or 0.0)
     if median is not None and fs > 0 and fid.get("qrs_on") is not None and fid.get("qrs_off") is not None:
@@ -111,6 +117,16 @@ def _p_wave(ev: Evidence, meas, fid: dict, flags: list, reasons: dict, q) -> Non
         ev.p_wave, ev.p_reason = False, why
     else:
         ev.p_reason = why if "p_absent" in flags else None
+
+
+def _f_waves(ev: Evidence, atrial) -> None:
+    if atrial is None:
+        return
+    if atrial.cycle_ms is None:
+        ev.f_wave_reason = atrial.reason
+        return
+    ev.f_wave_rate_per_min, ev.f_wave_lead = atrial.rate_per_min, atrial.lead
+    ev.f_wave_periodicity, ev.f_wave_half_cycle = atrial.periodicity, atrial.half_cycle
 
 
 def from_device(device) -> Evidence:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..constants import LEADS
 from ..thread_warnings import caught_warnings
+from .atrial import atrial_waves
 from .beats import aligned_beats, dominant_beats, flag_noise, nanmedian0, residual
 from .detection import detect_r_peaks
 from .fiducials import measure_median
@@ -96,4 +97,5 @@ def _measure_beats(meas: Measurements, x: np.ndarray, r_peaks: np.ndarray, good:
     rr_short = int(np.percentile(rr_before, 10)) if rr_before.size else int(meas.rr_ms * fs / 1000)
     waves = wave_edges(filtered, fs, meas.r_peaks, dominant, good)
     meas.beat_waves = waves.beats
+    meas.atrial_waves = atrial_waves(filtered, fs, waves.beats, good)
     measure_median(meas, median, beats, resid, r_index, good, fs, rr_short, waves)

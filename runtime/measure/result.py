@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import NoUsableSignalError
+from .atrial import AtrialWaves
 from .fields import FIELDS, MEASUREMENT_KEYS
 from .quality import NO_SIGNAL, Quality
 
@@ -35,6 +36,7 @@ class Measurements:
     r_peaks: np.ndarray | None = None       # (n_beats,) sample indices in the input record
     beat_kept: np.ndarray | None = None     # (n_beats,) bool: the beats that made the median (ectopic ones did not)
     beat_waves: list | None = None          # (n_beats,) measure.waves.BeatWaves: each beat's global P, QRS, T
+    atrial_waves: AtrialWaves | None = None  # regular atrial (flutter) waves between the beats, measure.atrial
 
     @property
     def has_signal(self) -> bool:
