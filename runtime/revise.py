@@ -7,7 +7,9 @@ it. With revision on, the report keeps the model's words up to the sentence that
 evidence), and the model writes on from there greedily after each of its next most likely first words in turn
 (up to MAX_OPENERS); the first text whose rhythm statements from there on are not contradicted, and which still
 names a rhythm, is kept. Where none is, each contradicted rhythm name alone is replaced by the one (`CANDIDATES`)
-the model scores highest at its place among those the measurements allow, and the model goes on after it.
+the model scores highest at its place among those the measurements allow, and the model goes on after it; a name
+the model scores below MIN_NAME_LOGPROB there is one it does not write (the demo model never saw "atrial
+flutter": -86), and what it writes after such a name is not a report, so that statement stays flagged instead.
 
 The model's own text and each revision (its words, the reason, what was tried) stay with the result. It is opt-in
 (`gem-run --revise-rhythm`): the revised text is no longer GEM's own, and a measurement that is wrong (a P wave
@@ -31,6 +33,8 @@ CANDIDATES: tuple[tuple[str, str], ...] = tuple(
     (c.finding, c.name) for c in CRITERIA if c.rhythm and not c.evidence and c.finding != "sinus_rhythm")
 MAX_REVISIONS = 3                      # contradicted rhythm names replaced per report, in text order
 MAX_OPENERS = 6                        # first words tried where the contradicted sentence begins
+MIN_NAME_LOGPROB = -40.0               # a name put in by the model's score must score at least this (names it
+                                       # writes: -21 to -26 where replaced on the held-out records; never learned: -86)
 _CANDIDATE_NAMES = dict(CANDIDATES)
 
 
@@ -186,6 +190,8 @@ def _replace_names(model, ids, meas, device, sex, max_new_tokens, tried_sentence
         scores = {name: model.logprob(k, cand) for name, (_, _, cand) in allowed.items()}
         tried += [{"name": n, "logprob": round(sc, 3), "contradicted": []} for n, sc in scores.items()]
         best = max(scores, key=scores.get)
+        if scores[best] < MIN_NAME_LOGPROB:
+            continue
         finding, words, cand = allowed[best]
         rest = model.continue_after(k, cand, max(0, max_new_tokens - k - len(cand)))
         ids = ids[:k] + cand + rest

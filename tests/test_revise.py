@@ -154,3 +154,16 @@ def test_gem_run_batch_on_ray_revises_as_the_local_engine(shared_data, tmp_path)
     for name, result in local.items():
         assert ray[name]["token_ids"] == result["token_ids"] and ray[name]["text"] == result["text"], name
         assert ray[name].get("revisions") == result.get("revisions"), name
+
+
+def test_a_name_the_model_never_writes_is_not_put_in(demo, ludb):
+    """LUDB 103, a typical flutter: the demo model says sinus tachycardia, the flutter waves contradict every sinus
+    name and fibrillation, and the one name left, atrial flutter, is one the model never learned (its score is far
+    under MIN_NAME_LOGPROB): the statement stays as written and flagged, not replaced by words the model would
+    continue as nonsense."""
+    plain = demo.interpret(ludb / "103.hea", max_new_tokens=160)
+    revised = demo.interpret(ludb / "103.hea", max_new_tokens=160, revise=True)
+    flagged = _rhythm_contradicted(plain)
+    assert flagged and all("flutter waves" in v.reason for v in flagged), plain.text
+    assert revised.revisions == [] and revised.text == plain.text
+    assert "flutter" not in revised.text.lower()
