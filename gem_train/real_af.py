@@ -25,22 +25,11 @@ LEADS12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", 
 def af_from_beats(x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     """(12, 5000) mV at 500 Hz (GEM's lead order) -> (12, 5000) of the same complexes in atrial fibrillation; None
     when fewer than 3 complexes with a QRS onset and a T end are found."""
-    from gem_runtime.measure import measure_ecg
-
-    m = measure_ecg(x, ECG_FS)
-    if not m.has_signal or not m.beat_waves:
+    segments = qrs_t_complexes(x)
+    if segments is None:
         return None
     ms = ECG_FS / 1000.0
-    segments = []
-    for b in m.beat_waves:
-        if b.qrs is None or b.t is None:
-            continue
-        lo, hi = int(b.qrs[0] - CUT_BEFORE_QRS_MS * ms), int(b.t[1] + CUT_AFTER_T_MS * ms)
-        if lo >= 0 and hi < x.shape[1]:
-            segments.append((x[:, lo:hi], int(b.r - lo)))
-    if len(segments) < 3:
-        return None
-    longest = max(s.shape[1] for s, _ in segments)
+    longest = max(s.shape[1] for s in segments)
     shortest_rr = longest + MIN_GAP_MS * ms                              # in samples
     fastest = min(RATE_BPM[1], 60000.0 * ms / (RR_ROOM * shortest_rr))  # room below the mean for irregularity
     if fastest <= RATE_BPM[0]:
@@ -50,7 +39,7 @@ def af_from_beats(x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     pos = int(rng.uniform(0.1, 0.6) * rr_mean)                          # the first complex's start
     prev_end, prev_val = 0, None
     while pos < ECG_SAMPLES:
-        seg, _ = segments[int(rng.integers(len(segments)))]
+        seg = segments[int(rng.integers(len(segments)))]
         n = min(seg.shape[1], ECG_SAMPLES - pos)
         start_val = seg[:, 0]
         left = prev_val if prev_val is not None else start_val
@@ -66,6 +55,25 @@ def af_from_beats(x: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     if prev_end < ECG_SAMPLES:
         out[:, prev_end:] = prev_val[:, None]
     return out + _f_waves(rng)
+
+
+def qrs_t_complexes(x: np.ndarray) -> list[np.ndarray] | None:
+    """Each beat's QRS-T complex, (12, n) from CUT_BEFORE_QRS_MS before its QRS onset to CUT_AFTER_T_MS past its T
+    end (the P wave left out), as the delineator places them; None when fewer than 3 are found."""
+    from gem_runtime.measure import measure_ecg
+
+    m = measure_ecg(x, ECG_FS)
+    if not m.has_signal or not m.beat_waves:
+        return None
+    ms = ECG_FS / 1000.0
+    segments = []
+    for b in m.beat_waves:
+        if b.qrs is None or b.t is None:
+            continue
+        lo, hi = int(b.qrs[0] - CUT_BEFORE_QRS_MS * ms), int(b.t[1] + CUT_AFTER_T_MS * ms)
+        if lo >= 0 and hi < x.shape[1]:
+            segments.append(x[:, lo:hi])
+    return segments if len(segments) >= 3 else None
 
 
 def _f_waves(rng: np.random.Generator) -> np.ndarray:

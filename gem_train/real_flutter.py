@@ -1,8 +1,8 @@
 """Typical atrial flutter made from a real sinus record's own beats: the test material for the flutter-wave
 measurement (`gem_runtime.measure.atrial`), since the two flutters of the shared records are both held out.
 
-`flutter_from_beats` keeps a sinus record's QRS-T complexes (cut as `real_af` cuts them, from just before the QRS
-onset to just past the T end, so its P waves are gone), lays the atrial rhythm down first, a sawtooth at one
+`flutter_from_beats` keeps a sinus record's QRS-T complexes (`real_af.qrs_t_complexes`: from just before the QRS onset
+to just past the T end, so its P waves are gone), lays the atrial rhythm down first, a sawtooth at one
 cycle length for the whole record, and puts a complex a fixed FR interval after every k-th flutter wave (k = 2, 3
 or 4 throughout, or varying beat by beat). Typical (counter-clockwise) flutter's F waves are negative in II, III
 and aVF, a slow descent then a steep return with no isoelectric baseline, and upright, discrete in V1; I is
@@ -13,7 +13,7 @@ import numpy as np
 
 from gem_runtime.constants import ECG_FS, ECG_SAMPLES
 
-from .real_af import CUT_AFTER_T_MS, CUT_BEFORE_QRS_MS, LEADS12
+from .real_af import LEADS12, qrs_t_complexes
 
 CYCLE_MS = (180.0, 250.0)              # atrial cycle length: 240-330 /min
 FR_MS = (180.0, 280.0)                 # flutter wave (its nadir) to the conducted QRS onset
@@ -26,21 +26,10 @@ def flutter_from_beats(x: np.ndarray, rng: np.random.Generator, conduction: str 
     """(12, 5000) mV at 500 Hz (GEM's lead order) -> (12, 5000) of the same complexes in typical atrial flutter
     at `conduction` (one of CONDUCTIONS; drawn when None); None where the record's complexes are too long for that
     conduction at any cycle length in CYCLE_MS, or fewer than 3 are found."""
-    from gem_runtime.measure import measure_ecg
-
-    m = measure_ecg(x, ECG_FS)
-    if not m.has_signal or not m.beat_waves:
+    segments = qrs_t_complexes(x)
+    if segments is None:
         return None
     ms = ECG_FS / 1000.0
-    segments = []
-    for b in m.beat_waves:
-        if b.qrs is None or b.t is None:
-            continue
-        lo, hi = int(b.qrs[0] - CUT_BEFORE_QRS_MS * ms), int(b.t[1] + CUT_AFTER_T_MS * ms)
-        if lo >= 0 and hi < x.shape[1]:
-            segments.append(x[:, lo:hi])
-    if len(segments) < 3:
-        return None
     conduction = conduction or CONDUCTIONS[int(rng.integers(len(CONDUCTIONS)))]
     ratios = {"2:1": (2,), "3:1": (3,), "4:1": (4,), "variable": (2, 3, 4)}[conduction]
     longest = max(s.shape[1] for s in segments) + MIN_GAP_MS * ms
