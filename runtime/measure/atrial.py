@@ -75,14 +75,14 @@ def atrial_waves(filtered: np.ndarray, fs: float, beats: list, good: list[int]) 
         amp_best = max(amp_best, amp)
         if amp < MIN_AMPLITUDE_MV:
             continue
-        pooled = np.array([_pooled(parts, int(lag), min_overlap) for lag in lags])
+        pooled = _pooled(parts, lags, min_overlap)
         k = int(np.nanargmax(pooled)) if np.isfinite(pooled).any() else 0
         if not np.isfinite(pooled[k]) or k in (0, lags.size - 1):       # no peak inside the flutter range
             continue
         if best is None or pooled[k] > best.periodicity:
+            half = _pooled(parts, lags[k:k + 1] // 2, min_overlap)[0]
             best = AtrialWaves(cycle_ms=float(lags[k] * 1000.0 / fs), periodicity=float(pooled[k]),
-                               half_cycle=_pooled(parts, int(lags[k]) // 2, min_overlap), amplitude_mv=amp,
-                               lead=name, n_intervals=n)
+                               half_cycle=float(half), amplitude_mv=amp, lead=name, n_intervals=n)
     if best is not None:
         return best
     if amp_best < MIN_AMPLITUDE_MV:
@@ -92,25 +92,38 @@ def atrial_waves(filtered: np.ndarray, fs: float, beats: list, good: list[int]) 
                        f"{60000 / CYCLE_MS[1]:.0f}-{60000 / CYCLE_MS[0]:.0f}/min between the beats")
 
 
-def _pooled(parts: list[np.ndarray], lag: int, min_overlap: int) -> float:
-    """The intervals' correlation with themselves `lag` samples later, weighted by the overlap (nan: none long
-    enough)."""
-    score = weight = 0.0
+def _pooled(parts: list[np.ndarray], lags: np.ndarray, min_overlap: int) -> np.ndarray:
+    """For each lag, the intervals' correlation with themselves `lag` samples later, weighted by the overlap (nan
+    where no interval overlaps its shifted copy by min_overlap)."""
+    score, weight = np.zeros(lags.size), np.zeros(lags.size)
     for w in parts:
-        n = w.size - lag
-        if n >= min_overlap:
-            score += _pearson(w[:n], w[lag:]) * n
-            weight += n
-    return score / weight if weight else float("nan")
+        r, n = _lagged_pearson(w, lags)
+        use = n >= min_overlap
+        score += np.where(use, r * n, 0.0)
+        weight += np.where(use, n, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, score / weight, np.nan)
+
+
+def _lagged_pearson(w: np.ndarray, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson's r of w[:n] with w[lag:] (n = len(w) - lag) for every lag at once, from running sums and one
+    autocorrelation, and n; r is 0 where either part is flat."""
+    size = w.size
+    lags = np.minimum(lags, size - 1)
+    n = (size - lags).astype(np.float64)
+    cs = np.concatenate(([0.0], np.cumsum(w)))
+    cs2 = np.concatenate(([0.0], np.cumsum(w * w)))
+    cross = np.correlate(w, w, "full")[size - 1:][lags]                  # sum of w[i] * w[i + lag]
+    sa, sb = cs[size - lags], cs[size] - cs[lags]
+    va = cs2[size - lags] - sa * sa / n
+    vb = cs2[size] - cs2[lags] - sb * sb / n
+    den = np.sqrt(np.maximum(va, 0.0) * np.maximum(vb, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(den > 1e-12, (cross - sa * sb / n) / den, 0.0)
+    return r, n
 
 
 def _detrended(w: np.ndarray) -> np.ndarray:
     t = np.arange(w.size, dtype=np.float64)
     slope, icpt = np.polyfit(t, w, 1)
     return w - (slope * t + icpt)
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 1e-12 else 0.0
