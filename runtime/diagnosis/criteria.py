@@ -94,9 +94,8 @@ CRITERIA: tuple[Criterion, ...] = (
               "regular atrial flutter (F) waves at 240-340/min, sawtooth in II, III, aVF; no isoelectric baseline "
               "between the atrial waves (measured: the TP interval repeating at one cycle of 170-260 ms, correlation "
               f"{FLUTTER_WAVE_PERIODICITY} or more); each QRS conducted from an F wave at a fixed FR interval (a P "
-              "wave rising "
-              "from an isoelectric baseline, a flat TP baseline, or atrial activity before the QRS unlike from beat "
-              "to beat contradicts it)",
+              "wave rising from an isoelectric baseline, a flat TP baseline, or atrial activity before the QRS unlike "
+              "from beat to beat contradicts it)",
               AHA_II, rhythm=True),
     Criterion("sinus_rhythm", "sinus rhythm",
               (r"\bsinus\s+rhythm\b", r"\brhythm\s+is\s+sinus\b", r"\bsinus\s+arrhythmia\b"),
