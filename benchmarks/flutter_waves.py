@@ -4,7 +4,8 @@ cart files, and flutter made from the sinus records' own beats (gem_train.real_f
 
     python benchmarks/flutter_waves.py --out benchmarks/results/flutter-waves.json
 
-Prints, per group, how many meet the rule, and each real record's best repeating wave."""
+Prints, per group, how many meet the rule and the verdicts on the statements "atrial flutter", "sinus rhythm" and
+"atrial fibrillation" (supported / contradicted / not checkable), and the real records' best repeating wave."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from gem_runtime.constants import ECG_FS
+from gem_runtime.diagnosis import check_diagnoses
 from gem_runtime.diagnosis.criteria import FLUTTER_WAVE_HALF_CYCLE, FLUTTER_WAVE_PERIODICITY
 from gem_runtime.errors import GemEdgeError
 from gem_runtime.measure import measure_ecg
@@ -22,6 +24,7 @@ from gem_train.real_corpus import TRAIN, copy_rng, split_headers
 from gem_train.real_flutter import CONDUCTIONS, flutter_from_beats
 from gem_train.real_labels import read_labels
 
+STATEMENTS = {"flutter": "atrial flutter", "sinus": "sinus rhythm", "af": "atrial fibrillation"}
 SINUS = ("normal_sinus_rhythm", "sinus_rhythm", "sinus_bradycardia", "sinus_tachycardia")
 CARTS = ("muse/*.xml", "philips/*.xml", "scp/*", "aecg/*.xml", "dicom/*.dcm", "cardiosoft/*.xml")
 
@@ -33,7 +36,13 @@ def _row(name: str, group: str, meas) -> dict:
     return {"record": name, "group": group, "hr_bpm": meas.hr_bpm, "found": bool(found),
             "cycle_ms": getattr(a, "cycle_ms", None), "periodicity": getattr(a, "periodicity", None),
             "half_cycle": getattr(a, "half_cycle", None), "amplitude_mv": getattr(a, "amplitude_mv", None),
-            "lead": getattr(a, "lead", None), "n_intervals": getattr(a, "n_intervals", 0)}
+            "lead": getattr(a, "lead", None), "n_intervals": getattr(a, "n_intervals", 0),
+            "verdicts": {k: _verdict(text, meas) for k, text in STATEMENTS.items()}}
+
+
+def _verdict(text: str, meas) -> list[str]:
+    v = check_diagnoses(text, meas, None)[0]
+    return [v.verdict, v.reason]
 
 
 def main() -> None:
@@ -66,8 +75,10 @@ def main() -> None:
             rows.append(_row(f.name, "cart file", measure_ecg(x, ECG_FS)))
     found, total = Counter(r["group"] for r in rows if r["found"]), Counter(r["group"] for r in rows)
     summary = {g: f"{found[g]}/{total[g]}" for g in sorted(total)}
+    verdicts = {g: {k: dict(Counter(r["verdicts"][k][0] for r in rows if r["group"] == g)) for k in STATEMENTS}
+                for g in sorted(total)}
     for g, v in summary.items():
-        print(f"{g:32s} flutter waves found {v}")
+        print(f"{g:32s} flutter waves found {v}; " + "; ".join(f"{k}: {verdicts[g][k]}" for k in STATEMENTS))
     best = max((r for r in rows if not r["group"].startswith("made") and r["periodicity"] is not None),
                key=lambda r: r["periodicity"], default=None)
     if best is not None:
@@ -75,7 +86,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rule": {"periodicity": FLUTTER_WAVE_PERIODICITY,
                                              "half_cycle": FLUTTER_WAVE_HALF_CYCLE},
-                                    "summary": summary, "rows": rows}, indent=1))
+                                    "summary": summary, "verdicts": verdicts, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ measurement (`gem_runtime.measure.atrial`), since the two flutters of the shared
 
 `flutter_from_beats` keeps a sinus record's QRS-T complexes (`real_af.qrs_t_complexes`: from just before the QRS onset
 to just past the T end, so its P waves are gone), lays the atrial rhythm down first, a sawtooth at one
-cycle length for the whole record, and puts a complex a fixed FR interval after every k-th flutter wave (k = 2, 3
-or 4 throughout, or varying beat by beat). Typical (counter-clockwise) flutter's F waves are negative in II, III
+cycle length for the whole record (wandering +-2% over seconds), and puts a complex a fixed FR interval after the
+nadir of every k-th flutter wave (k = 2, 3 or 4 throughout, or varying beat by beat), at that wave's actual time:
+the conducted wave is locked to its QRS, as on a real flutter, so a fixed conduction shows the same wave before
+every QRS. Typical (counter-clockwise) flutter's F waves are negative in II, III
 and aVF, a slow descent then a steep return with no isoelectric baseline, and upright, discrete in V1; I is
 small. The limb leads are built from I and II as a cart derives them. The training half's records only."""
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .real_af import LEADS12, qrs_t_complexes
 
 CYCLE_MS = (180.0, 250.0)              # atrial cycle length: 240-330 /min
 FR_MS = (180.0, 280.0)                 # flutter wave (its nadir) to the conducted QRS onset
-MIN_GAP_MS = 30.0                      # a complex must end this long before the next one starts
+MIN_GAP_MS = 30.0                      # a complex must end this long before the next one starts (at the nominal
+                                       # cycle; the 2% wander takes at most ~10 ms of it)
 F_MV = {"II": (0.08, 0.25), "I": (0.0, 0.05), "V1": (0.05, 0.2), "V2": (0.03, 0.1), "other": (0.0, 0.05)}
 CONDUCTIONS = ("2:1", "3:1", "4:1", "variable")
 
@@ -39,13 +42,15 @@ def flutter_from_beats(x: np.ndarray, rng: np.random.Generator, conduction: str 
         return None
     cycle = rng.uniform(lo_cycle, CYCLE_MS[1] * ms)
     fr = rng.uniform(*FR_MS) * ms
+    phase, fall = _atrial_phase(cycle, rng), rng.uniform(0.6, 0.8)
+    nadirs = np.searchsorted(phase, np.arange(np.ceil(phase[0]), phase[-1]) + fall)   # each F wave's lowest point
     out = np.zeros((12, ECG_SAMPLES), np.float32)
     wave = int(rng.integers(4))                                         # the first conducted flutter wave
     prev_end, prev_val = 0, None
     while True:
-        pos = int(round(wave * cycle + fr))
-        if pos >= ECG_SAMPLES:
+        if wave >= len(nadirs) or nadirs[wave] + int(round(fr)) >= ECG_SAMPLES:
             break
+        pos = int(nadirs[wave] + round(fr))
         seg = segments[int(rng.integers(len(segments)))]
         n = min(seg.shape[1], ECG_SAMPLES - pos)
         left = prev_val if prev_val is not None else seg[:, 0]
@@ -58,7 +63,7 @@ def flutter_from_beats(x: np.ndarray, rng: np.random.Generator, conduction: str 
         wave += int(ratios[int(rng.integers(len(ratios)))])
     if prev_end < ECG_SAMPLES:
         out[:, prev_end:] = prev_val[:, None]
-    return out + _flutter_waves(cycle, rng)
+    return out + _flutter_waves(phase, fall, rng)
 
 
 def _sawtooth(phase: np.ndarray, fall: float) -> np.ndarray:
@@ -67,15 +72,19 @@ def _sawtooth(phase: np.ndarray, fall: float) -> np.ndarray:
     return np.where(p < fall, -p / fall, -1.0 + (p - fall) / (1.0 - fall))
 
 
-def _flutter_waves(cycle: float, rng: np.random.Generator) -> np.ndarray:
-    """(12, 5000) F waves at `cycle` samples: II's sawtooth (I a small share of it, the other limb leads derived),
-    V1's upright discrete waves, smaller further across the chest."""
+def _atrial_phase(cycle: float, rng: np.random.Generator) -> np.ndarray:
+    """(5000,) flutter waves elapsed at each sample, one per `cycle` samples; the cycle wanders by a few ms (+-2%)
+    over seconds, as a re-entrant circuit's does."""
     t = np.arange(ECG_SAMPLES, dtype=np.float64)
-    # the cycle wanders by a few ms (+-2%) over seconds, as a re-entrant circuit's does
     wander = 1.0 + 0.02 * np.sin(2 * np.pi * t / (ECG_FS * rng.uniform(2.0, 6.0)) + rng.uniform(0, 2 * np.pi))
-    phase = np.cumsum(1.0 / (cycle * wander)) + rng.uniform(0, 1)
+    return np.cumsum(1.0 / (cycle * wander)) + rng.uniform(0, 1)
+
+
+def _flutter_waves(phase: np.ndarray, fall: float, rng: np.random.Generator) -> np.ndarray:
+    """(12, 5000) F waves at `phase`: II's sawtooth (I a small share of it, the other limb leads derived), V1's
+    upright discrete waves, smaller further across the chest."""
+    t = np.arange(ECG_SAMPLES, dtype=np.float64)
     breathing = 1.0 + 0.15 * np.sin(2 * np.pi * t / (ECG_FS * rng.uniform(3.0, 5.0)) + rng.uniform(0, 2 * np.pi))
-    fall = rng.uniform(0.6, 0.8)
     kernel = np.exp(-0.5 * (np.arange(-10, 11) / 3.0) ** 2)
     kernel /= kernel.sum()
     saw = np.convolve(_sawtooth(phase, fall) + 0.5, kernel, mode="same")        # zero mean, corners rounded

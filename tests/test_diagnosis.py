@@ -178,12 +178,15 @@ def test_real_atrial_fibrillation(real, record):
         assert _verdict(wrong, meas) == CONTRADICTED, wrong
 
 
-@pytest.mark.parametrize("record", ["labelled/JS20009.hea", "labelled/JS20016.hea"])
-def test_real_sinus_tachycardia_is_not_atrial_fibrillation(real, record):
+@pytest.mark.parametrize("record,sinus", [("labelled/JS20009.hea", SUPPORTED),
+                                          # 137 bpm: the short intervals between its beats are not flat (0.29 mV),
+                                          # so a 2:1 flutter's conducted wave is not excluded from being its "P"
+                                          ("labelled/JS20016.hea", NOT_CHECKABLE)])
+def test_real_sinus_tachycardia_is_not_atrial_fibrillation(real, record, sinus):
     meas = real(record)                                                       # CinC: SNOMED 427084000
     [af] = check_diagnoses("Atrial fibrillation with rapid ventricular response.", meas)
     assert af.verdict == CONTRADICTED and ("RR regular" in af.reason or "a consistent P wave" in af.reason)
-    assert _verdict("sinus tachycardia", meas) == SUPPORTED
+    assert _verdict("sinus tachycardia", meas) == sinus
     assert _verdict("normal sinus rhythm", meas) == CONTRADICTED             # above 100 bpm
 
 

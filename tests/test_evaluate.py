@@ -61,7 +61,10 @@ def test_labelled_real_records_are_scored_and_the_grounding_flags_counted(tmp_pa
     assert res["n_records"] == 2 and res["skipped"] == [] and res["rhythm"]["n"] == 2
     assert [s["record"] for s in res["samples"]] == ["A0003", "JS20009"]
     labels = res["grounding_of_labels"]["rhythm"]            # no model needed: AF and sinus tachycardia stated
-    assert labels["right_flagged"] == 0 and labels["wrong_flagged"] >= 0.8 * labels["wrong_statements"] > 0
+    assert labels["right_flagged"] == 0 and labels["wrong_flagged"] >= 0.75 * labels["wrong_statements"] > 0
+    # what is not flagged is only not checkable: "atrial flutter" where no interval between the beats can show it
+    assert {(w["finding"], w["verdict"]) for w in labels["wrong_not_flagged_statements"]} <= \
+        {("atrial_flutter", "not checkable")}, labels["wrong_not_flagged_statements"]
     assert "rhythm named right" in stdout and "grounding on the model's rhythm statements" in stdout
 
 

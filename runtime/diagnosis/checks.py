@@ -76,28 +76,34 @@ def check_af(ev: Evidence) -> Outcome:
 
 
 def check_flutter(ev: Evidence) -> Outcome:
-    keys = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "tp_ptp_mv", "tp_ms", "rr_irregularity", "hr_bpm",
+    keys = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "tp_ptp_mv", "tp_ms", "tp_n", "rr_irregularity", "hr_bpm",
             *_F_KEYS)
     if _flutter_waves(ev):
         return Outcome(SUPPORTED, _f_text(ev), keys, {})
-    if ev.p_wave and _rr_state(ev) == "regular" and ev.tp_ms is not None and ev.tp_ms >= C.FLUTTER_TP_MIN_MS \
-            and ev.tp_ptp_mv is not None and ev.tp_ptp_mv < C.FLUTTER_TP_FLAT_MV:
-        return Outcome(CONTRADICTED, f"{_p_text(ev)} and a flat baseline between T and P ({ev.tp_ptp_mv:.2f} mV "
-                       f"peak-to-peak over {ev.tp_ms:.0f} ms in II, III, aVF, V1): no flutter waves", keys, {})
-    if ev.p_wave and ev.pr_ms is not None:
-        return Outcome(CONTRADICTED, f"{_p_text(ev)}, its onset placed where it leaves an isoelectric baseline: "
-                       "flutter waves have none between them", keys, {})
+    if ev.tp_ptp_mv is not None and ev.tp_ptp_mv < C.FLUTTER_TP_FLAT_MV:
+        return Outcome(CONTRADICTED, f"{_p_text(ev)}; {_tp_text(ev)}: no flutter waves", keys, {})
     if ev.p_wave is False and ev.p_consistency is not None:
         return Outcome(CONTRADICTED, f"{_p_text(ev)}: the atrial activity before the QRS is unlike from beat to "
                        "beat, not regular flutter waves conducted at a fixed FR interval", keys, {})
     why = ev.f_wave_reason or ("atrial waves between the beats do not repeat at one cycle"
                                if ev.f_wave_periodicity is not None else "the intervals between the beats not measured")
-    return Outcome(NOT_CHECKABLE, f"{_p_text(ev)}; flutter waves not measured: {why}", keys, {})
+    tp = "" if ev.tp_ptp_mv is None else f"; {_tp_text(ev)}"
+    return Outcome(NOT_CHECKABLE, f"{_p_text(ev)}; flutter waves not measured: {why}{tp}", keys, {})
+
+
+def _tp_text(ev: Evidence) -> str:
+    flat = "flat" if ev.tp_ptp_mv < C.FLUTTER_TP_FLAT_MV else "not flat"
+    return (f"the baseline between T and the next P or QRS {flat} beat by beat ({ev.tp_ptp_mv:.2f} mV peak-to-peak "
+            f"in II, III, aVF, V1, median of {ev.tp_n} intervals of {ev.tp_ms:.0f} ms)")
 
 
 def _sinus(ev: Evidence) -> Part:
     if _flutter_waves(ev):
         return Part(CONTRADICTED, f"{_f_text(ev)}: flutter waves, not a sinus P wave")
+    if ev.p_wave and ev.tp_ptp_mv is not None and ev.tp_ptp_mv >= C.FLUTTER_TP_BUSY_MV:
+        # a flutter wave conducted at a fixed ratio sits before every QRS at a fixed interval as a P wave does; the
+        # baseline before it tells them apart, and here it is not flat
+        return Part(NOT_CHECKABLE, f"{_p_text(ev)}, but {_tp_text(ev)}: flutter waves not excluded")
     if ev.p_wave:
         if ev.p_axis_deg is None:
             return Part(SUPPORTED, _p_text(ev))
@@ -135,7 +141,7 @@ def _rate_normal(ev: Evidence) -> Part:
 
 
 _SINUS_KEYS = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "p_axis_deg", "rr_irregularity", "rr_cv", "hr_bpm",
-               *_F_KEYS)
+               "tp_ptp_mv", "tp_ms", "tp_n", *_F_KEYS)
 
 
 def check_sinus(ev: Evidence) -> Outcome:

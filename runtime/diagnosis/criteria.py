@@ -57,8 +57,15 @@ RR_JUMP_SHARE_REGULAR = 0.35           # at most this share of jumps in a "regul
 P_LOCKED_CONSISTENCY, P_LOCKED_LAG_MS = 0.6, 4.0
 P_UNLIKE_CONSISTENCY, P_UNLOCKED_LAG_MS = 0.5, 8.0
 MIN_RR = 4                             # fewer RR intervals: rhythm not checkable
-FLUTTER_TP_FLAT_MV = 0.08              # a TP baseline quieter than this (peak-to-peak) holds no flutter waves
-FLUTTER_TP_MIN_MS = 120.0              # ... judged only over at least this long a TP segment
+# The baseline between the beats, beat by beat (measure.atrial's baseline_mv: intervals of 120 ms or more between a
+# T end and the next P or QRS, the median of their largest peak-to-peak in II, III, aVF, V1). Set on the training half
+# of the shared records, their cart files and flutter made from their beats, locked to the QRS:
+FLUTTER_TP_FLAT_MV = 0.08              # quieter than this holds no flutter waves (48 of 57 sinus records measured and 8
+                                       # of 10 cart files are; no made flutter of 132 measured)
+FLUTTER_TP_BUSY_MV = 0.15              # busier than this leaves flutter waves possible: a P-like wave before every QRS
+                                       # (a flutter wave conducted at a fixed ratio is one) is then no proof of sinus
+                                       # rhythm (made flutter with such a wave: 93 of 132 measured; sinus records with a
+                                       # P wave: 1 of 52, a sinus tachycardia at 0.29; cart files reach 0.11)
 # Flutter waves (measure.atrial): between the T end and the next P onset, an atrial wave that repeats at one cycle
 # of 170-260 ms (230-350/min) with no isoelectric baseline: correlated with itself one cycle later at least this
 # well, and anti-correlated half a cycle later. Set on the training half of the shared records and flutter made
@@ -93,15 +100,17 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("atrial_flutter", "atrial flutter", (r"\batrial\s+flutter\b", r"(?-i:\bAFL\b)"),
               "regular atrial flutter (F) waves at 240-340/min, sawtooth in II, III, aVF; no isoelectric baseline "
               "between the atrial waves (measured: the TP interval repeating at one cycle of 170-260 ms, correlation "
-              f"{FLUTTER_WAVE_PERIODICITY} or more); each QRS conducted from an F wave at a fixed FR interval (a P "
-              "wave rising from an isoelectric baseline, a flat TP baseline, or atrial activity before the QRS unlike "
-              "from beat to beat contradicts it)",
+              f"{FLUTTER_WAVE_PERIODICITY} or more); each QRS conducted from an F wave at a fixed FR interval (a "
+              f"flat baseline between the beats, under {FLUTTER_TP_FLAT_MV} mV beat by beat, or atrial activity "
+              "before the QRS unlike from beat to beat contradicts it; a P-like wave alone does not: a conducted F "
+              "wave is one)",
               AHA_II, rhythm=True),
     Criterion("sinus_rhythm", "sinus rhythm",
               (r"\bsinus\s+rhythm\b", r"\brhythm\s+is\s+sinus\b", r"\bsinus\s+arrhythmia\b"),
               f"a P wave before every QRS complex at a fixed PR interval, P axis sinus ({P_AXIS_SINUS_DEG[0]:+.0f} "
               f"to {P_AXIS_SINUS_DEG[1]:+.0f} degrees: upright in I and II); flutter waves between the beats "
-              "contradict it", AHA_II, rhythm=True),
+              f"contradict it, and a baseline between the beats busier than {FLUTTER_TP_BUSY_MV} mV leaves it not "
+              "checkable", AHA_II, rhythm=True),
     Criterion("normal_sinus_rhythm", "normal sinus rhythm", (r"\bnormal\s+sinus\s+rhythm\b", r"(?-i:\bNSR\b)"),
               f"sinus rhythm at {BRADY_BPM:.0f}-{TACHY_BPM:.0f} bpm ({BRADY_LOW_BPM:.0f}-{BRADY_BPM:.0f} bpm: "
               "borderline, programs differ)", RATE_SOURCE, rhythm=True),

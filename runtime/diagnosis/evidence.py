@@ -55,8 +55,9 @@ class Evidence:
     qrs_axis_deg: float | None = None
     qtc_bazett_ms: float | None = None
     qtc_fridericia_ms: float | None = None
-    tp_ptp_mv: float | None = None         # peak-to-peak of the TP baseline in II, III, aVF, V1 (flutter waves)
-    tp_ms: float | None = None
+    tp_ptp_mv: float | None = None         # the TP baseline's size beat by beat in II, III, aVF, V1 (flutter waves;
+    tp_ms: float | None = None             # measure.atrial's baseline_mv) and its intervals' median length
+    tp_n: int | None = None                # ... over this many intervals
     f_wave_rate_per_min: float | None = None   # measure.atrial: an atrial wave repeating between the beats ...
     f_wave_periodicity: float | None = None    # ... its correlation one cycle later
     f_wave_half_cycle: float | None = None     # ... and half a cycle later
@@ -93,7 +94,6 @@ def from_measurements(meas) -> Evidence:
         on, off = int(fid["qrs_on"]), int(fid["qrs_off"])
         if median.ndim == 2 and median.shape[0] == len(LEADS) and 0 <= on < off < median.shape[1]:
             ev.leads = {name: _lead_qrs(median[i, on:off + 1], fs) for i, name in enumerate(LEADS)}
-            _tp_segment(ev, median, fid, fs)
     return ev
 
 
@@ -122,6 +122,7 @@ def _p_wave(ev: Evidence, meas, fid: dict, flags: list, reasons: dict, q) -> Non
 def _f_waves(ev: Evidence, atrial) -> None:
     if atrial is None:
         return
+    ev.tp_ptp_mv, ev.tp_ms, ev.tp_n = atrial.baseline_mv, atrial.baseline_ms, atrial.n_baseline
     if atrial.cycle_ms is None:
         ev.f_wave_reason = atrial.reason
         return
@@ -186,29 +187,10 @@ def _r_prime(seg: np.ndarray, fs: float) -> bool:
                                     and dip < first_r * 2 / 3 and int(np.argmax(before)) < int(np.argmin(before)))
 
 
-def _tp_segment(ev: Evidence, median: np.ndarray, fid: dict, fs: float) -> None:
-    """Peak-to-peak of the baseline between the T end and the P onset (the next beat's, one RR later, is the
-    same point of the median as this beat's P onset) in II, III, aVF and V1, where flutter waves show."""
-    t_end, p_on, qrs_on = fid.get("t_end"), fid.get("p_on"), fid.get("qrs_on")
-    if t_end is None or ev.hr_bpm is None or (p_on is None and qrs_on is None):
-        return
-    rr = int(round(60.0 / ev.hr_bpm * fs))
-    # up to the next beat's P onset, or where a P wave could start (250 ms before its QRS) when not placed
-    nxt = int(p_on) + rr - int(0.02 * fs) if p_on is not None else int(qrs_on) + rr - int(0.25 * fs)
-    start, stop = int(t_end) + int(0.04 * fs), min(nxt, median.shape[1])
-    if stop - start < 2:
-        return
-    idx = [LEADS.index(n) for n in ("II", "III", "aVF", "V1") if n not in ev.leads_off]
-    if not idx:
-        return
-    seg = median[idx, start:stop]
-    ev.tp_ms = (stop - start) * 1000.0 / fs
-    ev.tp_ptp_mv = float(np.ptp(seg, axis=1).max())
-
-
 def as_dict(ev: Evidence, keys: tuple[str, ...]) -> dict:
     out = {}
     for k in keys:
         v = getattr(ev, k)
-        out[k] = _round(v, 3 if k.startswith("rr_") else 1) if isinstance(v, float) and math.isfinite(v) else v
+        nd = 3 if k.startswith("rr_") else 2 if k.endswith("_mv") else 1
+        out[k] = _round(v, nd) if isinstance(v, float) and math.isfinite(v) else v
     return out

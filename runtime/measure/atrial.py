@@ -7,6 +7,10 @@ by one atrial cycle; pooled over every such interval long enough to hold two cyc
 repeat at one cycle length is a measurement of flutter waves. At 2:1 and 3:1 conduction the QRS and T cover most
 of the RR interval and no interval holds two cycles: the result is then "not measured", never "absent".
 
+The same intervals, where at least BASELINE_MIN_MS long, also give the baseline's size beat by beat (`baseline_mv`):
+flat in sinus rhythm, not where flutter waves run. Measured per beat, not on the median beat, it holds at any RR:
+the median averages away flutter waves that are not locked to the QRS.
+
 The signal is the one the median beats are made from (0.5-40 Hz, mains notched); the T ends and P onsets are the
 learned delineator's, per beat (`waves.BeatWaves`).
 """
@@ -26,6 +30,9 @@ BEFORE_NEXT_MS = 20.0            # ... and ends this long before the next P onse
 MIN_OVERLAP_MS = 120.0           # a shift is scored only where the interval and its shifted copy overlap this long
 MIN_WINDOWS = 3                  # fewer long-enough intervals: not measured
 MIN_AMPLITUDE_MV = 0.05          # a lead whose intervals are smaller than this (median peak to peak) is not read
+BASELINE_MIN_MS = 120.0          # an interval this long or longer is measured for a flat baseline, as it is (the
+                                 # signal is high-passed at 0.5 Hz): a flutter wave's slow ramp, detrended, looked flat
+                                 # over part of a cycle (4 of 31 made flutters at 3:1, training half); as it is, none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +49,10 @@ class AtrialWaves:
     lead: str | None = None
     n_intervals: int = 0                 # intervals long enough to hold two cycles
     reason: str | None = None
+    baseline_mv: float | None = None     # per interval of BASELINE_MIN_MS or more, the largest peak-to-peak of II,
+                                         # III, aVF, V1; the median over the intervals (None: under MIN_WINDOWS)
+    baseline_ms: float | None = None     # those intervals' median length
+    n_baseline: int = 0
 
     @property
     def rate_per_min(self) -> float | None:
@@ -52,14 +63,32 @@ def atrial_waves(filtered: np.ndarray, fs: float, beats: list, good: list[int]) 
     """(12, n) filtered mV, the per-beat waves (`waves.BeatWaves`, sample indices), the good leads -> AtrialWaves."""
     lo_lag, hi_lag = (int(round(c * fs / 1000.0)) for c in CYCLE_MS)
     min_overlap = int(round(MIN_OVERLAP_MS * fs / 1000.0))
-    windows = []
+    intervals = []
     for b, nxt in zip(beats[:-1], beats[1:]):
         if b.t is None or nxt.qrs is None:
             continue
         start = b.t[1] + int(AFTER_T_MS * fs / 1000.0)
         stop = (nxt.p[0] if nxt.p is not None else nxt.qrs[0]) - int(BEFORE_NEXT_MS * fs / 1000.0)
-        if stop - start >= lo_lag + min_overlap:
-            windows.append((start, stop))
+        intervals.append((start, stop))
+    found = _flutter_waves(filtered, fs, intervals, good, lo_lag, hi_lag, min_overlap)
+    return dataclasses.replace(found, **_baseline(filtered, fs, intervals, good))
+
+
+def _baseline(filtered: np.ndarray, fs: float, intervals: list, good: list[int]) -> dict:
+    """baseline_mv, baseline_ms, n_baseline over the intervals of BASELINE_MIN_MS or more (see AtrialWaves)."""
+    leads = [LEADS.index(n) for n in ATRIAL_LEADS if LEADS.index(n) in good]
+    long = [(a, b) for a, b in intervals if b - a >= BASELINE_MIN_MS * fs / 1000.0]
+    if not leads or len(long) < MIN_WINDOWS:
+        return {"n_baseline": len(long) if leads else 0}
+    sizes = [max(float(np.ptp(filtered[k, a:b])) for k in leads) for a, b in long]
+    return {"baseline_mv": float(np.median(sizes)), "baseline_ms": float(np.median([b - a for a, b in long])) *
+            1000.0 / fs, "n_baseline": len(long)}
+
+
+def _flutter_waves(filtered: np.ndarray, fs: float, intervals: list, good: list[int], lo_lag: int, hi_lag: int,
+                   min_overlap: int) -> AtrialWaves:
+    """The repeating atrial wave over the intervals long enough to hold two cycles (see AtrialWaves)."""
+    windows = [(a, b) for a, b in intervals if b - a >= lo_lag + min_overlap]
     n = len(windows)
     if n < MIN_WINDOWS:
         return AtrialWaves(n_intervals=n, reason=f"{n} intervals between a T end and the next P or QRS hold two "
