@@ -37,12 +37,12 @@ def _row(name: str, group: str, meas) -> dict:
             "cycle_ms": getattr(a, "cycle_ms", None), "periodicity": getattr(a, "periodicity", None),
             "half_cycle": getattr(a, "half_cycle", None), "amplitude_mv": getattr(a, "amplitude_mv", None),
             "lead": getattr(a, "lead", None), "n_intervals": getattr(a, "n_intervals", 0),
+            "baseline_mv": getattr(a, "baseline_mv", None), "n_baseline": getattr(a, "n_baseline", 0),
             "verdicts": {k: _verdict(text, meas) for k, text in STATEMENTS.items()}}
 
 
-def _verdict(text: str, meas) -> list[str]:
-    v = check_diagnoses(text, meas, None)[0]
-    return [v.verdict, v.reason]
+def _verdict(text: str, meas) -> str:
+    return check_diagnoses(text, meas, None)[0].verdict
 
 
 def main() -> None:
@@ -75,7 +75,7 @@ def main() -> None:
             rows.append(_row(f.name, "cart file", measure_ecg(x, ECG_FS)))
     found, total = Counter(r["group"] for r in rows if r["found"]), Counter(r["group"] for r in rows)
     summary = {g: f"{found[g]}/{total[g]}" for g in sorted(total)}
-    verdicts = {g: {k: dict(Counter(r["verdicts"][k][0] for r in rows if r["group"] == g)) for k in STATEMENTS}
+    verdicts = {g: {k: dict(Counter(r["verdicts"][k] for r in rows if r["group"] == g)) for k in STATEMENTS}
                 for g in sorted(total)}
     for g, v in summary.items():
         print(f"{g:32s} flutter waves found {v}; " + "; ".join(f"{k}: {verdicts[g][k]}" for k in STATEMENTS))
