@@ -15,7 +15,9 @@ from pathlib import Path
 
 from gem_runtime.constants import ECG_FS
 from gem_runtime.diagnosis import check_diagnoses
+from gem_runtime.diagnosis.checks import flutter_waves_found
 from gem_runtime.diagnosis.criteria import FLUTTER_WAVE_HALF_CYCLE, FLUTTER_WAVE_PERIODICITY
+from gem_runtime.diagnosis.evidence import from_measurements
 from gem_runtime.errors import GemEdgeError
 from gem_runtime.measure import measure_ecg
 from gem_runtime.preprocess import preprocess_ecg
@@ -31,9 +33,8 @@ CARTS = ("muse/*.xml", "philips/*.xml", "scp/*", "aecg/*.xml", "dicom/*.dcm", "c
 
 def _row(name: str, group: str, meas) -> dict:
     a = meas.atrial_waves
-    found = a is not None and a.periodicity is not None and a.periodicity >= FLUTTER_WAVE_PERIODICITY \
-        and a.half_cycle is not None and a.half_cycle <= FLUTTER_WAVE_HALF_CYCLE
-    return {"record": name, "group": group, "hr_bpm": meas.hr_bpm, "found": bool(found),
+    return {"record": name, "group": group, "hr_bpm": meas.hr_bpm,
+            "found": flutter_waves_found(from_measurements(meas)),
             "cycle_ms": getattr(a, "cycle_ms", None), "periodicity": getattr(a, "periodicity", None),
             "half_cycle": getattr(a, "half_cycle", None), "amplitude_mv": getattr(a, "amplitude_mv", None),
             "lead": getattr(a, "lead", None), "n_intervals": getattr(a, "n_intervals", 0),

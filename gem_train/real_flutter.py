@@ -41,16 +41,14 @@ def flutter_from_beats(x: np.ndarray, rng: np.random.Generator, conduction: str 
     if lo_cycle > CYCLE_MS[1] * ms:
         return None
     cycle = rng.uniform(lo_cycle, CYCLE_MS[1] * ms)
-    fr = rng.uniform(*FR_MS) * ms
+    fr = round(rng.uniform(*FR_MS) * ms)                                # samples
     phase, fall = _atrial_phase(cycle, rng), rng.uniform(0.6, 0.8)
     nadirs = np.searchsorted(phase, np.arange(np.ceil(phase[0]), phase[-1]) + fall)   # each F wave's lowest point
     out = np.zeros((12, ECG_SAMPLES), np.float32)
     wave = int(rng.integers(4))                                         # the first conducted flutter wave
     prev_end, prev_val = 0, None
-    while True:
-        if wave >= len(nadirs) or nadirs[wave] + int(round(fr)) >= ECG_SAMPLES:
-            break
-        pos = int(nadirs[wave] + round(fr))
+    while wave < len(nadirs) and int(nadirs[wave]) + fr < ECG_SAMPLES:
+        pos = int(nadirs[wave]) + fr
         seg = segments[int(rng.integers(len(segments)))]
         n = min(seg.shape[1], ECG_SAMPLES - pos)
         left = prev_val if prev_val is not None else seg[:, 0]

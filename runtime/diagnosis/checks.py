@@ -43,7 +43,7 @@ def _p_text(ev: Evidence) -> str:
     return f"P wave uncertain{locked}" if ev.source == "ours" else "P wave not reported"
 
 
-def _flutter_waves(ev: Evidence) -> bool:
+def flutter_waves_found(ev: Evidence) -> bool:
     """Regular atrial waves between the beats at a flutter rate (measure.atrial), by the criteria's limits."""
     return ev.f_wave_periodicity is not None and ev.f_wave_periodicity >= C.FLUTTER_WAVE_PERIODICITY \
         and ev.f_wave_half_cycle is not None and ev.f_wave_half_cycle <= C.FLUTTER_WAVE_HALF_CYCLE
@@ -60,7 +60,7 @@ _F_KEYS = ("f_wave_rate_per_min", "f_wave_periodicity", "f_wave_half_cycle", "f_
 def check_af(ev: Evidence) -> Outcome:
     keys = ("rr_irregularity", "rr_cv", "rr_jump_share", "p_wave", "p_consistency", "p_lag_ms", "pr_ms", "hr_bpm",
             *_F_KEYS)
-    if _flutter_waves(ev):
+    if flutter_waves_found(ev):
         return Outcome(CONTRADICTED, f"{_f_text(ev)}: regular flutter waves, not fibrillation", keys, {})
     state = _rr_state(ev)
     if state is None:
@@ -78,7 +78,7 @@ def check_af(ev: Evidence) -> Outcome:
 def check_flutter(ev: Evidence) -> Outcome:
     keys = ("p_wave", "p_consistency", "p_lag_ms", "pr_ms", "tp_ptp_mv", "tp_ms", "tp_n", "rr_irregularity", "hr_bpm",
             *_F_KEYS)
-    if _flutter_waves(ev):
+    if flutter_waves_found(ev):
         return Outcome(SUPPORTED, _f_text(ev), keys, {})
     if ev.tp_ptp_mv is not None and ev.tp_ptp_mv < C.FLUTTER_TP_FLAT_MV:
         return Outcome(CONTRADICTED, f"{_p_text(ev)}; {_tp_text(ev)}: no flutter waves", keys, {})
@@ -98,7 +98,7 @@ def _tp_text(ev: Evidence) -> str:
 
 
 def _sinus(ev: Evidence) -> Part:
-    if _flutter_waves(ev):
+    if flutter_waves_found(ev):
         return Part(CONTRADICTED, f"{_f_text(ev)}: flutter waves, not a sinus P wave")
     if ev.p_wave and ev.tp_ptp_mv is not None and ev.tp_ptp_mv >= C.FLUTTER_TP_BUSY_MV:
         # a flutter wave conducted at a fixed ratio sits before every QRS at a fixed interval as a P wave does; the

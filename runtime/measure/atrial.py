@@ -70,7 +70,7 @@ def atrial_waves(filtered: np.ndarray, fs: float, beats: list, good: list[int]) 
         start = b.t[1] + int(AFTER_T_MS * fs / 1000.0)
         stop = (nxt.p[0] if nxt.p is not None else nxt.qrs[0]) - int(BEFORE_NEXT_MS * fs / 1000.0)
         intervals.append((start, stop))
-    found = _flutter_waves(filtered, fs, intervals, good, lo_lag, hi_lag, min_overlap)
+    found = _repeating_wave(filtered, fs, intervals, good, lo_lag, hi_lag, min_overlap)
     return dataclasses.replace(found, **_baseline(filtered, fs, intervals, good))
 
 
@@ -85,7 +85,7 @@ def _baseline(filtered: np.ndarray, fs: float, intervals: list, good: list[int])
             1000.0 / fs, "n_baseline": len(long)}
 
 
-def _flutter_waves(filtered: np.ndarray, fs: float, intervals: list, good: list[int], lo_lag: int, hi_lag: int,
+def _repeating_wave(filtered: np.ndarray, fs: float, intervals: list, good: list[int], lo_lag: int, hi_lag: int,
                    min_overlap: int) -> AtrialWaves:
     """The repeating atrial wave over the intervals long enough to hold two cycles (see AtrialWaves)."""
     windows = [(a, b) for a, b in intervals if b - a >= lo_lag + min_overlap]
