@@ -3,6 +3,7 @@ on a loopback port with the tiny bundle, raw sockets where a client library woul
 body that never ends, a body sent at one byte a second)."""
 from __future__ import annotations
 
+import http.client
 import json
 import select
 import signal
@@ -180,6 +181,54 @@ def test_a_body_slower_than_the_read_timeout_is_408(tiny_bundle):
         t0 = time.monotonic()
         answer = s.recv(300)
         assert _status(answer) == 408 and time.monotonic() - t0 < 5, answer
+        assert httpx.get(f"{base}/v1/health").status_code == 200
+
+
+# --- a 413 for a body sent before its answer is read (http.client, so requests and urllib3) arrived as a reset ---
+@pytest.mark.parametrize("path", ["/v1/measure", "/v1/ecgs/no-such-ecg/ask"])
+def test_a_client_that_sends_its_whole_body_first_reads_its_answer(server, path):
+    body = b"x" * (20 << 20)                                       # 20 MB against the 1 MB limit
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", server[1], timeout=60)
+        conn.request("POST", path, body=body, headers={"Content-Type": "multipart/form-data; boundary=XX"})
+        r = conn.getresponse()                                     # was ConnectionResetError on every try
+        assert r.status == (413 if path == "/v1/measure" else 404) and r.getheader("connection") == "close"
+        assert b"error" in r.read()
+        conn.close()
+    assert httpx.get(f"{server[0]}/v1/health").status_code == 200
+
+
+def _send_until_cut(port: int, path: str, every_s: float, limit_s: float = 60) -> tuple[bytes, int, float]:
+    """POST a body declared at 10 GB, 64 KiB every `every_s` (0: as fast as it goes), reading the answer, until the
+    service closes the connection: (the answer, body bytes sent, seconds from the answer to the cut)."""
+    chunk, answer, sent, answered = b"a" * 65536, b"", 0, None
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 10000000000\r\n\r\n".encode())
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit_s:
+            readable, writable, _ = select.select([s], [s], [], 0.2)
+            try:
+                if readable and (data := s.recv(65536)):
+                    answer += data
+                    answered = answered or time.monotonic()
+                if writable:
+                    sent += s.send(chunk)
+                    time.sleep(every_s)
+            except (BrokenPipeError, ConnectionResetError):
+                return answer, sent, time.monotonic() - (answered or t0)
+    raise AssertionError(f"still open after {limit_s} s, {sent} bytes sent; answer {answer[:80]!r}")
+
+
+# --- after a 404 for a body it never read, the service read and threw away a declared 10 GB, with no deadline ---
+def test_a_body_that_goes_on_after_its_answer_is_cut_in_time_and_bytes(tiny_bundle):
+    context, base, port = _serving(tiny_bundle, "--read-timeout", "3")
+    with context:
+        answer, sent, cut_after = _send_until_cut(port, "/v1/ecgs/nope/ask", every_s=0.5)   # never silent for 2 s
+        assert _status(answer) == 404 and b"connection: close" in answer.lower(), answer[:200]
+        assert 2.5 < cut_after < 6, cut_after                        # the read timeout, not the client, ends it
+        answer, sent, cut_after = _send_until_cut(port, "/nope", every_s=0)
+        assert _status(answer) == 404 and sent < 1.5 * 2**30 and cut_after < 5, (sent, cut_after)  # 1 GiB thrown away
         assert httpx.get(f"{base}/v1/health").status_code == 200
 
 

@@ -14,7 +14,10 @@ that a body is bounded while it streams in, not after it has landed in memory or
   has not arrived)
 - a body is counted as it arrives: a declared Content-Length over the limit, or more bytes than the limit
   (chunked), is 413; a body not complete within `--read-timeout` seconds of the request is 408; once the
-  service is stopping, a body still arriving is cut with 503. These answers close the connection;
+  service is stopping, a body still arriving is cut with 503. These answers close the connection, and so does
+  any answer given before its request's body was read to the end (a 404, a 400 for a body that is not a form):
+  uvicorn would otherwise read and throw away whatever body the client declared, 10 GB at 3 GB/s here, with no
+  deadline; closed, it is bounded by protocol.py's lingering close;
 - every response carries a strict Content-Security-Policy, nosniff, frame denial and no referrer (the
   viewer's address holds the token), and `Cache-Control: no-store` on the API (patient data).
 
@@ -97,7 +100,8 @@ class RequestGuard:
             return await (await self.on_error(request, refusal))(scope, receive, send)
         limit, stated = self.policy.body_limit(scope["path"])
         body = BoundedBody(receive, (limit, stated), self.policy.read_timeout_s, self.policy.stopping,
-                           request.headers.get("content-length"))
+                           request.headers.get("content-length"), "transfer-encoding" in request.headers)
+        send.body = body
         return await self.app(scope, body, send)
 
     def refusal(self, request: Request) -> HttpError | None:
@@ -127,10 +131,12 @@ def host_name(host: str) -> str:
 
 
 class SecureHeaders:
-    """`send`, with the security headers added to the response's start."""
+    """`send`, with the security headers added to the response's start, and `Connection: close` where the request's
+    body has not been read to its end."""
 
     def __init__(self, send, api: bool):
         self.send, self.api = send, api
+        self.body: BoundedBody | None = None
 
     async def __call__(self, message):
         if message["type"] == "http.response.start":
@@ -139,6 +145,8 @@ class SecureHeaders:
             headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
             if self.api and b"cache-control" not in present:
                 headers.append((b"cache-control", b"no-store"))
+            if self.body is not None and self.body.unread and b"connection" not in present:
+                headers.append((b"connection", b"close"))
             message = {**message, "headers": headers}
         await self.send(message)
 
@@ -149,13 +157,19 @@ class BoundedBody:
     it passes messages through (a route waits on it for the client's disconnect)."""
 
     def __init__(self, receive, limits: tuple[int, int], timeout_s: float, stopping: threading.Event,
-                 declared: str | None):
+                 declared: str | None, chunked: bool):
         self.receive, (self.limit, self.stated), self.stopping = receive, limits, stopping
         self.deadline = asyncio.get_running_loop().time() + timeout_s
         self.timeout_s = timeout_s
         self.declared = int(declared) if declared is not None and declared.isdigit() else None
         self.seen = 0
         self.complete = False
+        self.expected = chunked or bool(self.declared)
+
+    @property
+    def unread(self) -> bool:
+        """The request carries body bytes that have not been read (the route answered without them)."""
+        return self.expected and not self.complete
 
     async def __call__(self):
         if self.complete:
