@@ -52,13 +52,16 @@ def data(n, out, seed, no_images, workers):
               help="LO HI: each copy but the first plays f x 10 s in 10 s, f in [LO, HI] (the rate moves by f)")
 @click.option("--af-copies", type=click.IntRange(0), default=0, show_default=True,
               help="per sinus record, this many atrial fibrillations made from its own beats (gem_train.real_af)")
-def real_corpus(folders, out, heldout, copies, seed, no_images, stretch, af_copies):
+@click.option("--flutter-copies", type=click.IntRange(0), default=0, show_default=True,
+              help="per sinus record, this many atrial flutters made from its own beats (gem_train.real_flutter)")
+def real_corpus(folders, out, heldout, copies, seed, no_images, stretch, af_copies, flutter_copies):
     """Labelled real records as a training corpus: the training split (LUDB N % 4 != 3, CinC even numbers), its
     reports written from the labels and our measurements in the simulator corpus's sentences."""
     from .real_corpus import write_heldout, write_real_corpus
 
     summary = write_real_corpus(list(folders), out, copies=copies, seed=seed, images=not no_images,
-                                stretch=stretch, af_copies=af_copies)
+                                stretch=stretch, af_copies=af_copies,
+                                flutter_copies=flutter_copies)
     click.echo(f"wrote {summary['examples']} examples of {len(summary['train_records'])} records to {out}; "
                f"{len(summary['heldout_records'])} held out, {len(summary['left_out'])} copies left out")
     if heldout is not None:

@@ -31,6 +31,7 @@ QUESTIONS = (
     "Provide a grounded interpretation of this ECG: rhythm, rate, intervals, axis and diagnosis.",
 )
 DEFAULT_QUESTION_SHARE = 0.5
+AFL = "atrial flutter"  # a rhythm of the corpus's language the simulator never draws: real_corpus's made flutters
 ADC_GAIN = 1000.0   # digital units per mV: 1 uV resolution in the .dat files
 STE_LEADS = {INF_STE: ("II", "III", "aVF"), ANT_STE: ("V1", "V2", "V3", "V4")}
 
@@ -45,6 +46,9 @@ _RHYTHM = {
     STACH: ("Sinus rhythm at {hr} bpm with regular RR intervals; the rate above 100 bpm indicates sinus tachycardia.",
             "Regular rhythm at {hr} bpm with a P wave before every QRS complex, consistent with sinus tachycardia.",
             "The rhythm is sinus at {hr} bpm with regular RR intervals, a sinus tachycardia."),
+    AFL: ("Sawtooth flutter waves in II, III and aVF at a ventricular rate of {hr} bpm, consistent with atrial flutter.",
+          "Atrial flutter with a ventricular rate of {hr} bpm; flutter waves are seen in the inferior leads and V1.",
+          "Flutter waves in the inferior leads with a ventricular rate of {hr} bpm indicate atrial flutter."),
     AF: ("Irregularly irregular rhythm at a mean rate of {hr} bpm with no P waves and a fibrillatory baseline, consistent with atrial fibrillation.",
          "Irregularly irregular RR intervals at a mean rate of {hr} bpm, absent P waves and fibrillatory waves in V1 indicate atrial fibrillation.",
          "Atrial fibrillation with a mean ventricular rate of {hr} bpm: RR intervals are irregularly irregular and no P waves are seen."),
@@ -114,7 +118,7 @@ def report_text(rhythm: str, conds: list[str], values: dict, rng: np.random.Gene
     without a PR states its intervals as atrial fibrillation's do; `narrow_sentence` / `st_sentence` False leave
     out the claims that the values cited cannot back (a real record's QRS shape and ST segments)."""
     sentences = [_pick(rng, _RHYTHM[rhythm]),
-                 _pick(rng, _INTERVALS_AF if rhythm == AF or values.get("pr") is None else _INTERVALS),
+                 _pick(rng, _INTERVALS_AF if rhythm in (AF, AFL) or values.get("pr") is None else _INTERVALS),
                  _pick(rng, _AXIS[axis_class(conds)])]
     for name in (AVB1, RBBB, LBBB, LVH):
         if name in conds:
@@ -126,7 +130,7 @@ def report_text(rhythm: str, conds: list[str], values: dict, rng: np.random.Gene
         sentences.append(_pick(rng, _FINDINGS[name]).replace("{st}", f"{(st_levels or {})[name]:.1f}"))
     if st_sentence and not elevated and len(conds) < 3:   # long records skip it to stay within ~90 words
         sentences.append(_pick(rng, _ST_SECONDARY if {RBBB, LBBB} & set(conds) else _ST_NORMAL))
-    sentences.append(f"Impression: {', '.join(c for c in CONDITIONS if c in conds)}.")
+    sentences.append(f"Impression: {', '.join(c for c in (AFL,) + CONDITIONS if c in conds)}.")
     return " ".join(s.format(**values) for s in sentences)
 
 

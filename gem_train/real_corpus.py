@@ -9,7 +9,8 @@ in its name is even. The rest are held out (`write_heldout` links them into fold
 What a report says, per augmented copy of a training record:
 - the rhythm: the label's (normal sinus rhythm, sinus bradycardia, sinus tachycardia, atrial fibrillation); a sinus
   rhythm labelled without its rate class (CPSC's non-AF records, LUDB's sinus arrhythmia) gets the class of the
-  measured rate (< 60 bradycardia, > 100 tachycardia); atrial flutter and other rhythms have no sentence in the
+  measured rate (< 60 bradycardia, > 100 tachycardia); atrial flutter has the corpus's flutter sentences (the
+  simulator draws none: made flutters, `flutter_copies_of`, and a labelled one); other rhythms have no sentence in the
   simulator's language: those records are left out;
 - rate, PR, QRS, QT/QTc and QRS axis: `gem_runtime.measure_ecg` on that copy's preprocessed signal (no PR: the
   intervals sentence without it); left axis / right axis deviation from that measured axis (< -30, > 90 degrees);
@@ -41,12 +42,12 @@ import numpy as np
 from gem_runtime.constants import DEFAULT_QUESTION, ECG_FS, IMAGE_TOKEN, LEADS
 from gem_runtime.errors import GemEdgeError
 
-from .corpus import DEFAULT_QUESTION_SHARE, QUESTIONS, report_text, write_wfdb
-from .real_labels import AF, AVB1, LBBB, NSR, RBBB, SB, SR, STACH, RecordLabels, labelled_headers, read_labels
+from .corpus import AFL as SIM_AFL, DEFAULT_QUESTION_SHARE, QUESTIONS, report_text, write_wfdb
+from .real_labels import AF, AFL, AVB1, LBBB, NSR, RBBB, SB, SR, STACH, RecordLabels, labelled_headers, read_labels
 from .simulate import AF as SIM_AF, AVB1 as SIM_AVB1, LAD, LBBB as SIM_LBBB, NSR as SIM_NSR, RAD
 from .simulate import RBBB as SIM_RBBB, SB as SIM_SB, STACH as SIM_STACH
 
-RHYTHM_NAMES = {NSR: SIM_NSR, SB: SIM_SB, STACH: SIM_STACH, AF: SIM_AF}
+RHYTHM_NAMES = {NSR: SIM_NSR, SB: SIM_SB, STACH: SIM_STACH, AF: SIM_AF, AFL: SIM_AFL}
 CONDITION_NAMES = {AVB1: SIM_AVB1, RBBB: SIM_RBBB, LBBB: SIM_LBBB}
 TRAIN, HELDOUT = "train", "heldout"
 DATA_SUFFIXES = (".dat", ".mat")
@@ -176,7 +177,7 @@ def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator,
     if rhythm == SR or (rate_class and rhythm in (NSR, SB, STACH)):
         rhythm = SB if m.hr_bpm < 60 else STACH if m.hr_bpm > 100 else NSR
     rhythm = RHYTHM_NAMES[rhythm]
-    pr = None if rhythm == SIM_AF or m.pr_ms is None else int(round(m.pr_ms))
+    pr = None if rhythm in (SIM_AF, SIM_AFL) or m.pr_ms is None else int(round(m.pr_ms))
     if pr is not None and pr > 200 and AVB1 in labels.absent:   # the simulator's language: PR > 200 is a block
         return None, {"reason": f"PR measured {pr} ms, first-degree AV block excluded by the labels"}
     conds = [rhythm]
@@ -225,11 +226,36 @@ def af_copies_of(labels: RecordLabels, x: np.ndarray, seed: int, n: int):
             yield f"af{k}", y, af_labels, rng
 
 
+def flutter_copies_of(labels: RecordLabels, x: np.ndarray, seed: int, n: int):
+    """(copy id, signal, labels) of up to n typical atrial flutters made from a sinus record's own beats
+    (gem_train.real_flutter, the conduction drawn), each jittered as a copy is; none from a record that is not
+    sinus, and none our measurement contradicts the flutter statement on."""
+    from gem_runtime.diagnosis import CONTRADICTED, check_diagnoses
+    from gem_runtime.measure import measure_ecg
+
+    from .real_flutter import flutter_from_beats
+
+    if labels.rhythm not in (NSR, SB, STACH, SR):
+        return
+    flutter_labels = dataclasses.replace(labels, rhythm=AFL, present=labels.present - {AVB1})
+    for k in range(n):
+        rng = copy_rng(seed, labels.record + "-flutter", k)
+        y = flutter_from_beats(x, rng)
+        if y is None:
+            continue
+        y = jitter(y, rng)
+        [afl] = check_diagnoses("atrial flutter", measure_ecg(y, ECG_FS))
+        if afl.verdict != CONTRADICTED:
+            yield f"flutter{k}", y, flutter_labels, rng
+
+
 def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed: int = 0, images: bool = True,
-                      stretch: tuple[float, float] | None = None, log=None, af_copies: int = 0) -> dict:
+                      stretch: tuple[float, float] | None = None, log=None, af_copies: int = 0,
+                      flutter_copies: int = 0) -> dict:
     """The training split of `folders` as a corpus under out_dir (records.json, ecg/, images/, corpus.txt, and
     split.json: which records trained, which are held out, which copies were left out and why). af_copies: per
-    sinus record, that many atrial fibrillations made from its beats (`af_copies_of`)."""
+    sinus record, that many atrial fibrillations made from its beats (`af_copies_of`); flutter_copies: that many
+    atrial flutters (`flutter_copies_of`)."""
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
     from gem_runtime.render import render_ecg_image
@@ -254,6 +280,8 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
                 for k, rng in ((k, copy_rng(seed, labels.record, k)) for k in range(copies))]
         x0 = made[0][1]
         made += [(k, x, 1.0, af_labels, rng) for k, x, af_labels, rng in af_copies_of(labels, x0, seed, af_copies)]
+        made += [(k, x, 1.0, fl_labels, rng)
+                 for k, x, fl_labels, rng in flutter_copies_of(labels, x0, seed, flutter_copies)]
         for k, x, f, copy_labels, rng in made:
             text, mm = report_for(copy_labels, x, rng, rate_class=f != 1.0)
             if text is None:
@@ -282,6 +310,7 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
     summary = {"rule": "LUDB N trains when N % 4 != 3; CinC trains when the number in its name is even",
                "train_records": trained, "heldout_records": [h.stem for h in split[HELDOUT]],
                "examples": len(records), "copies": copies, "seed": seed, "stretch": stretch, "af_copies": af_copies,
+               "flutter_copies": flutter_copies,
                "left_out": left_out}
     (out_dir / "split.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -206,3 +206,16 @@ def test_af_copies_come_only_from_sinus_training_records(labelled, tmp_path):
         assert mm["record"] in summary["train_records"]
         assert rhythm_of[mm["record"]] in (NSR, SB, STACH, SR)
         assert "atrial fibrillation" in r["conversations"][1]["value"]
+
+
+def test_flutter_copies_come_only_from_sinus_training_records_and_say_flutter(labelled, tmp_path):
+    summary = write_real_corpus([labelled], tmp_path / "afl", copies=1, seed=0, images=False, flutter_copies=1)
+    records = json.loads((tmp_path / "afl" / "records.json").read_text())
+    made = [r for r in records if re.search(r"-flutter\d$", r["id"])]
+    rhythm_of = {h.stem: read_labels(h).rhythm for h in labelled_headers(labelled)}
+    assert made and summary["flutter_copies"] == 1
+    for r in made:
+        mm, text = r["machine_measurements"], r["conversations"][1]["value"]
+        assert mm["rhythm"] == "atrial flutter" and mm["pr_ms"] is None and "PR" not in text
+        assert rhythm_of[mm["record"]] in (NSR, SB, STACH, SR) and mm["record"] in summary["train_records"]
+        assert "atrial flutter" in text.lower() and text.endswith(".") and "Impression: atrial flutter" in text
