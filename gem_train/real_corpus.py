@@ -10,7 +10,7 @@ What a report says, per augmented copy of a training record:
 - the rhythm: the label's (normal sinus rhythm, sinus bradycardia, sinus tachycardia, atrial fibrillation); a sinus
   rhythm labelled without its rate class (CPSC's non-AF records, LUDB's sinus arrhythmia) gets the class of the
   measured rate (< 60 bradycardia, > 100 tachycardia); atrial flutter has the corpus's flutter sentences (the
-  simulator draws none: made flutters, `flutter_copies_of`, and a labelled one); other rhythms have no sentence in the
+  simulator draws none: made flutters, `made_copies_of`, and a labelled one); other rhythms have no sentence in the
   simulator's language: those records are left out;
 - rate, PR, QRS, QT/QTc and QRS axis: `gem_runtime.measure_ecg` on that copy's preprocessed signal (no PR: the
   intervals sentence without it); left axis / right axis deviation from that measured axis (< -30, > 90 degrees);
@@ -204,49 +204,34 @@ def report_for(labels: RecordLabels, x: np.ndarray, rng: np.random.Generator,
                   "labels": list(labels.labels)}
 
 
-def af_copies_of(labels: RecordLabels, x: np.ndarray, seed: int, n: int):
-    """(copy id, signal, labels) of up to n atrial fibrillations made from a sinus record's own beats
-    (gem_train.real_af), each jittered as a copy is; none from a record that is not sinus."""
+MADE_RHYTHMS = {"af": (AF, "atrial fibrillation"), "flutter": (AFL, "atrial flutter")}
+
+
+def made_copies_of(labels: RecordLabels, x: np.ndarray, seed: int, n: int, kind: str):
+    """(copy id, signal, labels) of up to n rhythms of `kind` made from a sinus record's own beats ("af": atrial
+    fibrillation, gem_train.real_af; "flutter": typical atrial flutter, gem_train.real_flutter, its conduction
+    drawn), each jittered as a copy is; none from a record that is not sinus, and none where our measurement
+    contradicts the rhythm's statement (the report must be one it does not contradict)."""
     from gem_runtime.diagnosis import CONTRADICTED, check_diagnoses
     from gem_runtime.measure import measure_ecg
 
     from .real_af import af_from_beats
-
-    if labels.rhythm not in (NSR, SB, STACH, SR):
-        return
-    af_labels = dataclasses.replace(labels, rhythm=AF, present=labels.present - {AVB1})
-    for k in range(n):
-        rng = copy_rng(seed, labels.record + "-af", k)
-        y = af_from_beats(x, rng)
-        if y is None:
-            continue
-        y = jitter(y, rng)
-        [af] = check_diagnoses("atrial fibrillation", measure_ecg(y, ECG_FS))
-        if af.verdict != CONTRADICTED:                  # the report must be one our measurement does not contradict
-            yield f"af{k}", y, af_labels, rng
-
-
-def flutter_copies_of(labels: RecordLabels, x: np.ndarray, seed: int, n: int):
-    """(copy id, signal, labels) of up to n typical atrial flutters made from a sinus record's own beats
-    (gem_train.real_flutter, the conduction drawn), each jittered as a copy is; none from a record that is not
-    sinus, and none our measurement contradicts the flutter statement on."""
-    from gem_runtime.diagnosis import CONTRADICTED, check_diagnoses
-    from gem_runtime.measure import measure_ecg
-
     from .real_flutter import flutter_from_beats
 
     if labels.rhythm not in (NSR, SB, STACH, SR):
         return
-    flutter_labels = dataclasses.replace(labels, rhythm=AFL, present=labels.present - {AVB1})
+    rhythm, statement = MADE_RHYTHMS[kind]
+    make = {"af": af_from_beats, "flutter": flutter_from_beats}[kind]
+    made_labels = dataclasses.replace(labels, rhythm=rhythm, present=labels.present - {AVB1})
     for k in range(n):
-        rng = copy_rng(seed, labels.record + "-flutter", k)
-        y = flutter_from_beats(x, rng)
+        rng = copy_rng(seed, f"{labels.record}-{kind}", k)
+        y = make(x, rng)
         if y is None:
             continue
         y = jitter(y, rng)
-        [afl] = check_diagnoses("atrial flutter", measure_ecg(y, ECG_FS))
-        if afl.verdict != CONTRADICTED:
-            yield f"flutter{k}", y, flutter_labels, rng
+        [verdict] = check_diagnoses(statement, measure_ecg(y, ECG_FS))
+        if verdict.verdict != CONTRADICTED:
+            yield f"{kind}{k}", y, made_labels, rng
 
 
 def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed: int = 0, images: bool = True,
@@ -254,8 +239,8 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
                       flutter_copies: int = 0) -> dict:
     """The training split of `folders` as a corpus under out_dir (records.json, ecg/, images/, corpus.txt, and
     split.json: which records trained, which are held out, which copies were left out and why). af_copies: per
-    sinus record, that many atrial fibrillations made from its beats (`af_copies_of`); flutter_copies: that many
-    atrial flutters (`flutter_copies_of`)."""
+    sinus record, that many atrial fibrillations made from its beats (`made_copies_of`); flutter_copies: that many
+    atrial flutters."""
     from gem_runtime.preprocess import preprocess_ecg
     from gem_runtime.readers import read_ecg
     from gem_runtime.render import render_ecg_image
@@ -279,9 +264,9 @@ def write_real_corpus(folders: list[Path], out_dir: Path, copies: int = 8, seed:
         made = [(k, *augment(signal, ecg.fs, k, copies, rng, stretch), labels, rng)
                 for k, rng in ((k, copy_rng(seed, labels.record, k)) for k in range(copies))]
         x0 = made[0][1]
-        made += [(k, x, 1.0, af_labels, rng) for k, x, af_labels, rng in af_copies_of(labels, x0, seed, af_copies)]
-        made += [(k, x, 1.0, fl_labels, rng)
-                 for k, x, fl_labels, rng in flutter_copies_of(labels, x0, seed, flutter_copies)]
+        for kind, n in (("af", af_copies), ("flutter", flutter_copies)):
+            made += [(k, x, 1.0, kind_labels, rng)
+                     for k, x, kind_labels, rng in made_copies_of(labels, x0, seed, n, kind)]
         for k, x, f, copy_labels, rng in made:
             text, mm = report_for(copy_labels, x, rng, rate_class=f != 1.0)
             if text is None:

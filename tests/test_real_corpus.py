@@ -194,28 +194,16 @@ def test_atrial_fibrillation_made_from_a_sinus_records_own_beats(ludb):
     assert np.array_equal(y, af_from_beats(x, np.random.default_rng(3)))     # one generator, one copy
 
 
-def test_af_copies_come_only_from_sinus_training_records(labelled, tmp_path):
-    summary = write_real_corpus([labelled], tmp_path / "af", copies=1, seed=0, images=False, af_copies=2)
-    records = json.loads((tmp_path / "af" / "records.json").read_text())
-    made = [r for r in records if re.search(r"-af\d$", r["id"])]
+@pytest.mark.parametrize("kind, rhythm", [("af", "atrial fibrillation"), ("flutter", "atrial flutter")])
+def test_made_rhythms_come_only_from_sinus_training_records(labelled, tmp_path, kind, rhythm):
+    summary = write_real_corpus([labelled], tmp_path / kind, copies=1, seed=0, images=False, **{f"{kind}_copies": 2})
+    records = json.loads((tmp_path / kind / "records.json").read_text())
+    made = [r for r in records if re.search(rf"-{kind}\d$", r["id"])]
     rhythm_of = {h.stem: read_labels(h).rhythm for h in labelled_headers(labelled)}
-    assert made and summary["af_copies"] == 2
-    for r in made:
-        mm = r["machine_measurements"]
-        assert mm["rhythm"] == "atrial fibrillation" and mm["pr_ms"] is None
-        assert mm["record"] in summary["train_records"]
-        assert rhythm_of[mm["record"]] in (NSR, SB, STACH, SR)
-        assert "atrial fibrillation" in r["conversations"][1]["value"]
-
-
-def test_flutter_copies_come_only_from_sinus_training_records_and_say_flutter(labelled, tmp_path):
-    summary = write_real_corpus([labelled], tmp_path / "afl", copies=1, seed=0, images=False, flutter_copies=1)
-    records = json.loads((tmp_path / "afl" / "records.json").read_text())
-    made = [r for r in records if re.search(r"-flutter\d$", r["id"])]
-    rhythm_of = {h.stem: read_labels(h).rhythm for h in labelled_headers(labelled)}
-    assert made and summary["flutter_copies"] == 1
+    assert made and summary[f"{kind}_copies"] == 2
     for r in made:
         mm, text = r["machine_measurements"], r["conversations"][1]["value"]
-        assert mm["rhythm"] == "atrial flutter" and mm["pr_ms"] is None and "PR" not in text
-        assert rhythm_of[mm["record"]] in (NSR, SB, STACH, SR) and mm["record"] in summary["train_records"]
-        assert "atrial flutter" in text.lower() and text.endswith(".") and "Impression: atrial flutter" in text
+        assert mm["rhythm"] == rhythm and mm["pr_ms"] is None and "PR" not in text
+        assert mm["record"] in summary["train_records"]
+        assert rhythm_of[mm["record"]] in (NSR, SB, STACH, SR)
+        assert rhythm in text.lower() and f"Impression: {rhythm}" in text
