@@ -48,7 +48,10 @@ def extract(sdist: Path, out: Path) -> list[str]:
     with tarfile.open(sdist) as tar:
         members = {Path(m.name).name: m for m in tar.getmembers() if SAMPLE in m.name and m.isfile()}
         for stem in CINC + ATHLETES:
-            for name in [n for n in members if Path(n).stem == stem and Path(n).suffix in (".hea", ".mat", ".dat")]:
+            names = [n for n in members if Path(n).stem == stem and Path(n).suffix in (".hea", ".mat", ".dat")]
+            if f"{stem}.hea" not in names:
+                raise ValueError(f"{sdist}: no {stem}.hea under {SAMPLE}")
+            for name in names:
                 data = tar.extractfile(members[name]).read()
                 if name.endswith(".hea") and stem in ATHLETES:
                     text = data.decode()
