@@ -175,11 +175,12 @@ def score_labelled(readings: list) -> dict:
     model's own statements (a finding stated several times counts once per record: flagged if any is)."""
     from gem_runtime.diagnosis import CONTRADICTED, CRITERIA, EVIDENCE_FINDINGS, RHYTHM_FINDINGS, check_diagnoses
 
-    from .real_labels import AF, SINUS, SR, empty_counts, flag_summary, statement_right
+    from .corpus import AFL as SIM_AFL
+    from .real_labels import AF, AFL, SINUS, SR, empty_counts, flag_summary, statement_right
     from .simulate import AF as SIM_AF, NSR as SIM_NSR, SB as SIM_SB, STACH as SIM_STACH
 
     sim_to_finding = {SIM_NSR: "normal_sinus_rhythm", SIM_SB: "sinus_bradycardia", SIM_STACH: "sinus_tachycardia",
-                      SIM_AF: AF}
+                      SIM_AF: AF, SIM_AFL: AFL}
     rhythm_named = {"n": 0, "right": 0, "none_named": 0}
     confusion: dict[str, dict[str, int]] = {}
     sinus_n = sinus_af = 0

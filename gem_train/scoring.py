@@ -11,19 +11,21 @@ import re
 
 from gem_runtime.grounding import AGREE, agrees, check_grounding
 from gem_runtime.measure import Measurements
+from gem_train.corpus import AFL
 from gem_train.simulate import AF, CONDITIONS, NSR, RHYTHMS, SB, STACH
 
 IMPRESSION = "Impression:"
 _HR_RE = re.compile(r"(\d+(?:\.\d+)?)\s*bpm", re.IGNORECASE)
 HR_TOLERANCE = 0.10   # a stated rate within 10% of truth counts as right
+SPOKEN_RHYTHMS = RHYTHMS + (AFL,)   # the corpus's language also names atrial flutter (real_corpus's made flutters)
 
 
-def parse_diagnoses(text: str) -> set[str]:
+def parse_diagnoses(text: str, names: tuple[str, ...] = CONDITIONS) -> set[str]:
     """Canonical condition names in the last `Impression:` sentence, else anywhere in the text."""
     lower = text.lower()
     cut = lower.rfind(IMPRESSION.lower())
     scope = lower[cut + len(IMPRESSION):] if cut >= 0 else lower
-    return {name for name in CONDITIONS if name.lower() in scope}
+    return {name for name in names if name.lower() in scope}
 
 
 def parse_heart_rate(text: str) -> float | None:
@@ -35,7 +37,7 @@ def parse_heart_rate(text: str) -> float | None:
 def parse_rhythm(text: str) -> str | None:
     """The rhythm named in the impression (the first in text order if several), else one read from
     `sinus rhythm` plus the stated rate; None when the text names no rhythm."""
-    named = parse_diagnoses(text) & set(RHYTHMS)
+    named = parse_diagnoses(text, SPOKEN_RHYTHMS)
     if len(named) == 1:
         return named.pop()
     if named:

@@ -113,6 +113,9 @@ def test_parsers_without_impression():
     assert parse_diagnoses("normal sinus rhythm ... Impression: sinus bradycardia.") == {SB}
     assert parse_rhythm("Sinus rhythm at 48 bpm.") == SB
     assert parse_rhythm("Sinus rhythm at 120 bpm.") == STACH
+    # atrial flutter is in the corpus's language (real_corpus's made flutters): a report that names it names a rhythm
+    assert parse_rhythm("Regular rhythm at 115 bpm, consistent with atrial flutter. Impression: atrial flutter.") \
+        == "atrial flutter"
     assert parse_rhythm("Sinus rhythm at 75 bpm.") == NSR
     assert parse_rhythm("Irregularly irregular at 90 bpm.") == AF
     assert parse_rhythm("No idea.") is None and parse_heart_rate("No idea.") is None
