@@ -10,8 +10,8 @@ What a report says, per augmented copy of a training record:
 - the rhythm: the label's (normal sinus rhythm, sinus bradycardia, sinus tachycardia, atrial fibrillation); a sinus
   rhythm labelled without its rate class (CPSC's non-AF records, LUDB's sinus arrhythmia) gets the class of the
   measured rate (< 60 bradycardia, > 100 tachycardia); atrial flutter has the corpus's flutter sentences (the
-  simulator draws none: made flutters, `made_copies_of`, and a labelled one); other rhythms have no sentence in the
-  simulator's language: those records are left out;
+  simulator draws none and the shared training half labels none: made flutters, `made_copies_of`); other rhythms
+  have no sentence in the simulator's language: those records are left out;
 - rate, PR, QRS, QT/QTc and QRS axis: `gem_runtime.measure_ecg` on that copy's preprocessed signal (no PR: the
   intervals sentence without it); left axis / right axis deviation from that measured axis (< -30, > 90 degrees);
 - first-degree AV block, right and left bundle branch block where labelled and the measurement backs the sentence

@@ -49,7 +49,8 @@ def head_deadline_protocol(read_timeout_s: float, per_host: int = 0) -> type[H11
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            self.transport = LingeringClose(transport, self, min(read_timeout_s, LINGER_MAX_S))        # what uvicorn's request cycles write to and close
+            # what uvicorn's request cycles write to and close
+            self.transport = LingeringClose(transport, self, min(read_timeout_s, LINGER_MAX_S))
             host = self.client[0] if self.client else None
             if per_host and host is not None and open_by_host[host] >= per_host:
                 self.logger.warning("closed a connection from %s: it holds %d already (--max-connections-per-host)",
@@ -150,7 +151,8 @@ class LingeringClose:
             self._restart_timer()
 
     def stop(self) -> None:
-        """The service is stopping: a lingering connection is closed now, and none lingers from now on."""
+        """No lingering from now on, and a lingering connection closed now: the service is stopping, or the
+        connection is gone."""
         self._stopping = True
         if self.lingering:
             self.end()
