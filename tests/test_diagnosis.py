@@ -249,3 +249,21 @@ def test_the_issues_follow_up_answer_on_pydicoms_cart_ecg():
     assert by["normal_sinus_rhythm"].verdict == SUPPORTED
     avb = by["first_degree_av_block"]
     assert avb.verdict == CONTRADICTED and avb.device_verdict == CONTRADICTED and "161" in avb.device_reason
+
+
+# --- one RR rhythm in every output: the text printed "rhythm regular" (RR CV < 0.08) beside a check that said
+#     "RR irregularly irregular" (successive differences >= 7%) on 23 of the shared records, and the other way round ---
+@pytest.mark.parametrize("rel, words", [("ludb/167.hea", "RR irregularly irregular"),    # CV 0.06, 7.8%
+                                        ("ludb/115.hea", "RR regular")])                # ectopic beats: CV 0.18
+def test_the_text_outputs_give_the_rhythm_the_checks_give(real, shared_data, capsys, rel, words):
+    from gem_runtime.cli import main
+    from gem_runtime.diagnosis import rr_rhythm
+
+    from clirun import run_main
+
+    meas = real(rel)
+    [verdict] = check_diagnoses("regular RR intervals", meas)
+    assert rr_rhythm(meas).startswith(words + " (") and verdict.reason.startswith(rr_rhythm(meas))
+    code, out, _ = run_main(main, ["measure", str(shared_data / "real" / rel)], capsys)
+    rhythm = next(line for line in out.splitlines() if line.strip().startswith("rhythm"))
+    assert code == 0 and words + " (" in rhythm and "RR CV" not in rhythm, rhythm

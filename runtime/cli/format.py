@@ -34,6 +34,7 @@ def comparison_lines(comparisons) -> list[str]:
 
 def measurement_lines(result) -> list[str]:
     """The device's measurements (when the file has them) and ours, quality flags, one line per grounding item."""
+    from ..diagnosis import rr_rhythm
     from ..measure import FIELD
 
     m = result.measurements.to_dict()                  # rounded as in the JSON
@@ -41,10 +42,9 @@ def measurement_lines(result) -> list[str]:
     def fmt(key: str, unit: bool = True) -> str:     # the axes of P and QRS keep a space, as always printed
         return _value(m[key], FIELD[key].unit) if unit else "-" if m[key] is None else f"{m[key]:g} "
 
-    regular = {True: "regular", False: "irregular"}.get(m["rhythm_regular"], "-")
     lines = [f"measured: HR {fmt('hr_bpm')} | PR {fmt('pr_ms')} | QRS {fmt('qrs_ms')} | QT {fmt('qt_ms')} | "
              f"QTc {fmt('qtc_bazett_ms')} (Bazett) | axis P/QRS/T {fmt('p_axis_deg', False)}/"
-             f"{fmt('qrs_axis_deg', False)}/{fmt('t_axis_deg')} | rhythm {regular}"]
+             f"{fmt('qrs_axis_deg', False)}/{fmt('t_axis_deg')} | {rr_rhythm(result.measurements) or 'RR -'}"]
     lines = device_lines(result.device) + lines + comparison_lines(result.device_comparison)
     flags = result.measurements.quality.flags
     if flags:
@@ -131,6 +131,7 @@ def tuning_lines(tuning) -> list[str]:
 
 def measure_lines(meas, device, comparisons, warnings) -> list[str]:
     """`gem-run measure`'s table: each measurement or why it is missing, rhythm, quality, the cart's own."""
+    from ..diagnosis import rr_rhythm
     from ..measure import FIELDS
 
     result = meas.to_dict()
@@ -139,10 +140,8 @@ def measure_lines(meas, device, comparisons, warnings) -> list[str]:
         value = result[f.key]
         shown = f"{value:g} {f.unit}" if value is not None else f"-  ({meas.quality.reasons.get(f.key, '')})"
         lines.append(f"  {f.label:15s} {shown}")
-    regular = {True: "regular", False: "irregular", None: "-"}[result["rhythm_regular"]]
     q = meas.quality
-    rr_cv = "-" if q.rr_cv is None else q.rr_cv
-    lines.append(f"  {'rhythm':15s} {regular} (RR CV {rr_cv}, {q.n_beats or 0} beats)")
+    lines.append(f"  {'rhythm':15s} {rr_rhythm(meas) or '-'}, {q.n_beats or 0} beats")
     lines.append(f"  {'quality':15s} {', '.join(q.flags) if q.flags else 'ok'}")
     return lines + device_lines(device) + comparison_lines(comparisons)   # the cart's own, beside ours
 

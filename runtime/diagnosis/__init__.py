@@ -46,7 +46,7 @@ from .criteria import (
 from .evidence import as_dict, from_device, from_measurements
 from .statements import Mention, find_statements
 
-__all__ = ["check_diagnoses", "flagged", "find_statements", "DiagnosisVerdict", "Mention", "Criterion", "CRITERIA",
+__all__ = ["check_diagnoses", "flagged", "rr_rhythm", "find_statements", "DiagnosisVerdict", "Mention", "Criterion", "CRITERIA",
            "CRITERION", "RHYTHM_FINDINGS", "EVIDENCE_FINDINGS", "SUPPORTED", "CONTRADICTED", "NOT_CHECKABLE",
            "VERDICTS"]
 
@@ -107,6 +107,17 @@ def check_diagnoses(text: str, meas, device=None, sex: str | None = None) -> lis
         out.append(DiagnosisVerdict(m.finding, c.name, m.text, m.span, res.verdict, res.reason, evidence,
                                     c.criterion, c.source, dv, dr, tuple(dict.fromkeys(cart.get(m.finding, ())))))
     return out
+
+
+def rr_rhythm(meas) -> str | None:
+    """The RR rhythm in the words and by the rule the rhythm checks use ("RR regular (median successive difference
+    1.7% of the mean RR, CV 0.01)", "RR irregularly irregular (...)"), None with too few beats. The text outputs print
+    this, not the measurement's `rhythm_regular` (RR CV < 0.08, what delineation uses): on an athlete's marked sinus
+    arrhythmia (CV 0.079, successive differences 7.3%) the two put "rhythm regular" beside a check that said
+    "RR irregularly irregular"."""
+    from .checks import rr_rhythm_text
+
+    return rr_rhythm_text(from_measurements(meas))
 
 
 def flagged(verdicts: list[DiagnosisVerdict]) -> list[DiagnosisVerdict]:

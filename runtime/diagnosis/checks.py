@@ -26,10 +26,18 @@ def _rr_state(ev: Evidence) -> str | None:
     return "some"
 
 
+RR_WORDS = {"regular": "RR regular", "irregular": "RR irregularly irregular",
+            "some": "RR irregular, not irregularly irregular"}
+
+
 def _rr_text(ev: Evidence) -> str:
-    words = {"regular": "RR regular", "irregular": "RR irregularly irregular",
-             "some": "RR irregular, not irregularly irregular"}[_rr_state(ev)]
-    return f"{words} (median successive difference {ev.rr_irregularity:.1%} of the mean RR, CV {ev.rr_cv:.2f})"
+    return f"{RR_WORDS[_rr_state(ev)]} (median successive difference {ev.rr_irregularity:.1%} of the mean RR, " \
+           f"CV {ev.rr_cv:.2f})"
+
+
+def rr_rhythm_text(ev: Evidence) -> str | None:
+    """The RR rhythm as the checks class it, with its numbers; None with too few beats."""
+    return None if _rr_state(ev) is None else _rr_text(ev)
 
 
 def _p_text(ev: Evidence) -> str:
