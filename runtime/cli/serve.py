@@ -100,7 +100,9 @@ def serve(audit_file, bundle_dir, quant, threads, host, port, queue_limit, token
     app = build_app(options)
     from ..serve.protocol import head_deadline_protocol
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+    # asyncio's loop, never uvloop where a deployment has it installed: the protocol layer (head deadline, lingering
+    # close, per-address cap) is tested on asyncio's transports; the model, not the loop, bounds this service
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="asyncio",
                             http=head_deadline_protocol(read_timeout_s, max_connections_per_host),
                             timeout_graceful_shutdown=shutdown_timeout_s,
                             **({"log_config": None} if log_json else {}))   # uvicorn's lines into our JSON
