@@ -43,12 +43,12 @@ from .criteria import (
     CONTRADICTED, CRITERIA, CRITERION, EVIDENCE_FINDINGS, NOT_CHECKABLE, RHYTHM_FINDINGS, SUPPORTED, VERDICTS,
     Criterion,
 )
-from .evidence import as_dict, from_device, from_measurements
+from .evidence import as_dict, from_device, from_measurements, rr_evidence
 from .statements import Mention, find_statements
 
-__all__ = ["check_diagnoses", "flagged", "rr_rhythm", "find_statements", "DiagnosisVerdict", "Mention", "Criterion", "CRITERIA",
-           "CRITERION", "RHYTHM_FINDINGS", "EVIDENCE_FINDINGS", "SUPPORTED", "CONTRADICTED", "NOT_CHECKABLE",
-           "VERDICTS"]
+__all__ = ["check_diagnoses", "flagged", "rr_rhythm", "find_statements", "DiagnosisVerdict", "Mention", "Criterion",
+           "CRITERIA", "CRITERION", "RHYTHM_FINDINGS", "EVIDENCE_FINDINGS", "SUPPORTED", "CONTRADICTED",
+           "NOT_CHECKABLE", "VERDICTS"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +117,7 @@ def rr_rhythm(meas) -> str | None:
     "RR irregularly irregular"."""
     from .checks import rr_rhythm_text
 
-    return rr_rhythm_text(from_measurements(meas))
+    return rr_rhythm_text(rr_evidence(meas))
 
 
 def flagged(verdicts: list[DiagnosisVerdict]) -> list[DiagnosisVerdict]:

@@ -83,7 +83,7 @@ def from_measurements(meas) -> Evidence:
                   qrs_axis_deg=meas.qrs_axis_deg, qtc_bazett_ms=meas.qtc_bazett_ms,
                   qtc_fridericia_ms=meas.qtc_fridericia_ms,
                   leads_off=tuple(getattr(q, "leads_off", None) or ()))
-    _rr(ev, getattr(meas, "r_peaks", None), getattr(meas, "fs", 0.0), getattr(q, "rr_cv", None))
+    _rr(ev, meas)
     fid = getattr(meas, "fiducials", None) or {}
     _p_wave(ev, meas, fid, flags, reasons, q)
     _f_waves(ev, getattr(meas, "atrial_waves", None))
@@ -139,7 +139,16 @@ def from_device(device) -> Evidence:
                     qtc_fridericia_ms=qtc)
 
 
-def _rr(ev: Evidence, r_peaks, fs: float, rr_cv) -> None:
+def rr_evidence(meas) -> Evidence:
+    """Evidence with only the RR rhythm (from our `Measurements`): what the text outputs' rhythm words need."""
+    ev = Evidence()
+    _rr(ev, meas)
+    return ev
+
+
+def _rr(ev: Evidence, meas) -> None:
+    r_peaks, fs = getattr(meas, "r_peaks", None), getattr(meas, "fs", 0.0)
+    rr_cv = getattr(getattr(meas, "quality", None), "rr_cv", None)
     if r_peaks is None or not fs:
         ev.rr_cv = rr_cv
         return
