@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
@@ -69,9 +70,34 @@ def library_versions() -> dict:
     return out
 
 
+def kernel_isas() -> dict:
+    """The SIMD each library's kernels were built or capped for, which need not be all the CPU has.
+
+    ggml's comes from llama.cpp's own system info (a build for AVX2 alone runs on an AVX-512 CPU, as
+    `LLAMA_CPP_LIB_PATH` or a second llama_cpp package can load); torch's from its dispatch, which
+    ATEN_CPU_CAPABILITY caps (read only where torch is already imported: the roofline runs without it). ONNX
+    Runtime picks its kernels by CPUID at run time and has no cap.
+    """
+    out: dict = {"ggml": None, "ggml_library": None, "torch": None, "onnxruntime": "by CPUID (no cap)",
+                 "caps_in_environment": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                                   "MKL_ENABLE_INSTRUCTIONS") if k in os.environ}}
+    try:
+        import llama_cpp
+    except ImportError:
+        pass
+    else:
+        info = llama_cpp.llama_print_system_info().decode(errors="replace")
+        out["ggml"] = " ".join(m.group(1) for m in re.finditer(r"([A-Z0-9_]+) = 1", info))
+        out["ggml_library"] = str(Path(llama_cpp.__file__).parent)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = torch.backends.cpu.get_cpu_capability()
+    return out
+
+
 def machine_info() -> dict:
     return {"host": platform.node(), "cpu": cpu_info(), "caches": cache_levels(), "ram_bytes": ram_bytes(),
-            "libraries": library_versions()}
+            "libraries": library_versions(), "kernels": kernel_isas()}
 
 
 def machine_line(info: dict) -> str:
@@ -80,8 +106,14 @@ def machine_line(info: dict) -> str:
     ram = f"{info['ram_bytes'] / 2**30:.0f} GiB RAM" if info["ram_bytes"] else "RAM ?"
     cache = f"L{llc['level']} {llc['bytes'] / 2**20:.0f} MiB" if llc else "LLC ?"
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items() if v)
-    return (f"{cpu['model']} ({cpu['logical_cores']} logical cores, {cpu['machine']}), {cache}, {ram}; "
+    line = (f"{cpu['model']} ({cpu['logical_cores']} logical cores, {cpu['machine']}), {cache}, {ram}; "
             f"flags: {' '.join(cpu['flags']) or 'none of ' + '/'.join(SIMD_FLAGS)}; {libs}")
+    kernels = info.get("kernels") or {}
+    if kernels.get("ggml") and "avx512f" in cpu["flags"] and "AVX512" not in kernels["ggml"]:
+        line += f"; ggml built for {kernels['ggml']} only ({kernels['ggml_library']})"
+    if kernels.get("caps_in_environment"):
+        line += "; capped: " + " ".join(f"{k}={v}" for k, v in kernels["caps_in_environment"].items())
+    return line
 
 
 def measure_bandwidth(threads: int = 2, mib: int = 1024, repeats: int = 5) -> dict:

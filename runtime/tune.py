@@ -30,8 +30,8 @@ import numpy as np
 from .bundle import Bundle
 from .manifest import DECODE_REPACKED, ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
 from .tuning import (DECODE_REPACKED_MIN_SPEEDUP, DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS,
-                     SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning, int8_problem, knob_findings, knob_problem, machine_key,
-                     second_copy_fits)
+                     SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning, int8_problem, kernels_key, knob_findings, knob_problem,
+                     machine_key, second_copy_fits)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -66,7 +66,7 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
         precision[name] = "int8" if faster and INT8_ENCODERS not in gates else "fp32"
     tuning = Tuning(machine=machine_key(), threads=threads, bundle_id=bundle.bundle_id, encoders_ms=encoders_ms,
                     llm=llm, encoder_precision=precision, quant=quant, gates=gates,
-                    knob_findings=knob_findings(bundle, quant))
+                    knob_findings=knob_findings(bundle, quant), kernels=kernels_key())
     for knob, why in gates.items():
         log(f"[tune] {knob} not taken: {why}")
     return measure_speculation(bundle, tuning, runs, log)

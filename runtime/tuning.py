@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Tuning:
     gates: dict = field(default_factory=dict)   # {knob: why it was not taken with `quant`}: its findings gate
     knob_findings: dict = field(default_factory=dict)   # {knob: "matched/n"} with `quant` (gem-export knobs), each
                                                         # knob's findings gate as the manifest records it
+    kernels: str = ""             # kernels_key() of the libraries timed; a tune file without it predates the key
 
     def to_dict(self) -> dict:
         return {**asdict(self), "llm": {q: asdict(t) for q, t in self.llm.items()}}
@@ -75,6 +77,20 @@ def machine_key() -> str:
     except OSError:
         pass
     return f"{name} | {' '.join(f for f in SIMD_FLAGS if f in flags)} | {os.cpu_count()} cores"
+
+
+def kernels_key() -> str:
+    """The kernels a tune timed: llama-cpp-python's version and the SIMD its ggml was compiled for, and ONNX
+    Runtime's version. The same CPU runs other kernels after an upgrade or a rebuild (a wheel from pip's cache
+    built elsewhere, or for AVX2 alone), and they move the choices: on this project's Zen 4, ggml built for AVX2
+    alone prefills Q4_0 at 0.62x and makes Q4_K_M's repacking a wash, where the AVX-512 build prefills it 1.7x
+    faster unrepacked (benchmarks/peer.md, "AVX2"). So a tune holds only for the kernels it timed."""
+    import llama_cpp
+    import onnxruntime
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    isa = " ".join(m.group(1) for m in re.finditer(r"([A-Z0-9_]+) = 1\b", info))
+    return f"llama-cpp-python {llama_cpp.__version__} ({isa}) | onnxruntime {onnxruntime.__version__}"
 
 
 def default_threads() -> int:
@@ -124,7 +140,9 @@ def tuning_path(bundle: Bundle) -> Path:
 
 
 def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
-    """The measured choice for this bundle on this machine at these threads, else None."""
+    """The measured choice for this bundle on this machine, with these kernels, at these threads, else None.
+    A tune file left stale (another CPU, other kernels, a rebuilt bundle) gets a one-line notice; another thread
+    count is the caller's choice and passes silently."""
     path = tuning_path(bundle)
     try:
         data = json.loads(path.read_text())
@@ -133,9 +151,15 @@ def read_tuning(bundle: Bundle, threads: int) -> Tuning | None:
                                                        data.get("request_ms_by_draft_len", {}).items()}})
     except (OSError, ValueError, TypeError, KeyError):
         return None                     # absent or not ours: the bundle's defaults, as before tuning
-    if (tuning.machine, tuning.threads, tuning.bundle_id) != (machine_key(), threads, bundle.bundle_id):
+    stale = [what for what, then, now in (("another CPU", tuning.machine, machine_key()),
+                                          ("other kernels", tuning.kernels, kernels_key()),
+                                          ("another build of the bundle", tuning.bundle_id, bundle.bundle_id))
+             if then != now]
+    if stale:
+        print(f"gem-edge: notice: {path}: measured on {' and '.join(stale)}; not used (run gem-run tune again)",
+              file=sys.stderr, flush=True)
         return None
-    return tuning
+    return tuning if tuning.threads == threads else None
 
 
 def write_tuning(bundle: Bundle, tuning: Tuning) -> Path:

@@ -15,7 +15,8 @@ from gem_runtime import Interpreter
 from gem_runtime.errors import LlmError
 from gem_runtime.bundle import Bundle
 from gem_runtime.llm import LlamaLLM, LlmTimings
-from gem_runtime.tuning import LlmTiming, LoadPlan, Tuning, machine_key, second_copy_fits, write_tuning
+from gem_runtime.tuning import (LlmTiming, LoadPlan, Tuning, kernels_key, machine_key, second_copy_fits,
+                                write_tuning)
 
 DEMO = Path(__file__).resolve().parents[1] / "bundles" / "demo"
 DICOM = get_testdata_file("waveform_ecg.dcm")
@@ -83,7 +84,7 @@ def test_a_tuned_split_loads_where_a_second_copy_fits_and_only_for_one_sequence(
     split = LlmTiming(prefill_ms=1.0, decode_ms_per_token=1.0, request_ms=2.0, parity_ok=True, parity="",
                       repack=False, decode_repacked=True)
     write_tuning(bundle, Tuning(machine=machine_key(), threads=1, bundle_id=bundle.bundle_id, encoders_ms={},
-                                llm={QUANT: split}, encoder_precision={}, quant=QUANT))
+                                llm={QUANT: split}, encoder_precision={}, quant=QUANT, kernels=kernels_key()))
     plan = LoadPlan.resolve(bundle, threads=1)
     assert plan.quant == QUANT and not plan.repack and plan.decode_repacked
     assert not LoadPlan.resolve(bundle, threads=1, n_seq=2).decode_repacked

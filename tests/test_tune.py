@@ -17,7 +17,7 @@ from gem_runtime.cli import main
 from gem_runtime.errors import BackendUnavailableError
 from gem_runtime.manifest import FINDINGS_MIN_SHARE
 from gem_runtime.tuning import (
-    DRAFT_LENGTHS, machine_key, read_tuning,
+    DRAFT_LENGTHS, kernels_key, machine_key, read_tuning, tuning_path,
 )
 
 DICOM = get_testdata_file("waveform_ecg.dcm")
@@ -54,11 +54,33 @@ def test_an_int8_encoder_that_fails_its_gate_is_never_selected(bundle_copy, tiny
     assert code == 0, err
     assert "int8: its int8 ecg_encoder failed its parity gate" in out and "-> fp32" in out
     tuning = read_tuning(b, 1)
-    assert tuning is not None and tuning.machine == machine_key()
+    assert tuning is not None and tuning.machine == machine_key() and tuning.kernels == kernels_key()
     assert set(tuning.encoder_precision.values()) == {"fp32"}
     with Interpreter.load(bundle_copy, threads=1) as gem:                 # auto: the tuning's choice
         r = gem.interpret(DICOM, max_new_tokens=4)
     assert r.backends.ecg_encoder == r.backends.image_encoder == "onnxruntime-cpu"
+
+
+def test_a_tune_file_of_other_kernels_or_another_bundle_build_is_not_used_and_says_so(bundle_copy, capsys):
+    code, _, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
+    assert code == 0, err
+    b = Bundle.open(bundle_copy)
+    path = tuning_path(b)
+    good = json.loads(path.read_text())
+    assert good["kernels"] == kernels_key() and "llama-cpp-python" in good["kernels"]
+    assert read_tuning(b, 1) is not None and read_tuning(b, 2) is None      # another thread count: silently not
+    assert capsys.readouterr().err == ""
+    rebuilt = "llama-cpp-python 0.0.1 (AVX AVX2 FMA) | onnxruntime 0.0.1"     # an upgrade, rebuilt for AVX2
+    older = {k: v for k, v in good.items() if k != "kernels"}                     # written before the key existed
+    for data, why in (({**good, "kernels": rebuilt}, "other kernels"), (older, "other kernels"),
+                      ({**good, "bundle_id": "0" * 16}, "another build of the bundle"),
+                      ({**good, "machine": "Some CPU | avx2 | 2 cores", "kernels": rebuilt},
+                       "another CPU and other kernels")):
+        path.write_text(json.dumps(data))
+        assert read_tuning(b, 1) is None
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"measured on {why}; not used (run gem-run tune again)" in err, err
+        assert str(path) in err
 
 
 def test_an_int8_encoder_that_passes_is_timed_and_gem_run_takes_the_tuned_choice(bundle_copy, tiny_gem7b_layout,
