@@ -204,7 +204,13 @@ def main(argv: list[str] | None = None):
 @click.option("--gpu", is_flag=True, help="CUDA/TensorRT backends and the fp16 torch reference (needs a GPU)")
 @click.option("--reference", type=click.Choice(["hf", "lean"]), default="hf", show_default=True,
               help="hf: GEM's path (HF CLIPVisionModel + LlamaForCausalLM.generate); lean: our torch model, own KV loop")
-def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, out, label, no_rss, gpu, reference):
+@click.option("--encoder-precision", type=click.Choice(["auto", "fp32", "int8"]), default="auto", show_default=True,
+              help="our encoders' (auto: what gem-run tune chose here, else fp32)")
+@click.option("--repack", type=click.Choice(["auto", "on", "off", "split"]), default="auto", show_default=True,
+              help="ggml's weight repacking on our side (auto: what gem-run tune chose here, else on; split: the "
+                   "prompt unrepacked, decoding on a repacked copy)")
+def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, out, label, no_rss, gpu, reference,
+            encoder_precision, repack):
     """Stage-by-stage latency, ours vs the PyTorch reference, interleaved on the same ECG."""
     from .latency import LatencyArgs, run_latency
     from .report import markdown, write_results
@@ -216,7 +222,7 @@ def latency(bundle, checkpoint, ecg, runs, warmup, new_tokens, quant, threads, o
     os.environ["OMP_NUM_THREADS"] = str(threads)
     a = LatencyArgs(bundle, checkpoint, ecg, runs=runs, warmup=warmup, new_tokens=new_tokens, quant=quant,
                     threads=threads, gpu=gpu, rss=not no_rss, label=label,
-                    reference=reference)
+                    reference=reference, encoder_precision=encoder_precision, repack=repack)
     results = run_latency(a, log=lambda m: click.echo(m, err=True))
     paths = write_results(results, out)
     click.echo(markdown(results))

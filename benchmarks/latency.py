@@ -51,6 +51,15 @@ class LatencyArgs:
     rss: bool = True                  # measure peak RSS in two subprocesses (costs one extra request per side)
     label: str = ""
     reference: str = "hf"             # hf: GEM's path (transformers generate); lean: our torch model, own loop
+    encoder_precision: str = "auto"   # ours: "auto" (gem-run tune's choice here, else fp32), "fp32" or "int8"
+    repack: str = "auto"              # ours: ggml's weight repacking, "auto" (tune's choice), "on", "off", "split"
+
+
+def repack_choice(choice: str) -> dict:
+    """--repack as LoadPlan.resolve's choices (split: the prompt unrepacked, decoding on a repacked copy)."""
+    return {"auto": {}, "on": {"repack": True, "decode_repacked": False},
+            "off": {"repack": False, "decode_repacked": False},
+            "split": {"repack": False, "decode_repacked": True}}[choice]
 
 
 # --- the two pipelines ----------------------------------------------------------------------------------
@@ -69,7 +78,8 @@ class Ours:
             backend = available_backends(Bundle.open(a.bundle))[0]
             if backend == "cpu":
                 raise GemEdgeError(f"{a.bundle}: --gpu, but neither TensorRT nor ONNX Runtime CUDA is usable here")
-        self.gem = Interpreter.load(a.bundle, quant=a.quant, backend=backend, threads=a.threads)
+        self.gem = Interpreter.load(a.bundle, quant=a.quant, backend=backend, threads=a.threads,
+                                    encoder_precision=a.encoder_precision, **repack_choice(a.repack))
         self.load_ms = self.gem.load_ms
         self.new_tokens = a.new_tokens
         self.layers = self.gem.bundle.manifest.num_layers
@@ -82,7 +92,7 @@ class Ours:
                   "ttft": t.ttft_ms, "decode": t["decode"], "total": t.total_ms, "decode_tok_s": r.decode_tok_s}
         self.info = {"backends": dataclasses.asdict(r.backends), "quant": r.quant,
                      "prompt_positions": r.prompt_positions, "gguf": str(self.gem.llm.path),
-                     "repack": self.gem.llm.repack,
+                     "repack": self.gem.llm.repack, "decode_repacked": self.gem.llm.decode_repacked,
                      "prefill_start": self.gem.llm.prefix_len if r.prefix_cached else 0,
                      "prefix_kv_reused": r.prefix_cached}
         return stages, r.text, r.new_tokens
@@ -252,7 +262,8 @@ def run_latency(a: LatencyArgs, log=print) -> dict:
         "label": a.label, "machine": info,
         "config": {"bundle": str(a.bundle), "checkpoint": str(a.checkpoint), "ecg": str(a.ecg), "runs": a.runs,
                    "warmup": a.warmup, "new_tokens": a.new_tokens, "threads": a.threads, "gpu": a.gpu,
-                   "llm_layers": layers, "reference": a.reference,
+                   "llm_layers": layers, "reference": a.reference, "quant": a.quant,
+                   "encoder_precision": a.encoder_precision, "repack": a.repack,
                    "order": "interleaved: ours, ref, ours, ref, ..."},
         "ours": ours_info, "reference": ref_info,
         "stages": summarize(samples),
@@ -293,7 +304,8 @@ def summarize(samples: dict) -> dict:
 def rss_probe(side: str, a: LatencyArgs) -> dict:
     """Peak RSS of a fresh process that imports one side, loads it and serves one request."""
     cmd = [sys.executable, "-m", "benchmarks.latency", side, str(a.bundle), str(a.checkpoint), str(a.ecg),
-           str(a.new_tokens), a.quant or "", str(a.threads), "1" if a.gpu else "0", a.reference]
+           str(a.new_tokens), a.quant or "", str(a.threads), "1" if a.gpu else "0", a.reference,
+           a.encoder_precision, a.repack]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     if p.returncode != 0:
         raise RuntimeError(f"RSS probe for {side} failed: {p.stderr.strip().splitlines()[-1:]}")
@@ -301,9 +313,10 @@ def rss_probe(side: str, a: LatencyArgs) -> dict:
 
 
 def _probe_main(argv: list[str]) -> None:
-    side, bundle, ckpt, ecg, new_tokens, quant, threads, gpu, reference = argv
+    side, bundle, ckpt, ecg, new_tokens, quant, threads, gpu, reference, precision, repack = argv
     a = LatencyArgs(Path(bundle), Path(ckpt), Path(ecg), new_tokens=int(new_tokens), quant=quant or None,
-                    threads=int(threads), gpu=gpu == "1", rss=False, reference=reference)
+                    threads=int(threads), gpu=gpu == "1", rss=False, reference=reference,
+                    encoder_precision=precision, repack=repack)
     if side == "ours":
         import gem_runtime.interpreter  # noqa: F401  (numpy, ONNX Runtime, llama.cpp)
     else:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .latency import repack_choice
 from .peer_report import RUN_KEYS, summarize
 
 SIDES = ("theirs_f16", "ours_image", "theirs_q8_0", "ours_gem")   # the order of one round (the default sides)
@@ -162,7 +163,7 @@ class OursImage:
         from gem_runtime.tuning import LoadPlan
 
         plan = LoadPlan.resolve(bundle, quant="q4_k_m", threads=threads, draft_len=0, encoder_precision=precision,
-                                **_repack(repack))
+                                **repack_choice(repack))
         b = plan.bundle
         entry = b.manifest.encoders["image_encoder"]
         precision = plan.encoder_precision.get("image_encoder", "fp32")
@@ -220,7 +221,7 @@ class OursGem:
         from gem_runtime.interpreter import Interpreter
 
         self.gem = Interpreter.load(bundle, quant="q4_k_m", threads=threads, draft_len=0,
-                                    encoder_precision=precision, **_repack(repack))
+                                    encoder_precision=precision, **repack_choice(repack))
         self.ecg, self.new_tokens = ecg, new_tokens
         self.info = {"gguf": str(self.gem.llm.path), "encoder_precision": dict(self.gem.plan.encoder_precision),
                      "repack": self.gem.plan.repack, "decode_repacked": self.gem.plan.decode_repacked}
@@ -341,13 +342,6 @@ def _probe_main(raw: str) -> None:
                                                    repack=a.get("repack", "auto")))
     side.run()
     side.close()
-
-
-def _repack(choice: str) -> dict:
-    """--repack as LoadPlan.resolve's choices (split: the prompt unrepacked, decoding on a repacked copy)."""
-    return {"auto": {}, "on": {"repack": True, "decode_repacked": False},
-            "off": {"repack": False, "decode_repacked": False},
-            "split": {"repack": False, "decode_repacked": True}}[choice]
 
 
 def _ms(t0: float) -> float:

@@ -27,6 +27,14 @@ def write_results(results: dict, out: Path) -> dict[str, Path]:
     return paths
 
 
+def _repack_words(ours: dict, config: dict) -> str:
+    """How ggml's weights were laid out, and who chose it (results written before the option read "as tuned")."""
+    how = "prompt unrepacked, decoding repacked" if ours.get("decode_repacked") else \
+        "weight repacking " + ("on" if ours.get("repack", True) else "off")
+    chosen = "as given" if config.get("repack", "auto") != "auto" else "as tuned"
+    return "" if how == "weight repacking on" and chosen == "as tuned" else f" ({how}, {chosen})"
+
+
 def markdown(results: dict) -> str:
     c, st = results["config"], results["stages"]
     title = results.get("label") or Path(c["bundle"]).name
@@ -38,7 +46,7 @@ def markdown(results: dict) -> str:
                   ""]
     lines += [f"- machine: {machine_line(results['machine'])}",
               f"- ours: LLM {results['ours']['quant']}"
-              + ("" if results["ours"].get("repack", True) else " (weight repacking off, as tuned)")
+              + _repack_words(results["ours"], c)
               + f" on {results['ours']['backends']['llm']}, encoders on "
               f"{results['ours']['backends']['ecg_encoder']} / {results['ours']['backends']['image_encoder']}; "
               f"prefix KV reused: {results['ours'].get('prefix_kv_reused')}",

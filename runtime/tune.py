@@ -31,7 +31,7 @@ from .bundle import Bundle
 from .manifest import DECODE_REPACKED, ENCODERS, FINDINGS_MIN_SHARE, INT8_ENCODERS, REPACK_OFF, draft_knob
 from .tuning import (DECODE_REPACKED_MIN_SPEEDUP, DRAFT_LENGTHS, INT8_MIN_SPEEDUP, REQUEST_TOKENS,
                      SPECULATION_MIN_SPEEDUP, LlmTiming, Tuning, int8_problem, kernels_key, knob_findings, knob_problem,
-                     machine_key, second_copy_fits)
+                     machine_key, second_copy_fits, timing_only)
 
 def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
     from .encoders import OrtEncoder
@@ -55,7 +55,7 @@ def measure(bundle: Bundle, threads: int, runs: int = 3, log=print) -> Tuning:
                 enc.close()
             log(f"[tune] {name} {variant}: {encoders_ms[name][variant]} ms")
     llm = {q: _faster_repack(bundle, q, threads, runs, rng, log) for q in bundle.manifest.llm}
-    passed = [q for q, t in llm.items() if t.parity_ok] or list(llm)
+    passed = ([] if timing_only(bundle) else [q for q, t in llm.items() if t.parity_ok]) or list(llm)
     quant = min(passed, key=lambda q: llm[q].request_ms)
     has_int8 = not all(int8_problem(bundle, name) for name in ENCODERS)      # (else there is nothing to gate)
     gates = {k: why for k in ((INT8_ENCODERS,) if has_int8 else ()) + (REPACK_OFF, DECODE_REPACKED)

@@ -166,12 +166,18 @@ def write_tuning(bundle: Bundle, tuning: Tuning) -> Path:
     return atomic_write(tuning_path(bundle), json.dumps(tuning.to_dict(), indent=1) + "\n", durable=False)
 
 
+def timing_only(bundle: Bundle) -> bool:
+    """A bundle of random weights made to time the runtime (gem-bench make-7b writes the manifest's note): its
+    parity gates pass or fail by chance on near-tied logits, so tune chooses by speed alone."""
+    return bool(bundle.manifest.note)
+
+
 def knob_problem(bundle: Bundle, quant: str, knob: str) -> str | None:
     """Why `gem-run tune` may not take `knob` with LLM type `quant` (None: it may): its findings against plain
     decoding's (manifest Parity.knobs, `gem-export knobs`) under FINDINGS_MIN_SHARE, or never compared. A bundle
     made for timing only (its manifest's note: random weights, which fail every findings gate) is not gated."""
     parity = bundle.manifest.parity
-    if bundle.manifest.note and not (parity and parity.knobs.get(quant)):
+    if timing_only(bundle) and not (parity and parity.knobs.get(quant)):
         return None
     return parity.knob_problem(quant, knob) if parity else f"{knob}: findings not compared (gem-export knobs)"
 

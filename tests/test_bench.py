@@ -109,10 +109,16 @@ def test_cli_latency_writes_files(tiny_bundle, tiny_checkpoint, tiny_corpus, tmp
     out = tmp_path / "res"
     main(["latency", "--bundle", str(tiny_bundle), "--checkpoint", str(tiny_checkpoint), "--ecg",
           str(_ecg(tiny_corpus)), "--runs", "1", "--warmup", "0", "--new-tokens", "4", "--threads", "1",
-          "--no-rss", "--out", str(out)])
+          "--no-rss", "--out", str(out), "--repack", "off", "--encoder-precision", "fp32"])
     assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "chart.png"}
-    assert "| end to end |" in capsys.readouterr().out
-    assert json.loads((out / "results.json").read_text())["config"]["threads"] == 1
+    printed = capsys.readouterr().out
+    assert "| end to end |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["threads"] == 1
+    # the configuration given on the command line is the one timed, and the table says it was given, not tuned
+    assert (results["config"]["repack"], results["config"]["encoder_precision"]) == ("off", "fp32")
+    assert results["ours"]["repack"] is False and "(weight repacking off, as given)" in printed
+    assert results["ours"]["backends"]["ecg_encoder"].endswith("cpu")
 
 
 def test_gpu_flag_without_a_gpu_is_one_line(tiny_bundle, tiny_checkpoint, tiny_corpus, capsys):

@@ -185,3 +185,29 @@ def test_every_knob_is_gated_by_its_findings_as_the_llm_types_are(bundle_copy, t
     # the tune file and its printout show every knob's gate, passed or not
     assert tuning["knob_findings"] == {k: f"{f.findings_match}/{f.n}" for k, f in gated[tuning["quant"]].items()}
     assert f"findings gate with {tuning['quant']} " in out and "int8_encoders 0/3" in out and "draft_len_1 3/3" in out
+
+
+def test_a_timing_only_bundle_is_tuned_by_speed_alone_whichever_gates_its_random_weights_passed(bundle_copy, capsys):
+    """gem-bench make-7b's random weights pass or fail a parity gate by a rounding flip; with the manifest's note
+    (timing only) tune times every type and takes the fastest, and no knob is held back, as where a trained model's
+    gates all pass. Without the note, the same gates decide as for any bundle."""
+    from dataclasses import replace
+
+    from gem_runtime.bundle import write_manifest
+
+    m = Bundle.open(bundle_copy).manifest
+    code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"], capsys)
+    assert code == 0, err
+    timed = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())["llm"]
+    passing = max(timed, key=lambda q: timed[q]["request_ms"])
+    # only the slowest type passed its gate: a gated bundle takes it, a timing-only one the fastest it times
+    llm = {q: replace(p, ok=q == passing) for q, p in m.parity.llm.items()}
+    for note in (None, "random weights, timing only"):
+        write_manifest(bundle_copy, replace(m, parity=replace(m.parity, llm=llm), note=note))
+        code, out, err = run_main(main, ["tune", "--bundle", str(bundle_copy), "--threads", "1", "--runs", "1"],
+                                  capsys)
+        assert code == 0, err
+        tuning = json.loads(bundle_copy.with_name("tiny.tune.json").read_text())
+        fastest = min(tuning["llm"], key=lambda q: tuning["llm"][q]["request_ms"])
+        assert tuning["quant"] == (passing if note is None else fastest), (note, tuning["llm"])
+        assert ("findings gate" in out) == (note is None) and (not tuning["gates"]) == (note is not None)
