@@ -88,11 +88,22 @@ def kernel_isas() -> dict:
     else:
         info = llama_cpp.llama_print_system_info().decode(errors="replace")
         out["ggml"] = " ".join(m.group(1) for m in re.finditer(r"([A-Z0-9_]+) = 1", info))
-        out["ggml_library"] = str(Path(llama_cpp.__file__).parent)
+        out["ggml_library"] = _loaded_from("libggml-cpu") or str(Path(llama_cpp.__file__).parent)
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch"] = torch.backends.cpu.get_cpu_capability()
     return out
+
+
+def _loaded_from(name: str) -> str | None:
+    """The folder of the shared library `name` this process has mapped (LLAMA_CPP_LIB_PATH can put ggml elsewhere
+    than the llama_cpp package), or None where /proc is not readable or it is not loaded."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = {line.split(None, 5)[-1] for line in maps.splitlines() if name in line and "/" in line}
+    return str(Path(min(paths)).parent) if paths else None
 
 
 def machine_info() -> dict:

@@ -241,3 +241,15 @@ def test_extrapolated_fractions_are_stated_at_the_new_depth(latency_results):
     e = extrapolate(a, b, 32)
     assert e["roof_fractions"]["ours"]["bytes_per_token"] == pytest.approx(a["roof"]["ours_bytes_per_token"] + 15000)
     assert e["roof_fractions"]["ours"]["decode_bound_tok_s"] < a["roof_fractions"]["ours"]["decode_bound_tok_s"]
+
+
+def test_the_kernels_line_names_the_ggml_that_is_loaded():
+    """LLAMA_CPP_LIB_PATH can load a ggml built for less than the CPU has; the machine line must name that one."""
+    import llama_cpp
+
+    from benchmarks.machine import kernel_isas
+
+    k = kernel_isas()
+    assert Path(llama_cpp.__file__).exists() and k["ggml"]
+    assert any(Path(k["ggml_library"]).glob("libggml-cpu*")), k["ggml_library"]
+    assert k["onnxruntime"] == "by CPUID (no cap)"
