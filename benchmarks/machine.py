@@ -86,8 +86,9 @@ def kernel_isas() -> dict:
     except ImportError:
         pass
     else:
-        info = llama_cpp.llama_print_system_info().decode(errors="replace")
-        out["ggml"] = " ".join(m.group(1) for m in re.finditer(r"([A-Z0-9_]+) = 1", info))
+        from gem_runtime.tuning import ggml_isa
+
+        out["ggml"] = ggml_isa()
         out["ggml_library"] = _loaded_from("libggml-cpu") or str(Path(llama_cpp.__file__).parent)
     torch = sys.modules.get("torch")
     if torch is not None:

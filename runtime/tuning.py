@@ -88,9 +88,15 @@ def kernels_key() -> str:
     import llama_cpp
     import onnxruntime
 
+    return f"llama-cpp-python {llama_cpp.__version__} ({ggml_isa()}) | onnxruntime {onnxruntime.__version__}"
+
+
+def ggml_isa() -> str:
+    """The SIMD the loaded ggml was compiled for, from llama.cpp's system info ("SSE3 ... AVX2 F16C FMA ...")."""
+    import llama_cpp
+
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    isa = " ".join(m.group(1) for m in re.finditer(r"([A-Z0-9_]+) = 1\b", info))
-    return f"llama-cpp-python {llama_cpp.__version__} ({isa}) | onnxruntime {onnxruntime.__version__}"
+    return " ".join(m.group(1) for m in re.finditer(r"([A-Z0-9_]+) = 1\b", info))
 
 
 def default_threads() -> int:
